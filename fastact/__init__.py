@@ -1,0 +1,78 @@
+"""fastact: fast, exact ReLU and Leaky ReLU for NumPy arrays.
+
+Forward, derivative and fused backward of ReLU and Leaky ReLU, computed by compiled,
+branch-free loops and bit-identical to PyTorch CPU, edge cases included. Inputs the
+loops do not cover go through a plain NumPy reference with the same results.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+from ._dispatch import (
+    _DISABLED,
+    COMPILED,
+    _kernels,
+    leaky_relu,
+    leaky_relu_backward,
+    leaky_relu_grad,
+    relu,
+    relu_backward,
+    relu_grad,
+)
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "leaky_relu_grad",
+    "relu",
+    "relu_backward",
+    "relu_grad",
+    "show_config",
+]
+
+
+def show_config(print_out: bool = True) -> dict[str, Any]:
+    """Describe this fastact installation: the first thing to include in a bug report.
+
+    Parameters
+    ----------
+    print_out : bool, default True
+        Also print the description, one ``key: value`` per line.
+
+    Returns
+    -------
+    dict
+        ``version``; ``compiled`` (whether the compiled loops are in use) and
+        ``disabled_by_env`` (whether ``FASTACT_DISABLE_COMPILED`` turned them off);
+        ``kernel_dtypes`` (per function, the dtypes the loops cover: everything else runs
+        the NumPy reference); ``compiler``, ``cflags`` and ``cython``, ``built_against_numpy`` (how the
+        extension was built); ``numpy``, ``python`` and ``platform``.
+    """
+    import numpy
+
+    build = dict(_kernels.BUILD_INFO) if _kernels is not None else {}
+    config: dict[str, Any] = {
+        "version": __version__,
+        "compiled": COMPILED,
+        "disabled_by_env": _DISABLED,
+        "kernel_dtypes": dict(_kernels.KERNEL_DTYPES) if _kernels is not None else {},
+        "compiler": build.get("compiler"),
+        "cflags": build.get("cflags"),
+        "cython": build.get("cython"),
+        "built_against_numpy": build.get("built_against_numpy"),
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    if print_out:
+        for key, value in config.items():
+            if key == "kernel_dtypes":
+                value = "; ".join(f"{k}: {', '.join(v)}" for k, v in value.items()) or "none"
+            print(f"{key}: {value}")
+    return config
+

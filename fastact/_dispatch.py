@@ -1,0 +1,422 @@
+"""The public functions: validate the input, run a compiled loop or the NumPy reference.
+
+Every call first offers its arguments untouched to the compiled entry point, which takes
+them only when they are already exactly what a loop covers (contiguous, aligned, native
+byte order, a covered dtype, a compatible ``out``) and otherwise returns ``None``. Only
+then does the Python path below convert and validate (raising the documented errors
+before anything is written), try the compiled loop again on the converted arrays, and
+fall back to the reference. ``out`` is written once, after the whole result exists,
+unless a loop can write it directly without any partial overlap with an input.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _reference
+
+__all__ = [
+    "COMPILED",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "leaky_relu_grad",
+    "relu",
+    "relu_backward",
+    "relu_grad",
+]
+
+#: Set to a non-empty value other than "0" to force the NumPy reference path.
+DISABLE_ENV_VAR = "FASTACT_DISABLE_COMPILED"
+
+_DISABLED = os.environ.get(DISABLE_ENV_VAR, "") not in ("", "0")
+
+if _DISABLED:
+    _kernels = None
+else:
+    try:
+        from . import _kernels
+    except ImportError:  # a source checkout that was never built
+        _kernels = None
+
+#: Whether the compiled loops are in use.
+COMPILED: bool = _kernels is not None
+
+
+class _NoKernels:
+    """Stands in for the extension: every entry point declines."""
+
+    @staticmethod
+    def _decline(*args: Any) -> None:
+        return None
+
+    relu = leaky_relu = relu_grad = leaky_relu_grad = _decline
+    relu_backward = leaky_relu_backward = _decline
+
+
+_compiled: Any = _kernels if _kernels is not None else _NoKernels()
+
+# What each function accepts, by NumPy dtype kind and item size. float128 and friends are
+# refused: PyTorch has no such type, so the contract says nothing about them.
+_FLOAT_TYPES = "float16, float32, float64"
+_INT_TYPES = "int8, int16, int32, int64, uint8, uint16, uint32, uint64"
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    return dtype.kind == "f" and dtype.itemsize in (2, 4, 8)
+
+
+def _is_int(dtype: np.dtype) -> bool:
+    return dtype.kind in "iu" and dtype.itemsize in (1, 2, 4, 8)
+
+
+def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
+    except Exception as exc:
+        raise TypeError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
+    dtype = arr.dtype
+    if _is_float(dtype) or (integers_ok and _is_int(dtype)):
+        return arr
+    allowed = f"{_FLOAT_TYPES}, {_INT_TYPES}" if integers_ok else _FLOAT_TYPES
+    hint = " (of the fastact functions only relu takes integers, as in PyTorch)"
+    raise TypeError(
+        f"fastact.{func}: {arg} has dtype {dtype}, which is not supported; "
+        f"expected one of {allowed}" + (hint if _is_int(dtype) else "")
+    )
+
+
+def _check_slope(negative_slope: Any, func: str) -> float:
+    if isinstance(negative_slope, numbers.Real):
+        try:
+            return float(negative_slope)
+        except OverflowError as exc:
+            raise ValueError(
+                f"fastact.{func}: negative_slope={negative_slope!r} is too large for a float"
+            ) from exc
+    raise TypeError(
+        f"fastact.{func}: negative_slope must be a real number, "
+        f"not {type(negative_slope).__name__}"
+    )
+
+
+def _check_same(grad_output: np.ndarray, x: np.ndarray, func: str) -> None:
+    # No broadcasting in a backward pass: a shape mismatch there is always a bug upstream.
+    if grad_output.shape != x.shape:
+        raise ValueError(
+            f"fastact.{func}: grad_output has shape {grad_output.shape} "
+            f"but x has shape {x.shape}; they must be equal"
+        )
+    if grad_output.dtype.kind != x.dtype.kind or grad_output.dtype.itemsize != x.dtype.itemsize:
+        raise TypeError(
+            f"fastact.{func}: grad_output has dtype {grad_output.dtype} "
+            f"but x has dtype {x.dtype}; they must be equal"
+        )
+
+
+def _check_out(out: Any, like: np.ndarray, func: str) -> None:
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"fastact.{func}: out must be a numpy.ndarray, not {type(out).__name__}")
+    # Either byte order will do: only the element type has to match.
+    if out.dtype.kind != like.dtype.kind or out.dtype.itemsize != like.dtype.itemsize:
+        raise TypeError(
+            f"fastact.{func}: out has dtype {out.dtype} but the result has dtype {like.dtype}"
+        )
+    if out.shape != like.shape:
+        raise ValueError(
+            f"fastact.{func}: out has shape {out.shape} but the result has shape {like.shape}"
+        )
+    if not out.flags.writeable:
+        raise ValueError(f"fastact.{func}: out is read-only")
+
+
+def _finish(
+    kernel: Callable[..., np.ndarray | None],
+    reference: Callable[..., np.ndarray],
+    args: tuple[Any, ...],
+    out: np.ndarray | None,
+) -> Any:
+    """Compute from validated arguments into ``out`` (or a new array) and return it."""
+    if out is not None:
+        result = kernel(*args, out)
+        if result is not None:
+            return result
+    # `out` is incompatible with the loops (layout, byte order, partial overlap): compute
+    # into a fresh array, so that no input is overwritten before it is read.
+    result = kernel(*args, None)
+    if result is None:
+        result = reference(*args)
+    if out is None:
+        # As NumPy's ufuncs do: a 0-d result comes back as a NumPy scalar.
+        return result[()] if result.ndim == 0 else result
+    np.copyto(out, result)
+    return out
+
+
+def relu(x: Any, out: np.ndarray | None = None) -> Any:
+    """Rectified linear unit, ``max(x, 0)``, elementwise.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32, float64, or any signed or unsigned integer dtype.
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
+        ``x`` itself (in place); any other overlap with ``x`` is handled as if ``out`` were
+        a separate array.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``out`` if given; else a new array of ``x``'s dtype and shape (a NumPy scalar if
+        ``x`` is 0-d).
+
+    Notes
+    -----
+    The rule is ``x < 0 ? +0 : x``, bit-identical to ``torch.relu`` on CPU:
+    ``relu(-0.0)`` is ``-0.0``, ``relu(nan)`` is ``nan``, ``relu(-inf)`` is ``+0.0`` and
+    subnormals pass through unchanged. For integers the dtype is kept (``int8`` -128
+    gives 0) and unsigned input is returned unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` has another dtype (bool, complex, object, string, float128, ...) or
+        ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``out`` has the wrong shape or is read-only.
+    """
+    result = _compiled.relu(x, out)
+    if result is not None:
+        return result
+    xa = _as_array(x, "x", "relu", integers_ok=True)
+    _check_out(out, xa, "relu")
+    return _finish(_compiled.relu, _reference.relu, (xa,), out)
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = None) -> Any:
+    """Leaky rectified linear unit, elementwise.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64.
+    negative_slope : float, default 0.01
+        Slope ``s`` for ``x <= 0``. Any real number is accepted, including 0, 1, values
+        above 1, negative values, inf and NaN (as in PyTorch).
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype; may be
+        ``x`` itself (in place).
+
+    Returns
+    -------
+    ndarray or scalar
+        ``out`` if given; else a new array of ``x``'s dtype and shape (a NumPy scalar if
+        ``x`` is 0-d).
+
+    Notes
+    -----
+    The rule is ``x > 0 ? x : x * s``, bit-identical to
+    ``torch.nn.functional.leaky_relu`` on CPU. ``±0`` and NaN take the product, so
+    ``-0.0`` gives ``-0.0 * s`` and ``-inf`` with ``s = 0`` gives NaN. float32 rounds
+    ``s`` to float32 and multiplies in float32; float16 computes
+    ``float16(float32(x) * float32(s))``.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float16/32/64 (integers included, as in PyTorch), if
+        ``negative_slope`` is not a real number, or ``out`` is not an ndarray of the
+        right dtype.
+    ValueError
+        If ``out`` has the wrong shape or is read-only.
+    """
+    result = _compiled.leaky_relu(x, negative_slope, out)
+    if result is not None:
+        return result
+    xa = _as_array(x, "x", "leaky_relu")
+    slope = _check_slope(negative_slope, "leaky_relu")
+    _check_out(out, xa, "leaky_relu")
+    return _finish(_compiled.leaky_relu, _reference.leaky_relu, (xa, slope), out)
+
+
+def relu_grad(x: Any, out: np.ndarray | None = None) -> Any:
+    """Derivative of :func:`relu` with respect to ``x``, elementwise.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64: the input of the forward ``relu``.
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype; may be
+        ``x`` itself (in place).
+
+    Returns
+    -------
+    ndarray or scalar
+        1 where ``x > 0`` and ``+0.0`` elsewhere, in ``x``'s dtype.
+
+    Notes
+    -----
+    The rule is ``x <= 0 ? +0 : 1``, PyTorch's convention: the derivative at ``±0`` is
+    taken as 0, and ``relu_grad(nan)`` is 1 (NaN fails ``x <= 0``).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float16/32/64 or ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``out`` has the wrong shape or is read-only.
+    """
+    result = _compiled.relu_grad(x, out)
+    if result is not None:
+        return result
+    xa = _as_array(x, "x", "relu_grad")
+    _check_out(out, xa, "relu_grad")
+    return _finish(_compiled.relu_grad, _reference.relu_grad, (xa,), out)
+
+
+def leaky_relu_grad(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = None) -> Any:
+    """Derivative of :func:`leaky_relu` with respect to ``x``, elementwise.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64: the input of the forward ``leaky_relu``.
+    negative_slope : float, default 0.01
+        Slope ``s`` for ``x <= 0``; any real number.
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype; may be
+        ``x`` itself (in place).
+
+    Returns
+    -------
+    ndarray or scalar
+        1 where ``x > 0`` and ``s`` elsewhere, in ``x``'s dtype.
+
+    Notes
+    -----
+    The rule is ``x > 0 ? 1 : s``, PyTorch's convention: the derivative at ``±0`` and at
+    NaN is ``s``. ``s`` is rounded as the product ``1 * s`` is in :func:`leaky_relu`
+    (float16: ``float16(float32(s))``).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float16/32/64, ``negative_slope`` is not a real number, or ``out``
+        is not an ndarray of the right dtype.
+    ValueError
+        If ``out`` has the wrong shape or is read-only.
+    """
+    result = _compiled.leaky_relu_grad(x, negative_slope, out)
+    if result is not None:
+        return result
+    xa = _as_array(x, "x", "leaky_relu_grad")
+    slope = _check_slope(negative_slope, "leaky_relu_grad")
+    _check_out(out, xa, "leaky_relu_grad")
+    return _finish(_compiled.leaky_relu_grad, _reference.leaky_relu_grad, (xa, slope), out)
+
+
+def relu_backward(grad_output: Any, x: Any, out: np.ndarray | None = None) -> Any:
+    """Backward pass of :func:`relu`: ``grad_output * relu_grad(x)`` in one fused pass.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the loss with respect to ``relu(x)``; same shape and dtype as ``x``.
+    x : array_like
+        float16, float32 or float64: the input of the forward ``relu``.
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
+        ``grad_output`` or ``x`` itself (in place).
+
+    Returns
+    -------
+    ndarray or scalar
+        The gradient with respect to ``x``.
+
+    Notes
+    -----
+    The rule is ``x <= 0 ? +0 : g``, as ``torch.ops.aten.threshold_backward(g, x, 0)``.
+    It is a select, not a multiply: where ``x <= 0`` the result is ``+0.0`` even when
+    ``g`` is NaN or inf; where ``x`` is NaN, ``g`` passes through.
+
+    Raises
+    ------
+    TypeError
+        If an input is not float16/32/64, the two dtypes differ, or ``out`` is not an
+        ndarray of the right dtype.
+    ValueError
+        If ``grad_output`` and ``x`` differ in shape (there is no broadcasting), or ``out``
+        has the wrong shape or is read-only.
+    """
+    result = _compiled.relu_backward(grad_output, x, out)
+    if result is not None:
+        return result
+    ga = _as_array(grad_output, "grad_output", "relu_backward")
+    xa = _as_array(x, "x", "relu_backward")
+    _check_same(ga, xa, "relu_backward")
+    _check_out(out, xa, "relu_backward")
+    return _finish(_compiled.relu_backward, _reference.relu_backward, (ga, xa), out)
+
+
+def leaky_relu_backward(
+    grad_output: Any,
+    x: Any,
+    negative_slope: float = 0.01,
+    out: np.ndarray | None = None,
+) -> Any:
+    """Backward pass of :func:`leaky_relu`: ``grad_output * leaky_relu_grad(x)``, fused.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the loss with respect to ``leaky_relu(x)``; same shape and dtype as
+        ``x``.
+    x : array_like
+        float16, float32 or float64: the input of the forward ``leaky_relu``.
+    negative_slope : float, default 0.01
+        Slope ``s`` for ``x <= 0``; any real number.
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
+        ``grad_output`` or ``x`` itself (in place).
+
+    Returns
+    -------
+    ndarray or scalar
+        The gradient with respect to ``x``.
+
+    Notes
+    -----
+    The rule is ``x > 0 ? g : g * s``, as ``torch.ops.aten.leaky_relu_backward``. It is a
+    multiply: a NaN gradient stays NaN everywhere, and an infinite one times ``s = 0``
+    gives NaN. Rounding follows :func:`leaky_relu` (float16 multiplies in float32).
+
+    Raises
+    ------
+    TypeError
+        If an input is not float16/32/64, the two dtypes differ, ``negative_slope`` is not
+        a real number, or ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``grad_output`` and ``x`` differ in shape (there is no broadcasting), or ``out``
+        has the wrong shape or is read-only.
+    """
+    result = _compiled.leaky_relu_backward(grad_output, x, negative_slope, out)
+    if result is not None:
+        return result
+    ga = _as_array(grad_output, "grad_output", "leaky_relu_backward")
+    xa = _as_array(x, "x", "leaky_relu_backward")
+    slope = _check_slope(negative_slope, "leaky_relu_backward")
+    _check_same(ga, xa, "leaky_relu_backward")
+    _check_out(out, xa, "leaky_relu_backward")
+    return _finish(
+        _compiled.leaky_relu_backward, _reference.leaky_relu_backward, (ga, xa, slope), out
+    )

@@ -1,0 +1,76 @@
+"""The semantics of fastact written once, in plain NumPy.
+
+This module is both the fallback for every input the compiled loops do not cover
+(float16, byte-swapped, misaligned, strided) and the oracle the tests compare the
+compiled loops against, bit for bit. Each function takes validated ndarrays and a float
+slope, and returns a new array of ``x``'s dtype. The rules are PyTorch CPU's:
+
+==================== ======================= =========================================
+function             rule                    why
+==================== ======================= =========================================
+relu                 x < 0 ? +0 : x          -0.0 and NaN pass through unchanged
+leaky_relu           x > 0 ? x : x*s         ±0 and NaN take the product
+relu_grad            x <= 0 ? +0 : 1         derivative at 0 is 0; NaN gets 1
+leaky_relu_grad      x > 0 ? 1 : s           derivative at ±0 and NaN is s
+relu_backward        x <= 0 ? +0 : g         a select: g = NaN/inf where x <= 0 gives 0
+leaky_relu_backward  x > 0 ? g : g*s         a multiply: g = NaN stays NaN
+==================== ======================= =========================================
+"""
+
+import numpy as np
+
+__all__ = [
+    "leaky_relu",
+    "leaky_relu_backward",
+    "leaky_relu_grad",
+    "relu",
+    "relu_backward",
+    "relu_grad",
+]
+
+
+def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
+    """``v * s`` rounded as torch rounds it.
+
+    float32 and float64 multiply in their own precision with ``s`` rounded to it first;
+    float16 multiplies in float32 and rounds once (a float16 product would differ on
+    about 12% of inputs).
+    """
+    compute = np.float32 if v.dtype.itemsize <= 4 else np.float64
+    # inf * 0 is NaN by the rule, not an error; overflow to inf likewise.
+    with np.errstate(all="ignore"):
+        product = v.astype(compute, copy=False) * compute(negative_slope)
+        return product.astype(v.dtype, copy=False)
+
+
+def _zero(x: np.ndarray) -> np.generic:
+    return x.dtype.type(0)
+
+
+def _one(x: np.ndarray) -> np.generic:
+    return x.dtype.type(1)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.where(x < 0, _zero(x), x)
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:
+    return np.where(x > 0, x, _times_slope(x, negative_slope))
+
+
+def relu_grad(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0, _zero(x), _one(x))
+
+
+def leaky_relu_grad(x: np.ndarray, negative_slope: float) -> np.ndarray:
+    slope = _times_slope(np.ones((), dtype=x.dtype), negative_slope)
+    return np.where(x > 0, _one(x), slope)
+
+
+def relu_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0, _zero(grad_output), grad_output)
+
+
+def leaky_relu_backward(grad_output: np.ndarray, x: np.ndarray, negative_slope: float) -> np.ndarray:
+    return np.where(x > 0, grad_output, _times_slope(grad_output, negative_slope))
