@@ -1,0 +1,92 @@
+"""Shared test data and a bit-for-bit comparison."""
+
+from __future__ import annotations
+
+import fastact
+import numpy as np
+import pytest
+
+requires_compiled = pytest.mark.skipif(
+    not fastact.COMPILED, reason="FASTACT_DISABLE_COMPILED is set: testing the reference path"
+)
+
+FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+KERNEL_FLOAT_DTYPES = (np.float32, np.float64)
+INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+# Slopes that each hit a rule: zero, the default, ordinary, identity, > 1, negative,
+# NaN, infinite, below float16/float32 resolution, and overflowing float32.
+SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5, float("nan"), float("inf"), 1e-45, 1e300)
+
+UNARY = ("relu", "leaky_relu", "relu_grad", "leaky_relu_grad")
+BINARY = ("relu_backward", "leaky_relu_backward")
+FUNCTIONS = UNARY + BINARY
+WITH_SLOPE = ("leaky_relu", "leaky_relu_grad", "leaky_relu_backward")
+
+
+def edge_values(dtype) -> np.ndarray:
+    """Every value an elementwise rule can get wrong, for one dtype."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = {info.min, info.min + 1, -1, 0, 1, info.max - 1, info.max}
+        return np.array(sorted(v for v in values if info.min <= v <= info.max), dtype)
+    info = np.finfo(dtype)
+    tiny_sub = info.smallest_subnormal
+    values = [
+        np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0,
+        tiny_sub, -tiny_sub, info.smallest_normal - tiny_sub, -(info.smallest_normal - tiny_sub),
+        info.smallest_normal, -info.smallest_normal, info.max, info.min,
+        1.0, -1.0, 0.5, -0.5, 1e-3, -1e-3,
+    ]  # fmt: skip
+    return np.array(values, dtype=dtype)
+
+
+def sample(dtype, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` values: random signs and magnitudes mixed with edge values at random places."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = rng.integers(info.min, info.max, size=n, dtype=dtype, endpoint=True)
+    else:
+        values = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, size=n)).astype(dtype)
+    edges = edge_values(dtype)
+    where = rng.random(n) < 0.3
+    values[where] = rng.choice(edges, size=int(where.sum()))
+    return values
+
+
+def args_for(name: str, x: np.ndarray, g: np.ndarray, slope: float) -> tuple:
+    """Positional arguments of function ``name`` (without ``out``)."""
+    args: tuple = (g, x) if name in BINARY else (x,)
+    return (*args, slope) if name in WITH_SLOPE else args
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+
+
+def assert_bitwise_equal(actual, expected) -> None:
+    """Same shape, same element type, and the same bits everywhere.
+
+    NaN matches NaN (IEEE attaches no meaning to a NaN's sign or payload, and NumPy's
+    own loops do not promise to keep them); every other value, ±0 included, must match
+    bit for bit.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert actual.dtype.kind == expected.dtype.kind, (actual.dtype, expected.dtype)
+    assert actual.dtype.itemsize == expected.dtype.itemsize, (actual.dtype, expected.dtype)
+    a, e = _native(actual), _native(expected)
+    if a.dtype.kind == "f":
+        a_nan, e_nan = np.isnan(a), np.isnan(e)
+        bad = a_nan != e_nan
+        uint = np.dtype(f"u{a.dtype.itemsize}")
+        bad |= ~a_nan & ~e_nan & (a.view(uint) != e.view(uint))
+    else:
+        bad = a != e
+    if bad.any():
+        idx = np.argwhere(bad)[:10]
+        details = ", ".join(f"{tuple(i)}: got {a[tuple(i)]!r} want {e[tuple(i)]!r}" for i in idx)
+        raise AssertionError(f"{int(bad.sum())} of {bad.size} elements differ: {details}")

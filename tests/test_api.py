@@ -1,0 +1,326 @@
+"""The public functions: every layout and input kind, out=, errors, and import hygiene."""
+
+import os
+import subprocess
+import sys
+
+import fastact
+import numpy as np
+import pytest
+from bitwise import (
+    BINARY,
+    FLOAT_DTYPES,
+    FUNCTIONS,
+    INT_DTYPES,
+    KERNEL_FLOAT_DTYPES,
+    WITH_SLOPE,
+    args_for,
+    assert_bitwise_equal,
+    sample,
+)
+from fastact import _reference
+
+
+def call(name, *args, **kwargs):
+    return getattr(fastact, name)(*args, **kwargs)
+
+
+def expected(name, *args):
+    """The reference result, from native-order arrays (the reference's own input rule)."""
+    arrays = [np.asarray(a) for a in args if not isinstance(a, float)]
+    arrays = [a.astype(a.dtype.newbyteorder("=")) for a in arrays]
+    slope = [a for a in args if isinstance(a, float)]
+    return getattr(_reference, name)(*arrays, *slope)
+
+
+def layouts(dtype, rng):
+    """Arrays of every layout the public functions must accept, same-shape in pairs."""
+    base = sample(dtype, 6 * 7, rng)
+    mis = np.frombuffer(bytearray(b"\0" + base.tobytes()), dtype, offset=1)
+    yield "contiguous", base
+    yield "2-D C", base.reshape(6, 7)
+    yield "2-D F", np.asfortranarray(base.reshape(6, 7))
+    yield "strided", base[::2]
+    yield "reversed", base[::-1]
+    yield "transposed slice", base.reshape(6, 7)[:, 1:5].T
+    yield "byte-swapped", base.astype(base.dtype.newbyteorder())
+    yield "misaligned", mis
+    yield "read-only", np.frombuffer(base.tobytes(), dtype)
+    yield "0-d", np.array(base[0])
+    yield "empty", base[:0]
+    yield "empty 2-D", base[:0].reshape(0, 3)
+    yield "broadcast (zero stride)", np.broadcast_to(base[:1], (5,))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_every_layout_matches_reference(name, dtype):
+    rng = np.random.default_rng(5)
+    for label, x in layouts(dtype, rng):
+        g = sample(dtype, x.size, rng).reshape(x.shape)
+        args = args_for(name, x, g, 0.2)
+        got = call(name, *args)
+        want = expected(name, *args)
+        assert_bitwise_equal(got, want)
+        if x.ndim == 0:
+            assert isinstance(got, np.generic), label
+        else:
+            assert isinstance(got, np.ndarray) and got.shape == x.shape, label
+        out = np.empty(x.shape, dtype)
+        assert call(name, *args, out=out) is out, label
+        assert_bitwise_equal(out, want)
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_integer_relu_layouts(dtype):
+    rng = np.random.default_rng(9)
+    for _, x in layouts(dtype, rng):
+        got = fastact.relu(x)
+        assert np.asarray(got).dtype == np.dtype(dtype)
+        assert_bitwise_equal(got, expected("relu", x))
+
+
+def test_python_scalars_and_lists():
+    assert fastact.relu(-3.0) == 0.0 and isinstance(fastact.relu(-3.0), np.float64)
+    assert np.signbit(fastact.relu(-0.0))
+    assert fastact.relu(-3) == 0 and fastact.relu(4) == 4
+    assert fastact.leaky_relu(-2.0, 0.5) == -1.0
+    assert_bitwise_equal(fastact.relu([[-1.0, 2.0]]), np.array([[0.0, 2.0]]))
+    assert_bitwise_equal(fastact.relu_backward([1.0, 1.0], [-1.0, 1.0]), [0.0, 1.0])
+    assert_bitwise_equal(fastact.relu((-1, 5)), np.array([0, 5]))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_in_place(name, dtype):
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 33, 1000):
+        x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+        want = expected(name, *args_for(name, x, g, 0.2))
+        targets = ("x", "grad_output") if name in BINARY else ("x",)
+        for target in targets:
+            xi, gi = x.copy(), g.copy()
+            out = xi if target == "x" else gi
+            assert call(name, *args_for(name, xi, gi, 0.2), out=out) is out
+            assert_bitwise_equal(out, want)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("shift", [-3, -1, 1, 5])
+def test_partial_overlap_acts_as_if_separate(name, dtype, shift):
+    # out is the input's buffer shifted by a few elements: writing the result while still
+    # reading the input would corrupt it.
+    rng = np.random.default_rng(2)
+    n = 100
+    buf = sample(dtype, n + 10, rng)
+    x = buf[5 : 5 + n]
+    g = sample(dtype, n, rng)
+    want = expected(name, *args_for(name, x.copy(), g, 0.2))
+    out = buf[5 + shift : 5 + shift + n]
+    assert call(name, *args_for(name, x, g, 0.2), out=out) is out
+    assert_bitwise_equal(out, want)
+    if name in BINARY:  # the same hazard through grad_output
+        buf = sample(dtype, n + 10, rng)
+        g, x = buf[5 : 5 + n], sample(dtype, n, rng)
+        want = expected(name, *args_for(name, x, g.copy(), 0.2))
+        out = buf[5 + shift : 5 + shift + n]
+        call(name, *args_for(name, x, g, 0.2), out=out)
+        assert_bitwise_equal(out, want)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_out_with_another_layout_or_byte_order(name):
+    rng = np.random.default_rng(4)
+    x = sample(np.float32, 42, rng).reshape(6, 7)
+    g = sample(np.float32, 42, rng).reshape(6, 7)
+    args = args_for(name, x, g, 0.2)
+    want = expected(name, *args)
+    for out in (
+        np.empty((6, 7), np.float32, order="F"),
+        np.empty((6, 7), ">f4"),
+        np.empty((6, 14), np.float32)[:, ::2],
+    ):
+        assert call(name, *args, out=out) is out
+        assert_bitwise_equal(out, want)
+
+
+def bad_calls(name):
+    """(arguments, keyword arguments, error type, words the message must contain)."""
+    x = np.linspace(-1, 1, 8, dtype=np.float32)
+    rows = [
+        ((x.astype(bool),), {}, TypeError, "dtype bool"),
+        ((x.astype(np.complex64),), {}, TypeError, "dtype complex64"),
+        ((np.array(["a", "b"]),), {}, TypeError, "dtype <U1"),
+        ((np.array([None, 1], dtype=object),), {}, TypeError, "dtype object"),
+        ((None,), {}, TypeError, "dtype object"),
+        ((np.zeros(3, np.longdouble),), {}, TypeError, "float128"),
+        (([[1.0], [1.0, 2.0]],), {}, ValueError, "cannot be converted"),
+        ((x,), {"out": [0.0] * 8}, TypeError, "out must be a numpy.ndarray"),
+        ((x,), {"out": np.empty(8, np.float64)}, TypeError, "out has dtype float64"),
+        ((x,), {"out": np.empty(9, np.float32)}, ValueError, "out has shape (9,)"),
+        ((x,), {"out": np.frombuffer(bytes(32), np.float32)}, ValueError, "out is read-only"),
+    ]
+    if name != "relu":
+        rows.append(((x.astype(np.int32),), {}, TypeError, "only relu takes integers"))
+    if name in WITH_SLOPE:
+        rows += [
+            ((x, "0.1"), {}, TypeError, "negative_slope must be a real number, not str"),
+            ((x, 1j), {}, TypeError, "negative_slope must be a real number, not complex"),
+            ((x, np.array([0.1, 0.2])), {}, TypeError, "negative_slope must be a real number"),
+            ((x, 10**400), {}, ValueError, "negative_slope"),
+        ]
+    if name in BINARY:
+        rows = [((x, *a[:1], *a[1:]), k, e, m) for a, k, e, m in rows]
+        rows += [
+            ((x[:4], x), {}, ValueError, "grad_output has shape (4,) but x has shape (8,)"),
+            ((x.reshape(2, 4), x), {}, ValueError, "must be equal"),
+            ((x.astype(np.float64), x), {}, TypeError, "grad_output has dtype float64"),
+            ((x.astype(bool), x), {}, TypeError, "grad_output has dtype bool"),
+        ]
+    return rows
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_bad_input_raises_named_error_and_writes_nothing(name):
+    for args, kwargs, error, words in bad_calls(name):
+        sentinel = np.full(8, 7.0, np.float32)
+        out = kwargs.get("out", sentinel)
+        before = out.copy() if isinstance(out, np.ndarray) else None
+        inputs = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        with pytest.raises(error) as info:
+            call(name, *args, **{**kwargs, "out": out})
+        assert words in str(info.value), (args, kwargs, str(info.value))
+        assert f"fastact.{name}" in str(info.value)
+        if before is not None:
+            assert_bitwise_equal(out, before)
+        for a, b in zip(args, inputs, strict=True):
+            if isinstance(a, np.ndarray):
+                assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_inputs_are_never_modified(name):
+    rng = np.random.default_rng(8)
+    for dtype in FLOAT_DTYPES:
+        x, g = sample(dtype, 50, rng), sample(dtype, 50, rng)
+        x0, g0 = x.copy(), g.copy()
+        call(name, *args_for(name, x, g, 0.2))
+        call(name, *args_for(name, x, g, 0.2), out=np.empty_like(x))
+        assert_bitwise_equal(x, x0)
+        assert_bitwise_equal(g, g0)
+
+
+def test_slope_accepts_any_real_number():
+    x = np.array([-2.0, 3.0], np.float32)
+    for slope in (0, 1, True, np.float32(0.5), np.int64(2), np.float64(-0.25), 0.5):
+        want = _reference.leaky_relu(x, float(slope))
+        assert_bitwise_equal(fastact.leaky_relu(x, slope), want)
+        assert_bitwise_equal(fastact.leaky_relu(x, negative_slope=slope), want)
+
+
+def test_default_slope_is_torchs():
+    x = np.array([-1.0, 1.0], np.float32)
+    assert_bitwise_equal(fastact.leaky_relu(x), _reference.leaky_relu(x, 0.01))
+    assert_bitwise_equal(fastact.leaky_relu_grad(x), _reference.leaky_relu_grad(x, 0.01))
+    assert_bitwise_equal(
+        fastact.leaky_relu_backward(x, x), _reference.leaky_relu_backward(x, x, 0.01)
+    )
+
+
+def test_the_contract_on_named_values():
+    # The semantics table, read off directly (the kernels and the reference both obey it).
+    nan, inf = float("nan"), float("inf")
+    for dtype in FLOAT_DTYPES:
+        x = np.array([-0.0, 0.0, nan, -inf, inf, -2.0, 3.0], dtype)
+        assert_bitwise_equal(fastact.relu(x), np.array([-0.0, 0.0, nan, 0.0, inf, 0.0, 3.0], dtype))
+        assert_bitwise_equal(fastact.relu_grad(x), np.array([0, 0, 1, 0, 1, 0, 1], dtype))
+        assert_bitwise_equal(
+            fastact.leaky_relu(x, 0.0), np.array([-0.0, 0.0, nan, nan, inf, -0.0, 3.0], dtype)
+        )
+        assert_bitwise_equal(
+            fastact.leaky_relu_grad(x, 0.5), np.array([0.5, 0.5, 0.5, 0.5, 1, 0.5, 1], dtype)
+        )
+        g = np.array([nan, inf, 2.0, nan, -1.0, -inf, nan], dtype)
+        assert_bitwise_equal(
+            fastact.relu_backward(g, x), np.array([0.0, 0.0, 2.0, 0.0, -1.0, 0.0, nan], dtype)
+        )
+        assert_bitwise_equal(
+            fastact.leaky_relu_backward(g, x, 0.5),
+            np.array([nan, inf, 1.0, nan, -1.0, -inf, nan], dtype),
+        )
+    assert_bitwise_equal(fastact.relu(np.array([-128, 127], np.int8)), np.array([0, 127], np.int8))
+    assert_bitwise_equal(fastact.relu(np.array([255], np.uint8)), np.array([255], np.uint8))
+
+
+def test_float16_multiplies_in_float32():
+    # Every float16 value times a slope, against the float32 product rounded once.
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    x = x[~np.isnan(x)]
+    for slope in (0.01, 0.1, 0.3, 3.0):
+        with np.errstate(over="ignore"):
+            want = (x.astype(np.float32) * np.float32(slope)).astype(np.float16)
+        want = np.where(x > 0, x, want)
+        assert_bitwise_equal(fastact.leaky_relu(x, slope), want)
+
+
+def test_show_config():
+    cfg = fastact.show_config(print_out=False)
+    assert cfg["version"] == fastact.__version__
+    assert cfg["compiled"] == fastact.COMPILED
+    assert set(cfg) >= {"kernel_dtypes", "compiler", "cflags", "cython", "numpy", "python"}
+    if fastact.COMPILED:
+        assert "float32" in cfg["kernel_dtypes"]["leaky_relu_backward"]
+        assert "int8" in cfg["kernel_dtypes"]["relu"]
+        assert "-ffast-math" not in cfg["cflags"]
+
+
+def test_show_config_prints(capsys):
+    fastact.show_config()
+    printed = capsys.readouterr().out
+    assert f"version: {fastact.__version__}" in printed
+    assert "compiled:" in printed
+
+
+def run_python(code: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout + result.stderr
+
+
+def test_environment_variable_forces_reference():
+    code = (
+        "import numpy as np, fastact, fastact._reference as r\n"
+        "c = fastact.show_config(print_out=False)\n"
+        "assert not c['compiled'] and c['disabled_by_env']\n"
+        "x = np.linspace(-1, 1, 101, dtype=np.float32)\n"
+        "assert np.array_equal(fastact.leaky_relu(x, 0.1), r.leaky_relu(x, 0.1))\n"
+        "print('ok')\n"
+    )
+    assert run_python(code, FASTACT_DISABLE_COMPILED="1").strip() == "ok"
+
+
+def test_import_is_silent_and_keeps_subnormals():
+    # -ffast-math in any linked object would turn on flush-to-zero for the whole process.
+    code = (
+        "import numpy as np\n"
+        "import fastact\n"
+        "tiny = np.nextafter(np.float32(0), np.float32(1))\n"
+        "assert tiny > 0 and tiny * np.float32(2) > 0\n"
+        "assert np.float64(5e-324) * 3 > 0\n"
+        "assert fastact.relu(np.array([tiny]))[0] == tiny\n"
+    )
+    assert run_python(code) == ""
+
+
+def test_python_m_fastact_prints_config():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastact"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "version:" in result.stdout and "compiled:" in result.stdout

@@ -1,0 +1,113 @@
+"""The compiled loops against the NumPy reference, bit for bit."""
+
+import fastact
+import numpy as np
+import pytest
+from bitwise import (
+    BINARY,
+    FUNCTIONS,
+    INT_DTYPES,
+    KERNEL_FLOAT_DTYPES,
+    SLOPES,
+    args_for,
+    assert_bitwise_equal,
+    edge_values,
+    requires_compiled,
+    sample,
+)
+from fastact import _reference
+
+pytestmark = requires_compiled
+
+LENGTHS = (*range(71), 127, 128, 129, 1000, 4097, 65539)
+
+
+def kernel(name):
+    from fastact import _kernels
+
+    return getattr(_kernels, name)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_every_length_matches_reference(name, dtype):
+    # Lengths 0..70 walk every vector tail; each array mixes edge values at random places.
+    rng = np.random.default_rng(sum(map(ord, name)) + np.dtype(dtype).itemsize)
+    for n in LENGTHS:
+        x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+        args = args_for(name, x, g, 0.2)
+        got = kernel(name)(*args, None)
+        assert got is not None, f"{name} declined a contiguous {np.dtype(dtype)} array"
+        assert_bitwise_equal(got, getattr(_reference, name)(*args))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("slope", SLOPES)
+def test_every_edge_pair_matches_reference(name, dtype, slope):
+    # The full cross product of edge values, so (g, x) = (NaN, -0.0) and friends all occur.
+    edges = edge_values(dtype)
+    x, g = (a.ravel() for a in np.meshgrid(edges, edges))
+    args = args_for(name, x, g, slope)
+    assert_bitwise_equal(kernel(name)(*args, None), getattr(_reference, name)(*args))
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_integer_relu_matches_reference(dtype):
+    rng = np.random.default_rng(7)
+    for n in LENGTHS:
+        x = sample(dtype, n, rng)
+        got = kernel("relu")(x, None)
+        assert got is not None and got.dtype == x.dtype
+        assert_bitwise_equal(got, _reference.relu(x))
+    assert_bitwise_equal(fastact.relu(edge_values(dtype)), _reference.relu(edge_values(dtype)))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_multidimensional_layouts(name, dtype, order):
+    rng = np.random.default_rng(3)
+    x = np.asarray(sample(dtype, 3 * 5 * 7, rng).reshape(3, 5, 7), order=order)
+    g = np.asarray(sample(dtype, 3 * 5 * 7, rng).reshape(3, 5, 7), order=order)
+    args = args_for(name, x, g, 0.01)
+    got = kernel(name)(*args, None)
+    assert got is not None
+    assert got.flags.f_contiguous == (order == "F")
+    assert_bitwise_equal(got, getattr(_reference, name)(*args))
+    assert_bitwise_equal(getattr(fastact, name)(*args), getattr(_reference, name)(*args))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_large_array(name):
+    rng = np.random.default_rng(11)
+    n = (1 << 22) + 3
+    x, g = sample(np.float32, n, rng), sample(np.float32, n, rng)
+    args = args_for(name, x, g, 0.01)
+    out = np.empty_like(x)
+    assert getattr(fastact, name)(*args, out=out) is out
+    assert_bitwise_equal(out, getattr(_reference, name)(*args))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_kernels_decline_what_they_do_not_cover(name):
+    # Declining (None) is what sends these through the reference: they must never be
+    # read as contiguous native arrays.
+    x = np.linspace(-2, 2, 24, dtype=np.float32)
+    declined = [
+        x[::2],
+        x.reshape(4, 6)[:, :5],
+        x.astype(">f4"),
+        np.frombuffer(b"\0" + x.tobytes(), np.float32, offset=1),
+        x.astype(np.float16),
+        np.float32(1.0),
+        np.array(1.0, np.float32),
+        [1.0, -1.0],
+    ]
+    for bad in declined:
+        args = args_for(name, bad, bad, 0.01)
+        assert kernel(name)(*args, None) is None, (name, bad)
+    if name in BINARY:
+        for g, xx in ((x, x[:12]), (x.astype(np.float64), x)):
+            assert kernel(name)(*args_for(name, xx, g, 0.01), None) is None
