@@ -42,7 +42,7 @@ class BuildExt(build_ext):
         flags = MSVC_FLAGS if self.compiler.compiler_type == "msvc" else UNIX_FLAGS
         for ext in self.extensions:
             ext.extra_compile_args = flags + ext.extra_compile_args
-            ext.define_macros.append(("FASTACT_CFLAGS", '"%s"' % " ".join(flags)))
+            ext.define_macros.append(("FASTACT_CFLAGS", f'"{" ".join(flags)}"'))
         super().build_extensions()
 
 
@@ -53,8 +53,8 @@ extensions = [
         include_dirs=[numpy.get_include()],
         define_macros=[
             ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
-            ("FASTACT_CYTHON_VERSION", '"%s"' % Cython.__version__),
-            ("FASTACT_NUMPY_VERSION", '"%s"' % numpy.__version__),
+            ("FASTACT_CYTHON_VERSION", f'"{Cython.__version__}"'),
+            ("FASTACT_NUMPY_VERSION", f'"{numpy.__version__}"'),
         ],
     )
 ]

@@ -50,8 +50,9 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         ``version``; ``compiled`` (whether the compiled loops are in use) and
         ``disabled_by_env`` (whether ``FASTACT_DISABLE_COMPILED`` turned them off);
         ``kernel_dtypes`` (per function, the dtypes the loops cover: everything else runs
-        the NumPy reference); ``compiler``, ``cflags`` and ``cython``, ``built_against_numpy`` (how the
-        extension was built); ``numpy``, ``python`` and ``platform``.
+        the NumPy reference); ``compiler``, ``cflags``, ``cython`` and
+        ``built_against_numpy`` (how the extension was built); ``numpy``, ``python`` and
+        ``platform``.
     """
     import numpy
 
@@ -75,4 +76,3 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
                 value = "; ".join(f"{k}: {', '.join(v)}" for k, v in value.items()) or "none"
             print(f"{key}: {value}")
     return config
-

@@ -72,5 +72,7 @@ def relu_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0, _zero(grad_output), grad_output)
 
 
-def leaky_relu_backward(grad_output: np.ndarray, x: np.ndarray, negative_slope: float) -> np.ndarray:
+def leaky_relu_backward(
+    grad_output: np.ndarray, x: np.ndarray, negative_slope: float
+) -> np.ndarray:
     return np.where(x > 0, grad_output, _times_slope(grad_output, negative_slope))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import fastact
 import numpy as np
 import pytest
+
+import fastact
 
 requires_compiled = pytest.mark.skipif(
     not fastact.COMPILED, reason="FASTACT_DISABLE_COMPILED is set: testing the reference path"

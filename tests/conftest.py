@@ -8,9 +8,9 @@ Set FASTACT_DISABLE_COMPILED=1 to test the reference path on purpose.
 
 import os
 
-import fastact
 import pytest
 
+import fastact
 from fastact._dispatch import DISABLE_ENV_VAR
 
 
@@ -31,4 +31,3 @@ def pytest_sessionstart(session):
             f"root; or set {DISABLE_ENV_VAR}=1 to test the reference path on purpose.",
             returncode=1,
         )
-

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import fastact
 import numpy as np
 import pytest
 from bitwise import (
@@ -18,6 +17,8 @@ from bitwise import (
     assert_bitwise_equal,
     sample,
 )
+
+import fastact
 from fastact import _reference
 
 
@@ -233,7 +234,9 @@ def test_the_contract_on_named_values():
     nan, inf = float("nan"), float("inf")
     for dtype in FLOAT_DTYPES:
         x = np.array([-0.0, 0.0, nan, -inf, inf, -2.0, 3.0], dtype)
-        assert_bitwise_equal(fastact.relu(x), np.array([-0.0, 0.0, nan, 0.0, inf, 0.0, 3.0], dtype))
+        assert_bitwise_equal(
+            fastact.relu(x), np.array([-0.0, 0.0, nan, 0.0, inf, 0.0, 3.0], dtype)
+        )
         assert_bitwise_equal(fastact.relu_grad(x), np.array([0, 0, 1, 0, 1, 0, 1], dtype))
         assert_bitwise_equal(
             fastact.leaky_relu(x, 0.0), np.array([-0.0, 0.0, nan, nan, inf, -0.0, 3.0], dtype)

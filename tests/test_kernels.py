@@ -1,6 +1,5 @@
 """The compiled loops against the NumPy reference, bit for bit."""
 
-import fastact
 import numpy as np
 import pytest
 from bitwise import (
@@ -15,6 +14,8 @@ from bitwise import (
     requires_compiled,
     sample,
 )
+
+import fastact
 from fastact import _reference
 
 pytestmark = requires_compiled

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from bitwise import FLOAT_DTYPES, assert_bitwise_equal, edge_values, sample
-from fastact import _reference
 
 import fastact
+from fastact import _reference
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

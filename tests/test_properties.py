@@ -1,0 +1,61 @@
+"""Property tests: shapes, strides, orders and values nobody thought of."""
+
+import numpy as np
+from bitwise import BINARY, FLOAT_DTYPES, FUNCTIONS, INT_DTYPES, args_for, assert_bitwise_equal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastact
+from fastact import _reference
+
+settings.register_profile("fastact", max_examples=150, deadline=None)
+settings.load_profile("fastact")
+
+
+@st.composite
+def views(draw, dtype, shape):
+    """An array of ``shape`` (after slicing) in any byte order, memory order and stride."""
+    dtype = np.dtype(dtype)
+    if draw(st.booleans()):
+        dtype = dtype.newbyteorder()
+    steps = [draw(st.sampled_from([1, 1, 2, -1, -2])) for _ in shape]
+    base_shape = tuple(max(1, n * abs(s)) for n, s in zip(shape, steps, strict=True))
+    base = draw(hnp.arrays(dtype, base_shape, elements={"allow_subnormal": True}))
+    if not shape:
+        return base
+    if draw(st.booleans()):
+        base = np.asfortranarray(base)
+    view = base[tuple(slice(None, None, s) for s in steps)]
+    return view[tuple(slice(0, n) for n in shape)]
+
+
+@given(
+    name=st.sampled_from(FUNCTIONS),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
+    slope=st.floats(allow_nan=True, allow_infinity=True, width=64),
+    data=st.data(),
+)
+def test_matches_reference(name, dtype, shape, slope, data):
+    x = data.draw(views(dtype, shape), label="x")
+    g = data.draw(views(dtype, shape), label="grad_output") if name in BINARY else x
+    args = args_for(name, x, g, slope)
+    native = [
+        a.astype(a.dtype.newbyteorder("=")) if isinstance(a, np.ndarray) else a for a in args
+    ]
+    want = getattr(_reference, name)(*native)
+    assert_bitwise_equal(getattr(fastact, name)(*args), want)
+    out = np.full(x.shape, 3, dtype)
+    assert getattr(fastact, name)(*args, out=out) is out
+    assert_bitwise_equal(out, want)
+
+
+@given(
+    dtype=st.sampled_from(INT_DTYPES),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
+    data=st.data(),
+)
+def test_integer_relu(dtype, shape, data):
+    x = data.draw(views(dtype, shape))
+    assert_bitwise_equal(fastact.relu(x), _reference.relu(x.astype(x.dtype.newbyteorder("="))))
