@@ -161,6 +161,27 @@ def _finish(
     return out
 
 
+def _fallback(
+    func: str,
+    inputs: tuple[tuple[str, Any], ...],
+    out: Any,
+    negative_slope: Any = None,
+    integers_ok: bool = False,
+) -> Any:
+    """The path for everything the compiled entry point declined: validate, then compute.
+
+    ``inputs`` are the ``(argument name, value)`` pairs of the array arguments, in call
+    order; ``negative_slope`` is None for the functions that take none.
+    """
+    arrays = tuple(_as_array(value, arg, func, integers_ok) for arg, value in inputs)
+    if len(arrays) == 2:
+        _check_same(*arrays, func)
+    if negative_slope is not None:
+        arrays = (*arrays, _check_slope(negative_slope, func))
+    _check_out(out, arrays[len(inputs) - 1], func)
+    return _finish(getattr(_compiled, func), getattr(_reference, func), arrays, out)
+
+
 def relu(x: Any, out: np.ndarray | None = None) -> Any:
     """Rectified linear unit, ``max(x, 0)``, elementwise.
 
@@ -197,9 +218,7 @@ def relu(x: Any, out: np.ndarray | None = None) -> Any:
     result = _compiled.relu(x, out)
     if result is not None:
         return result
-    xa = _as_array(x, "x", "relu", integers_ok=True)
-    _check_out(out, xa, "relu")
-    return _finish(_compiled.relu, _reference.relu, (xa,), out)
+    return _fallback("relu", (("x", x),), out, integers_ok=True)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = None) -> Any:
@@ -242,10 +261,7 @@ def leaky_relu(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = No
     result = _compiled.leaky_relu(x, negative_slope, out)
     if result is not None:
         return result
-    xa = _as_array(x, "x", "leaky_relu")
-    slope = _check_slope(negative_slope, "leaky_relu")
-    _check_out(out, xa, "leaky_relu")
-    return _finish(_compiled.leaky_relu, _reference.leaky_relu, (xa, slope), out)
+    return _fallback("leaky_relu", (("x", x),), out, negative_slope)
 
 
 def relu_grad(x: Any, out: np.ndarray | None = None) -> Any:
@@ -279,9 +295,7 @@ def relu_grad(x: Any, out: np.ndarray | None = None) -> Any:
     result = _compiled.relu_grad(x, out)
     if result is not None:
         return result
-    xa = _as_array(x, "x", "relu_grad")
-    _check_out(out, xa, "relu_grad")
-    return _finish(_compiled.relu_grad, _reference.relu_grad, (xa,), out)
+    return _fallback("relu_grad", (("x", x),), out)
 
 
 def leaky_relu_grad(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = None) -> Any:
@@ -319,10 +333,7 @@ def leaky_relu_grad(x: Any, negative_slope: float = 0.01, out: np.ndarray | None
     result = _compiled.leaky_relu_grad(x, negative_slope, out)
     if result is not None:
         return result
-    xa = _as_array(x, "x", "leaky_relu_grad")
-    slope = _check_slope(negative_slope, "leaky_relu_grad")
-    _check_out(out, xa, "leaky_relu_grad")
-    return _finish(_compiled.leaky_relu_grad, _reference.leaky_relu_grad, (xa, slope), out)
+    return _fallback("leaky_relu_grad", (("x", x),), out, negative_slope)
 
 
 def relu_backward(grad_output: Any, x: Any, out: np.ndarray | None = None) -> Any:
@@ -361,11 +372,7 @@ def relu_backward(grad_output: Any, x: Any, out: np.ndarray | None = None) -> An
     result = _compiled.relu_backward(grad_output, x, out)
     if result is not None:
         return result
-    ga = _as_array(grad_output, "grad_output", "relu_backward")
-    xa = _as_array(x, "x", "relu_backward")
-    _check_same(ga, xa, "relu_backward")
-    _check_out(out, xa, "relu_backward")
-    return _finish(_compiled.relu_backward, _reference.relu_backward, (ga, xa), out)
+    return _fallback("relu_backward", (("grad_output", grad_output), ("x", x)), out)
 
 
 def leaky_relu_backward(
@@ -412,11 +419,6 @@ def leaky_relu_backward(
     result = _compiled.leaky_relu_backward(grad_output, x, negative_slope, out)
     if result is not None:
         return result
-    ga = _as_array(grad_output, "grad_output", "leaky_relu_backward")
-    xa = _as_array(x, "x", "leaky_relu_backward")
-    slope = _check_slope(negative_slope, "leaky_relu_backward")
-    _check_same(ga, xa, "leaky_relu_backward")
-    _check_out(out, xa, "leaky_relu_backward")
-    return _finish(
-        _compiled.leaky_relu_backward, _reference.leaky_relu_backward, (ga, xa, slope), out
+    return _fallback(
+        "leaky_relu_backward", (("grad_output", grad_output), ("x", x)), out, negative_slope
     )
