@@ -161,22 +161,25 @@ def _finish(
     return out
 
 
+_NO_SLOPE = object()
+
+
 def _fallback(
     func: str,
     inputs: tuple[tuple[str, Any], ...],
     out: Any,
-    negative_slope: Any = None,
+    negative_slope: Any = _NO_SLOPE,
     integers_ok: bool = False,
 ) -> Any:
     """The path for everything the compiled entry point declined: validate, then compute.
 
     ``inputs`` are the ``(argument name, value)`` pairs of the array arguments, in call
-    order; ``negative_slope`` is None for the functions that take none.
+    order; ``negative_slope`` is left out by the functions that take none.
     """
     arrays = tuple(_as_array(value, arg, func, integers_ok) for arg, value in inputs)
     if len(arrays) == 2:
         _check_same(*arrays, func)
-    if negative_slope is not None:
+    if negative_slope is not _NO_SLOPE:
         arrays = (*arrays, _check_slope(negative_slope, func))
     _check_out(out, arrays[len(inputs) - 1], func)
     return _finish(getattr(_compiled, func), getattr(_reference, func), arrays, out)

@@ -168,6 +168,7 @@ def bad_calls(name):
         rows += [
             ((x, "0.1"), {}, TypeError, "negative_slope must be a real number, not str"),
             ((x, 1j), {}, TypeError, "negative_slope must be a real number, not complex"),
+            ((x, None), {}, TypeError, "negative_slope must be a real number, not NoneType"),
             ((x, np.array([0.1, 0.2])), {}, TypeError, "negative_slope must be a real number"),
             ((x, 10**400), {}, ValueError, "negative_slope"),
         ]

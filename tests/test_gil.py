@@ -3,10 +3,11 @@
 import sys
 import threading
 
-import fastact
 import numpy as np
 import pytest
 from bitwise import requires_compiled
+
+import fastact
 
 
 @requires_compiled
