@@ -46,17 +46,30 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# The ufunc loops convert float16 with NumPy's own npy_half functions (libnpymath).
+NUMPY_INCLUDE = numpy.get_include()
+NUMPY_LIB = os.path.join(NUMPY_INCLUDE, "..", "lib")
+MACROS = [
+    ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
+    ("FASTACT_CYTHON_VERSION", f'"{Cython.__version__}"'),
+    ("FASTACT_NUMPY_VERSION", f'"{numpy.__version__}"'),
+]
+
 extensions = [
     Extension(
         "fastact._kernels",
         ["fastact/_kernels.pyx"],
-        include_dirs=[numpy.get_include()],
-        define_macros=[
-            ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
-            ("FASTACT_CYTHON_VERSION", f'"{Cython.__version__}"'),
-            ("FASTACT_NUMPY_VERSION", f'"{numpy.__version__}"'),
-        ],
-    )
+        include_dirs=[NUMPY_INCLUDE],
+        define_macros=list(MACROS),
+    ),
+    Extension(
+        "fastact._ufuncs",
+        ["fastact/_ufuncs.pyx"],
+        include_dirs=[NUMPY_INCLUDE],
+        library_dirs=[NUMPY_LIB],
+        libraries=["npymath"],
+        define_macros=list(MACROS),
+    ),
 ]
 
 setup(

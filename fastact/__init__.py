@@ -56,7 +56,7 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
     """
     import numpy
 
-    build = dict(_kernels.BUILD_INFO) if _kernels is not None else {}
+    build: dict[str, str] = dict(_kernels.BUILD_INFO) if _kernels is not None else {}
     config: dict[str, Any] = {
         "version": __version__,
         "compiled": COMPILED,

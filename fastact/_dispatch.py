@@ -11,6 +11,7 @@ unless a loop can write it directly without any partial overlap with an input.
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import os
 from collections.abc import Callable
@@ -35,13 +36,20 @@ DISABLE_ENV_VAR = "FASTACT_DISABLE_COMPILED"
 
 _DISABLED = os.environ.get(DISABLE_ENV_VAR, "") not in ("", "0")
 
-if _DISABLED:
-    _kernels = None
-else:
+
+def _load_extensions() -> tuple[Any, Any]:
+    """The compiled kernels and ufuncs, or (None, None) when disabled or not built."""
+    if _DISABLED:
+        return None, None
     try:
-        from . import _kernels
+        kernels = importlib.import_module(f"{__package__}._kernels")
+        ufuncs = importlib.import_module(f"{__package__}._ufuncs")
     except ImportError:  # a source checkout that was never built
-        _kernels = None
+        return None, None
+    return kernels, ufuncs
+
+
+_kernels, _ufuncs = _load_extensions()
 
 #: Whether the compiled loops are in use.
 COMPILED: bool = _kernels is not None
@@ -164,6 +172,31 @@ def _finish(
 _NO_SLOPE = object()
 
 
+def _is_duck_array(value: Any) -> bool:
+    """Not an ndarray, but takes part in NumPy's ufunc protocol (dask, xarray, ...)."""
+    if isinstance(value, np.ndarray):
+        return False
+    return getattr(type(value), "__array_ufunc__", None) is not None
+
+
+def _apply_ufunc(
+    func: str, inputs: tuple[tuple[str, Any], ...], out: Any, negative_slope: Any
+) -> Any:
+    """Hand duck arrays to the ufunc form, so that e.g. a dask array stays lazy."""
+    values = [value for _, value in inputs]
+    if len(values) == 2:
+        g_shape, x_shape = (getattr(value, "shape", None) for value in values)
+        if g_shape is not None and x_shape is not None and tuple(g_shape) != tuple(x_shape):
+            raise ValueError(
+                f"fastact.{func}: grad_output has shape {tuple(g_shape)} "
+                f"but x has shape {tuple(x_shape)}; they must be equal"
+            )
+    if negative_slope is not _NO_SLOPE:
+        values.append(_check_slope(negative_slope, func))
+    kwargs = {} if out is None else {"out": out}
+    return getattr(_ufuncs, func)(*values, **kwargs)
+
+
 def _fallback(
     func: str,
     inputs: tuple[tuple[str, Any], ...],
@@ -176,13 +209,16 @@ def _fallback(
     ``inputs`` are the ``(argument name, value)`` pairs of the array arguments, in call
     order; ``negative_slope`` is left out by the functions that take none.
     """
+    if _ufuncs is not None and any(_is_duck_array(value) for _, value in inputs):
+        return _apply_ufunc(func, inputs, out, negative_slope)
     arrays = tuple(_as_array(value, arg, func, integers_ok) for arg, value in inputs)
     if len(arrays) == 2:
         _check_same(*arrays, func)
+    _check_out(out, arrays[-1], func)
+    args: tuple[Any, ...] = arrays
     if negative_slope is not _NO_SLOPE:
-        arrays = (*arrays, _check_slope(negative_slope, func))
-    _check_out(out, arrays[len(inputs) - 1], func)
-    return _finish(getattr(_compiled, func), getattr(_reference, func), arrays, out)
+        args = (*arrays, _check_slope(negative_slope, func))
+    return _finish(getattr(_compiled, func), getattr(_reference, func), args, out)
 
 
 def relu(x: Any, out: np.ndarray | None = None) -> Any:

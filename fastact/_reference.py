@@ -36,19 +36,20 @@ def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
     float16 multiplies in float32 and rounds once (a float16 product would differ on
     about 12% of inputs).
     """
-    compute = np.float32 if v.dtype.itemsize <= 4 else np.float64
+    compute = np.dtype(np.float32 if v.dtype.itemsize <= 4 else np.float64)
     # inf * 0 is NaN by the rule, not an error; overflow to inf likewise.
     with np.errstate(all="ignore"):
-        product = v.astype(compute, copy=False) * compute(negative_slope)
+        slope = np.array(negative_slope, dtype=compute)
+        product: np.ndarray = np.multiply(v, slope, dtype=compute)
         return product.astype(v.dtype, copy=False)
 
 
-def _zero(x: np.ndarray) -> np.generic:
-    return x.dtype.type(0)
+def _zero(x: np.ndarray) -> np.ndarray:
+    return np.zeros((), dtype=x.dtype.newbyteorder("="))
 
 
-def _one(x: np.ndarray) -> np.generic:
-    return x.dtype.type(1)
+def _one(x: np.ndarray) -> np.ndarray:
+    return np.ones((), dtype=x.dtype.newbyteorder("="))
 
 
 def relu(x: np.ndarray) -> np.ndarray:

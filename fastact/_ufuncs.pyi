@@ -1,0 +1,8 @@
+import numpy as np
+
+relu: np.ufunc
+leaky_relu: np.ufunc
+relu_grad: np.ufunc
+leaky_relu_grad: np.ufunc
+relu_backward: np.ufunc
+leaky_relu_backward: np.ufunc

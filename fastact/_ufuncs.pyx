@@ -1,0 +1,325 @@
+"""fastact's functions as real NumPy ufuncs, over the same element rules and loops.
+
+Each ufunc has one inner loop per dtype. A loop whose operands are all contiguous (and
+whose slope, if any, is one scalar) calls the very kernel the main functions use; any
+other stride pattern (broadcasting, views, a per-channel slope) runs the strided loop
+built from the same element rules (``_elementwise.pxd``). NumPy supplies broadcasting,
+``out=``, ``where=``, casting, overlap handling and ``__array_ufunc__`` dispatch to duck
+arrays (dask, xarray, ...); it also releases the GIL around every inner loop.
+"""
+cimport numpy as cnp
+from numpy cimport npy_intp
+
+import numpy as np
+
+from fastact._elementwise cimport (
+    element_t,
+    half_leaky_relu,
+    half_leaky_relu_backward,
+    half_leaky_relu_grad,
+    half_relu,
+    half_relu_backward,
+    half_relu_grad,
+    leaky_relu_backward_rule,
+    leaky_relu_grad_rule,
+    leaky_relu_rule,
+    npy_half,
+    relu_backward_rule,
+    relu_grad_rule,
+    relu_rule,
+)
+from fastact._kernels cimport (
+    leaky_relu_backward_kernel,
+    leaky_relu_grad_kernel,
+    leaky_relu_kernel,
+    relu_backward_kernel,
+    relu_grad_kernel,
+    relu_kernel,
+)
+
+cdef extern from "fenv.h" nogil:
+    int FE_ALL_EXCEPT
+    int feclearexcept(int excepts)
+
+cnp.import_array()
+cnp.import_ufunc()
+
+cdef enum Op:
+    RELU
+    LEAKY_RELU
+    RELU_GRAD
+    LEAKY_RELU_GRAD
+    RELU_BACKWARD
+    LEAKY_RELU_BACKWARD
+
+
+cdef inline bint has_slope(Op op) noexcept nogil:
+    return op == LEAKY_RELU or op == LEAKY_RELU_GRAD or op == LEAKY_RELU_BACKWARD
+
+
+cdef inline int n_arrays(Op op) noexcept nogil:
+    """Operands of the ufunc, output included."""
+    return 2 + (op == RELU_BACKWARD or op == LEAKY_RELU_BACKWARD) + has_slope(op)
+
+
+# ---------------------------------------------------------------------------------------
+# Typed loops. args/steps hold the operands in ufunc order: [g,] x, [s,] out.
+
+cdef inline bint all_contiguous(Op op, npy_intp* steps, npy_intp itemsize) noexcept nogil:
+    """Every array operand is contiguous and the slope, if any, is a single scalar."""
+    cdef int k
+    for k in range(n_arrays(op)):
+        if has_slope(op) and k == n_arrays(op) - 2:
+            if steps[k] != 0:
+                return False
+        elif steps[k] != itemsize:
+            return False
+    return True
+
+
+cdef inline void run_kernel(Op op, char** a, npy_intp n, element_t tag) noexcept nogil:
+    # Only float and double reach here (the kernels' dtypes).
+    if element_t is float or element_t is double:
+        if op == RELU:
+            relu_kernel(<element_t*>a[0], <element_t*>a[1], n)
+        elif op == LEAKY_RELU:
+            leaky_relu_kernel(<element_t*>a[0], <element_t*>a[2], n, (<element_t*>a[1])[0])
+        elif op == RELU_GRAD:
+            relu_grad_kernel(<element_t*>a[0], <element_t*>a[1], n)
+        elif op == LEAKY_RELU_GRAD:
+            leaky_relu_grad_kernel(<element_t*>a[0], <element_t*>a[2], n,
+                                   (<element_t*>a[1])[0])
+        elif op == RELU_BACKWARD:
+            relu_backward_kernel(<element_t*>a[0], <element_t*>a[1], <element_t*>a[2], n)
+        else:
+            leaky_relu_backward_kernel(<element_t*>a[0], <element_t*>a[1], <element_t*>a[3],
+                                       n, (<element_t*>a[2])[0])
+
+
+cdef inline element_t at(char** a, npy_intp* steps, int k, npy_intp i,
+                         element_t tag) noexcept nogil:
+    return (<element_t*>(a[k] + i * steps[k]))[0]
+
+
+cdef inline void run_strided(Op op, char** a, npy_intp n, npy_intp* s,
+                             element_t tag) noexcept nogil:
+    cdef npy_intp i
+    cdef int last = n_arrays(op) - 1
+    cdef element_t r
+    for i in range(n):
+        if op == RELU:
+            r = relu_rule(at(a, s, 0, i, tag))
+        elif op == LEAKY_RELU:
+            r = leaky_relu_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
+        elif op == RELU_GRAD:
+            r = relu_grad_rule(at(a, s, 0, i, tag))
+        elif op == LEAKY_RELU_GRAD:
+            r = leaky_relu_grad_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
+        elif op == RELU_BACKWARD:
+            r = relu_backward_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
+        else:
+            r = leaky_relu_backward_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag),
+                                         at(a, s, 2, i, tag))
+        (<element_t*>(a[last] + i * s[last]))[0] = r
+
+
+cdef inline void run_typed(Op op, char** a, npy_intp n, npy_intp* s,
+                           element_t tag) noexcept nogil:
+    if element_t is float or element_t is double:
+        if all_contiguous(op, s, sizeof(element_t)):
+            run_kernel(op, a, n, tag)
+            return
+    run_strided(op, a, n, s, tag)
+
+
+cdef inline npy_half half_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
+    return (<npy_half*>(a[k] + i * s[k]))[0]
+
+
+cdef inline float slope_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
+    # float16 loops take the slope as float32: torch rounds it to float32, not float16.
+    return (<float*>(a[k] + i * s[k]))[0]
+
+
+cdef void run_half(Op op, char** a, npy_intp n, npy_intp* s) noexcept nogil:
+    cdef npy_intp i
+    cdef int last = n_arrays(op) - 1
+    cdef npy_half r
+    for i in range(n):
+        if op == RELU:
+            r = half_relu(half_at(a, s, 0, i))
+        elif op == LEAKY_RELU:
+            r = half_leaky_relu(half_at(a, s, 0, i), slope_at(a, s, 1, i))
+        elif op == RELU_GRAD:
+            r = half_relu_grad(half_at(a, s, 0, i))
+        elif op == LEAKY_RELU_GRAD:
+            r = half_leaky_relu_grad(half_at(a, s, 0, i), slope_at(a, s, 1, i))
+        elif op == RELU_BACKWARD:
+            r = half_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i))
+        else:
+            r = half_leaky_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i),
+                                         slope_at(a, s, 2, i))
+        (<npy_half*>(a[last] + i * s[last]))[0] = r
+
+
+cdef void run_unsigned(char** a, npy_intp n, npy_intp* s, int itemsize) noexcept nogil:
+    # relu of an unsigned integer is the identity.
+    cdef npy_intp i
+    cdef int b
+    for i in range(n):
+        for b in range(itemsize):
+            a[1][i * s[1] + b] = a[0][i * s[0] + b]
+
+
+cdef void run(Op op, char** a, npy_intp* dims, npy_intp* s, void* data) noexcept nogil:
+    """Dispatch on the loop's dtype: ``data`` points at its NumPy type character."""
+    cdef char t = (<char*>data)[0]
+    cdef npy_intp n = dims[0]
+    if t == b'f':
+        run_typed(op, a, n, s, <float>0)
+    elif t == b'd':
+        run_typed(op, a, n, s, <double>0)
+    elif t == b'e':
+        run_half(op, a, n, s)
+    elif t == b'b':
+        run_typed(op, a, n, s, <signed char>0)
+    elif t == b'h':
+        run_typed(op, a, n, s, <short>0)
+    elif t == b'i':
+        run_typed(op, a, n, s, <int>0)
+    elif t == b'l':
+        run_typed(op, a, n, s, <long>0)
+    elif t == b'q':
+        run_typed(op, a, n, s, <long long>0)
+    elif t == b'B':
+        run_unsigned(a, n, s, 1)
+    elif t == b'H':
+        run_unsigned(a, n, s, 2)
+    elif t == b'I':
+        run_unsigned(a, n, s, 4)
+    else:  # 'L' and 'Q'
+        run_unsigned(a, n, s, 8)
+    # NumPy turns the FPU's exception flags into warnings after each loop. The contract
+    # has none: ordered compares with NaN and inf * 0 raise "invalid" by design, as in
+    # NumPy's own maximum/minimum loops, which clear the flags the same way.
+    feclearexcept(FE_ALL_EXCEPT)
+
+
+cdef void relu_loop(char** a, npy_intp* d, npy_intp* s, void* data) noexcept nogil:
+    run(RELU, a, d, s, data)
+
+cdef void leaky_relu_loop(char** a, npy_intp* d, npy_intp* s, void* data) noexcept nogil:
+    run(LEAKY_RELU, a, d, s, data)
+
+cdef void relu_grad_loop(char** a, npy_intp* d, npy_intp* s, void* data) noexcept nogil:
+    run(RELU_GRAD, a, d, s, data)
+
+cdef void leaky_relu_grad_loop(char** a, npy_intp* d, npy_intp* s, void* data) noexcept nogil:
+    run(LEAKY_RELU_GRAD, a, d, s, data)
+
+cdef void relu_backward_loop(char** a, npy_intp* d, npy_intp* s, void* data) noexcept nogil:
+    run(RELU_BACKWARD, a, d, s, data)
+
+cdef void leaky_relu_backward_loop(char** a, npy_intp* d, npy_intp* s,
+                                   void* data) noexcept nogil:
+    run(LEAKY_RELU_BACKWARD, a, d, s, data)
+
+
+# ---------------------------------------------------------------------------------------
+# Registration. NumPy keeps pointers into these tables for the life of the process, so
+# they are module-level C arrays, filled once at import.
+
+cdef enum:
+    MAX_LOOPS = 13
+
+cdef char TYPE_CHARS[MAX_LOOPS]
+cdef void* LOOP_DATA[6][MAX_LOOPS]
+cdef cnp.PyUFuncGenericFunction LOOP_FUNCS[6][MAX_LOOPS]
+cdef char LOOP_TYPES[6][MAX_LOOPS * 4]
+
+# Loop dtypes, in NumPy's search order. float16 comes first so that float16 input picks
+# its own loop (computing in float32 internally) instead of being cast up; relu alone
+# has integer loops (signed: the rule; unsigned: the identity), as in the main API.
+_FLOATS = "efd"
+_INTEGERS = "bhilqBHILQ"
+
+_DOCS = {
+    "relu": "relu(x, /, out=None, *, where=True, ...)\n\nUfunc form of fastact.relu.",
+    "leaky_relu": (
+        "leaky_relu(x, negative_slope, /, out=None, *, where=True, ...)\n\n"
+        "Ufunc form of fastact.leaky_relu. negative_slope broadcasts against x: an array "
+        "of per-channel slopes gives PReLU."
+    ),
+    "relu_grad": "relu_grad(x, /, out=None, *, where=True, ...)\n\nUfunc form of fastact.relu_grad.",
+    "leaky_relu_grad": (
+        "leaky_relu_grad(x, negative_slope, /, out=None, *, where=True, ...)\n\n"
+        "Ufunc form of fastact.leaky_relu_grad."
+    ),
+    "relu_backward": (
+        "relu_backward(grad_output, x, /, out=None, *, where=True, ...)\n\n"
+        "Ufunc form of fastact.relu_backward (it broadcasts, unlike the main function)."
+    ),
+    "leaky_relu_backward": (
+        "leaky_relu_backward(grad_output, x, negative_slope, /, out=None, *, where=True, ...)"
+        "\n\nUfunc form of fastact.leaky_relu_backward (it broadcasts, unlike the main "
+        "function)."
+    ),
+}
+
+_SIGNATURES = (
+    # name, loop, inputs as (role, ...) where "x" is the array dtype and "s" the slope
+    ("relu", 0, "x"),
+    ("leaky_relu", 1, "xs"),
+    ("relu_grad", 2, "x"),
+    ("leaky_relu_grad", 3, "xs"),
+    ("relu_backward", 4, "xx"),
+    ("leaky_relu_backward", 5, "xxs"),
+)
+
+cdef cnp.PyUFuncGenericFunction LOOPS[6]
+LOOPS[0] = relu_loop
+LOOPS[1] = leaky_relu_loop
+LOOPS[2] = relu_grad_loop
+LOOPS[3] = leaky_relu_grad_loop
+LOOPS[4] = relu_backward_loop
+LOOPS[5] = leaky_relu_backward_loop
+
+for _i, _c in enumerate(_FLOATS + _INTEGERS):
+    TYPE_CHARS[_i] = ord(_c)
+
+
+def _typenum(type_char):
+    return np.dtype(type_char).num
+
+
+def _make(name, int index, roles):
+    chars = _FLOATS + _INTEGERS if name == "relu" else _FLOATS
+    cdef int nin = len(roles)
+    cdef int ntypes = len(chars)
+    cdef int k, j
+    for k in range(ntypes):
+        c = chars[k]
+        LOOP_FUNCS[index][k] = LOOPS[index]
+        LOOP_DATA[index][k] = &TYPE_CHARS[(_FLOATS + _INTEGERS).index(c)]
+        for j in range(nin):
+            # The slope of a float16 loop is float32 (see slope_at).
+            LOOP_TYPES[index][k * (nin + 1) + j] = _typenum("f" if roles[j] == "s" and c == "e" else c)
+        LOOP_TYPES[index][k * (nin + 1) + nin] = _typenum(c)
+    cdef bytes name_bytes = name.encode()
+    cdef bytes doc_bytes = _DOCS[name].encode()
+    # NumPy keeps the name and doc pointers: the bytes objects must live as long.
+    _KEEP_ALIVE.extend((name_bytes, doc_bytes))
+    return cnp.PyUFunc_FromFuncAndData(
+        LOOP_FUNCS[index], LOOP_DATA[index], LOOP_TYPES[index], ntypes, nin, 1,
+        cnp.PyUFunc_None, <char*>name_bytes, <char*>doc_bytes, 0,
+    )
+
+
+_KEEP_ALIVE = []
+
+relu = _make(*_SIGNATURES[0])
+leaky_relu = _make(*_SIGNATURES[1])
+relu_grad = _make(*_SIGNATURES[2])
+leaky_relu_grad = _make(*_SIGNATURES[3])
+relu_backward = _make(*_SIGNATURES[4])
+leaky_relu_backward = _make(*_SIGNATURES[5])

@@ -1,0 +1,34 @@
+"""fastact's functions as NumPy ufuncs.
+
+The same element rules and compiled loops as the main functions (``fastact.relu`` etc.),
+with everything a ufunc brings: broadcasting, ``out=``, ``where=``, ``dtype=`` and
+``__array_ufunc__`` dispatch, so dask arrays stay lazy and xarray DataArrays keep their
+dims and coords::
+
+    from fastact import ufunc
+    ufunc.leaky_relu(x, slopes[:, None])   # per-channel slopes: PReLU
+    ufunc.relu(dask_array)                 # lazy, chunk by chunk
+
+Differences from the main functions, all NumPy's own rules: inputs broadcast (the
+backward ufuncs too); dtypes follow NumPy's casting (integer input to the float-only
+ufuncs is cast to float64, and a float64 slope array with float32 ``x`` gives float64);
+a 0-d result is a scalar. float16 loops take the slope as float32, as torch does.
+"""
+
+from ._ufuncs import (
+    leaky_relu,
+    leaky_relu_backward,
+    leaky_relu_grad,
+    relu,
+    relu_backward,
+    relu_grad,
+)
+
+__all__ = [
+    "leaky_relu",
+    "leaky_relu_backward",
+    "leaky_relu_grad",
+    "relu",
+    "relu_backward",
+    "relu_grad",
+]
