@@ -36,9 +36,15 @@ DIRECTIVES = {
 
 
 class BuildExt(build_ext):
-    """Chooses the flags by compiler and records them for ``fastact.show_config()``."""
+    """Cythonizes, chooses the flags by compiler and records them for ``show_config()``."""
 
     def build_extensions(self):
+        # Cythonize here, when building, rather than at import: an sdist then lists the
+        # .pyx sources and never ships generated C, which every build regenerates.
+        generated = cythonize(self.extensions, compiler_directives=DIRECTIVES)
+        sources = {ext.name: ext.sources for ext in generated}
+        for ext in self.extensions:
+            ext.sources = sources[ext.name]
         flags = MSVC_FLAGS if self.compiler.compiler_type == "msvc" else UNIX_FLAGS
         for ext in self.extensions:
             ext.extra_compile_args = flags + ext.extra_compile_args
@@ -73,6 +79,6 @@ extensions = [
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES),
+    ext_modules=extensions,
     cmdclass={"build_ext": BuildExt},
 )
