@@ -15,6 +15,8 @@ from ._dispatch import (
     _DISABLED,
     COMPILED,
     _kernels,
+    dead_fraction,
+    dead_units,
     leaky_relu,
     leaky_relu_backward,
     leaky_relu_grad,
@@ -26,6 +28,8 @@ from ._version import __version__
 
 __all__ = [
     "__version__",
+    "dead_fraction",
+    "dead_units",
     "leaky_relu",
     "leaky_relu_backward",
     "leaky_relu_grad",

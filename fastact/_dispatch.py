@@ -101,7 +101,8 @@ def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.
 
 
 def _check_slope(negative_slope: Any, func: str) -> float:
-    if isinstance(negative_slope, numbers.Real):
+    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
+    if isinstance(negative_slope, (numbers.Real, np.bool_)):
         try:
             return float(negative_slope)
         except OverflowError as exc:
@@ -461,3 +462,102 @@ def leaky_relu_backward(
     return _fallback(
         "leaky_relu_backward", (("grad_output", grad_output), ("x", x)), out, negative_slope
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Dead units: a diagnostic over a batch of pre-activations. A reduction along one axis,
+# so it has its own entry point and takes no ``out``.
+
+__all__ += ["dead_fraction", "dead_units"]
+
+_compiled_dead_units: Callable[[Any, Any], np.ndarray | None] = (
+    _kernels.dead_units if _kernels is not None else _NoKernels._decline
+)
+
+
+def _check_axis(axis: Any, ndim: int, func: str) -> int:
+    # bool is an int to Python, but `axis=True` is a slip, not an axis.
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"fastact.{func}: axis must be an int, not {type(axis).__name__}")
+    # AxisError is a ValueError, as NumPy's own reductions raise it.
+    return np.lib.array_utils.normalize_axis_index(int(axis), ndim, msg_prefix=f"fastact.{func}")
+
+
+def _dead_mask(pre_activation: Any, axis: Any, func: str) -> np.ndarray:
+    mask = _compiled_dead_units(pre_activation, axis)
+    if mask is not None:
+        return mask
+    x = _as_array(pre_activation, "pre_activation", func)
+    axis = _check_axis(axis, x.ndim, func)
+    mask = _compiled_dead_units(x, axis)
+    return mask if mask is not None else _reference.dead_units(x, axis)
+
+
+def dead_units(pre_activation: Any, axis: int = 0) -> Any:
+    """Which ReLU units are dead over a batch: no sample gives them a gradient.
+
+    Parameters
+    ----------
+    pre_activation : array_like
+        float16, float32 or float64: the input ``x`` of a ReLU layer for a batch of
+        samples, for example of shape ``(samples, units)``.
+    axis : int, default 0
+        The axis along which the samples lie; negative values count from the end.
+
+    Returns
+    -------
+    ndarray of bool or numpy.bool
+        ``pre_activation``'s shape without ``axis``: True where the unit is dead. A NumPy
+        bool scalar if ``pre_activation`` is 1-D.
+
+    Notes
+    -----
+    A unit is dead iff :func:`relu_grad` is 0 for every sample, that is
+    ``np.all(x <= 0, axis=axis)``: neither ReLU nor anything before it receives a
+    gradient through that unit from this batch. ``±0`` counts as dead (the derivative
+    at 0 is 0) and NaN as alive (``relu_grad(nan)`` is 1). With no samples (length 0
+    along ``axis``) every unit is dead, as ``np.all`` of nothing is True.
+
+    The compiled loop covers float32 and float64 when ``axis`` is the leading axis of a
+    C-contiguous array or the trailing axis of a Fortran-contiguous one, in one pass over
+    the data; every other valid input goes through NumPy with the same result.
+
+    Raises
+    ------
+    TypeError
+        If ``pre_activation`` is not float16/32/64 (integers, bool, complex, object,
+        strings, ...) or ``axis`` is not an int.
+    ValueError
+        ``numpy.exceptions.AxisError`` if ``axis`` is out of range (a 0-d input has no
+        axis).
+    """
+    mask = _dead_mask(pre_activation, axis, "dead_units")
+    return mask[()] if mask.ndim == 0 else mask
+
+
+def dead_fraction(pre_activation: Any, axis: int = 0) -> float:
+    """The fraction of ReLU units that are dead over a batch (see :func:`dead_units`).
+
+    Parameters
+    ----------
+    pre_activation : array_like
+        float16, float32 or float64: the input of a ReLU layer for a batch of samples.
+    axis : int, default 0
+        The axis along which the samples lie; negative values count from the end.
+
+    Returns
+    -------
+    float
+        The number of dead units divided by the number of units, in [0, 1]. Never NaN:
+        with no units at all it is 0.0 (there is no dead unit), so that averaging over
+        layers stays finite and nothing warns.
+
+    Raises
+    ------
+    TypeError
+        If ``pre_activation`` is not float16/32/64 or ``axis`` is not an int.
+    ValueError
+        ``numpy.exceptions.AxisError`` if ``axis`` is out of range.
+    """
+    mask = _dead_mask(pre_activation, axis, "dead_fraction")
+    return int(np.count_nonzero(mask)) / mask.size if mask.size else 0.0

@@ -33,3 +33,11 @@ cdef void relu_backward_kernel(const floating_t* grad_output, const floating_t* 
 cdef void leaky_relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
                                      floating_t* out, Py_ssize_t n,
                                      floating_t negative_slope) noexcept nogil
+
+# Dead units. ``x`` holds ``rows`` samples of ``cols`` units, row after row; the kernel
+# writes ``cols`` flags to ``dead``: 1 iff ``x[i, j] <= 0`` for every row i, so a NaN keeps
+# its unit alive (relu_grad(NaN) is 1) and with no rows every flag is 1.
+from libc.stdint cimport uint8_t
+
+cdef void dead_units_kernel(const floating_t* x, uint8_t* dead, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil

@@ -139,6 +139,8 @@ KERNEL_DTYPES = {
     "leaky_relu_grad": ("float32", "float64"),
     "relu_backward": ("float32", "float64"),
     "leaky_relu_backward": ("float32", "float64"),
+    "dead_units": ("float32", "float64"),
+    "dead_fraction": ("float32", "float64"),
 }
 
 BUILD_INFO = {
@@ -349,3 +351,115 @@ def leaky_relu_backward(grad_output, x, negative_slope, out):
     if type(negative_slope) is not float:
         return None
     return binary(LEAKY_RELU_BACKWARD, grad_output, x, out, <double>negative_slope)
+
+
+# ---------------------------------------------------------------------------------------
+# Dead units: which columns of a (rows x cols) C-contiguous block have x <= 0 in every row.
+
+# Flags per pass: a block of them stays in L1 (1-2 KiB) while the rows stream past.
+cdef enum:
+    DEAD_UNITS_BLOCK = 256
+
+
+cdef inline void mark_alive(const floating_t* x, floating_t* alive, Py_ssize_t rows,
+                            Py_ssize_t width, Py_ssize_t stride) noexcept nogil:
+    """Set ``alive[j]`` to 1 where some ``x[i * stride + j]`` is not ``<= 0``."""
+    cdef Py_ssize_t i, j
+    cdef const floating_t* row
+    cdef floating_t x0, x1, x2, x3, aj
+    # Four rows per sweep: one load and store of each flag for four compares.
+    for i in range(0, rows - 3, 4):
+        row = x + i * stride
+        for j in range(width):
+            x0 = row[j]
+            x1 = row[j + stride]
+            x2 = row[j + 2 * stride]
+            x3 = row[j + 3 * stride]
+            aj = alive[j]
+            # `<=`, not `> 0`: dead means relu_grad is 0, and relu_grad(NaN) is 1.
+            # A select, not an early exit: the loop never branches on the data.
+            alive[j] = aj if (x0 <= 0) & (x1 <= 0) & (x2 <= 0) & (x3 <= 0) else 1
+    for i in range(rows - rows % 4, rows):
+        row = x + i * stride
+        for j in range(width):
+            x0 = row[j]
+            aj = alive[j]
+            alive[j] = aj if x0 <= 0 else 1
+
+
+cdef void dead_units_kernel(const floating_t* x, uint8_t* dead, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil:
+    # The flags have x's own width, so that a vector compare updates them lane for lane
+    # (byte flags would cost a pack of every compare mask).
+    cdef floating_t alive[DEAD_UNITS_BLOCK]
+    cdef Py_ssize_t j, t, start, width, per_row, folded
+    cdef bint any_alive
+    if 0 < cols <= DEAD_UNITS_BLOCK // 2:
+        # Few units (1-D input has one): read `per_row` samples as one wide row, so the
+        # inner loop stays long enough to vectorise; the leftover samples go one by one.
+        per_row = DEAD_UNITS_BLOCK // cols
+        width = per_row * cols
+        folded = rows // per_row
+        for j in range(width):
+            alive[j] = 0
+        mark_alive(x, alive, folded, width, width)
+        mark_alive(x + folded * width, alive, rows - folded * per_row, cols, cols)
+        for j in range(cols):
+            any_alive = False
+            for t in range(per_row):
+                any_alive = any_alive | (alive[t * cols + j] != 0)
+            dead[j] = not any_alive
+        return
+    start = 0
+    while start < cols:
+        width = min(<Py_ssize_t>DEAD_UNITS_BLOCK, cols - start)
+        for j in range(width):
+            alive[j] = 0
+        mark_alive(x + start, alive, rows, width, cols)
+        for j in range(width):
+            dead[start + j] = alive[j] == 0
+        start += width
+
+
+cdef object reduced_bool(ndarray x, int skip, bint fortran):
+    """A new bool array of ``x``'s shape without dimension ``skip``."""
+    cdef int ndim = cnp.PyArray_NDIM(x)
+    cdef npy_intp* dims = cnp.PyArray_DIMS(x)
+    # Dropping the first or the last dimension leaves the others contiguous in the array.
+    cdef npy_intp* kept = dims + 1 if skip == 0 else dims
+    return cnp.PyArray_EMPTY(ndim - 1, kept, cnp.NPY_BOOL, fortran)
+
+
+def dead_units(x, axis):
+    if type(x) is not ndarray or type(axis) is not int:
+        return None
+    cdef ndarray xa = <ndarray>x
+    cdef int ndim = cnp.PyArray_NDIM(xa)
+    cdef ElementType etype = element_type(xa)
+    if ndim == 0 or (etype != FLOAT32 and etype != FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(xa):
+        return None
+    # Checked on the Python int first: a huge axis must decline, not overflow.
+    if not -ndim <= axis < ndim:
+        return None
+    cdef Py_ssize_t ax = axis + ndim if axis < 0 else axis
+    # The reduced axis must be the slowest-varying one in memory, so that the array reads
+    # as (samples, units) row after row: the leading axis of a C-contiguous array or the
+    # trailing axis of a Fortran-contiguous one.
+    cdef bint fortran
+    if ax == 0 and cnp.PyArray_ISCARRAY_RO(xa):
+        fortran = False
+    elif ax == ndim - 1 and cnp.PyArray_ISFARRAY_RO(xa):
+        fortran = True
+    else:
+        return None
+    cdef ndarray dead = <ndarray>reduced_bool(xa, <int>ax, fortran)
+    cdef Py_ssize_t rows = cnp.PyArray_DIMS(xa)[ax]
+    cdef Py_ssize_t cols = cnp.PyArray_SIZE(dead)
+    cdef const void* src = cnp.PyArray_DATA(xa)
+    cdef uint8_t* dst = <uint8_t*>cnp.PyArray_DATA(dead)
+    with nogil:
+        if etype == FLOAT32:
+            dead_units_kernel(<const float*>src, dst, rows, cols)
+        else:
+            dead_units_kernel(<const double*>src, dst, rows, cols)
+    return dead

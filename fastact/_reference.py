@@ -77,3 +77,14 @@ def leaky_relu_backward(
     grad_output: np.ndarray, x: np.ndarray, negative_slope: float
 ) -> np.ndarray:
     return np.where(x > 0, grad_output, _times_slope(grad_output, negative_slope))
+
+
+# Dead units: a reduction, not an elementwise rule, so it returns bool, not x's dtype.
+# Dead means relu_grad is 0 for every sample: `x <= 0` all along the axis. NaN fails
+# `x <= 0` (relu_grad(NaN) is 1), so it keeps a unit alive; no samples at all leave every
+# unit dead, as `np.all` of nothing is True.
+__all__ += ["dead_units"]
+
+
+def dead_units(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.asarray(np.all(x <= 0, axis=axis))
