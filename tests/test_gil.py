@@ -2,24 +2,32 @@
 
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
-from bitwise import requires_compiled
+from bitwise import FUNCTIONS, args_for, requires_compiled
 
 import fastact
 
 
 @requires_compiled
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["relu", "leaky_relu_backward"])
-def test_python_thread_progresses_during_a_long_call(name):
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [(name, np.float32) for name in FUNCTIONS] + [("relu", np.int8), ("relu", np.uint16)],
+)
+def test_python_thread_progresses_during_a_long_call(name, dtype):
     # With a long switch interval the interpreter itself never hands the GIL over while
     # this thread runs Python code, so the counter can only move while the call has
     # released the GIL.
-    x = np.random.default_rng(0).standard_normal(1 << 24).astype(np.float32)
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":
+        x = rng.standard_normal(1 << 24, dtype=dtype)
+    else:
+        x = rng.integers(0, 256, 1 << 24, dtype=np.uint8).astype(dtype) - dtype(100)
     out = np.empty_like(x)
-    args = (x, x) if "backward" in name else (x,)
+    args = args_for(name, x, x, 0.1)
     counter = [0]
     started, stop = threading.Event(), threading.Event()
 
@@ -35,7 +43,10 @@ def test_python_thread_progresses_during_a_long_call(name):
         worker.start()
         started.wait()
         before = counter[0]
-        for _ in range(3):
+        # Call until the counter moves, but for well under the switch interval: past it,
+        # the counter thread would get the GIL by force, released or not.
+        deadline = time.perf_counter() + 0.2
+        while counter[0] == before and time.perf_counter() < deadline:
             getattr(fastact, name)(*args, out=out)
         after = counter[0]
     finally:

@@ -1,0 +1,402 @@
+"""Hostile input, drawn at random, for every public function.
+
+Each draw combines a dtype (every NumPy kind, both byte orders), a shape (0-d to 4-d,
+empty included), a layout (C or Fortran order, negative and positive strides, zero strides
+from ``np.broadcast_to``, misaligned buffers, read-only views, windows into a larger
+buffer, nested lists), a ``negative_slope`` (real numbers of every Python and NumPy type,
+and things that are not) and an ``out`` (none, fresh in any layout, an input itself, a
+partial overlap with an input, the wrong shape or dtype, read-only, not an array).
+
+The outcome is predicted from the contract alone (README: dtypes, shapes, ``out=``,
+``negative_slope``), never from the implementation. A call must then either match the
+NumPy reference bit for bit, or raise TypeError/ValueError whose message names an
+argument that is at fault; after an error, ``out``, the inputs and every buffer they live
+in hold exactly the bytes they held before. Nothing but ``out`` is ever written.
+
+FASTACT_FUZZ_EXAMPLES sets the number of examples per function (default 500).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from bitwise import BINARY, FLOAT_DTYPES, FUNCTIONS, INT_DTYPES, WITH_SLOPE, assert_bitwise_equal
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastact
+from fastact import _reference
+
+EXAMPLES = int(os.environ.get("FASTACT_FUZZ_EXAMPLES", "500"))
+
+_NATIVE = [
+    *("?", "i1", "i2", "i4", "i8", "q", "u1", "u2", "u4", "u8"),
+    *("f2", "f4", "f8", "g", "c8", "c16", "G"),
+    *("O", "U3", "S3", "V4", "M8[ns]", "m8[s]"),
+]
+_BASE_DTYPES = [np.dtype(t) for t in _NATIVE]
+_BASE_DTYPES += [np.dtype([("a", "<f4"), ("b", ">i2")]), np.dtypes.StringDType()]
+# Every dtype that has a byte order also comes byte-swapped.
+ALL_DTYPES = _BASE_DTYPES + [d.newbyteorder() for d in _BASE_DTYPES if d.byteorder == "="]
+
+_ACCEPTED_FLOATS = [np.dtype(t) for t in FLOAT_DTYPES]
+_ACCEPTED_INTS = [np.dtype(t) for t in INT_DTYPES]
+
+
+def native(dtype: np.dtype) -> np.dtype:
+    return dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
+
+
+def accepts(name: str, dtype: np.dtype) -> bool:
+    """The README's dtype rule: float16/32/64 in either byte order; integers for relu."""
+    allowed = _ACCEPTED_FLOATS + (_ACCEPTED_INTS if name == "relu" else [])
+    return dtype.kind in "iuf" and any(native(dtype) == d for d in allowed)
+
+
+def same_element_type(a: np.dtype, b: np.dtype) -> bool:
+    return a.kind == b.kind and a.itemsize == b.itemsize
+
+
+# ---------------------------------------------------------------------------------------
+# Drawing the arguments.
+
+
+@dataclass
+class Draw:
+    """The arguments of one call, and the buffers they were cut from."""
+
+    x: Any
+    g: Any = None
+    slope: Any = None
+    out: Any = None
+    pass_out: bool = False
+    out_kind: str = ""
+    # (buffer, start) of every window layout, so overlaps with it can be drawn and stray
+    # writes into it detected.
+    windows: list[tuple[np.ndarray, int]] = field(default_factory=list)
+
+
+@st.composite
+def contents(draw, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous array of ``dtype`` with values worth testing."""
+    if dtype.kind in "biufc" and dtype.itemsize <= 8:
+        elements = {"allow_subnormal": True} if dtype.kind in "fc" else None
+        return draw(hnp.arrays(dtype, shape, elements=elements))
+    if dtype.hasobject or dtype.kind == "T":
+        return np.zeros(shape, dtype)
+    # Rejected plain-data dtypes (float128, datetimes, strings, structs): any bit pattern.
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = draw(st.binary(min_size=nbytes, max_size=nbytes))
+    return np.frombuffer(raw, dtype).reshape(shape).copy()
+
+
+# A window into a larger buffer comes up most: out may then overlap it partially.
+LAYOUTS = ("window", "window", "C", "F", "strided", "broadcast", "misaligned", "list")
+
+
+@st.composite
+def placed(draw, dtype: np.dtype, shape: tuple[int, ...], d: Draw, list_ok: bool) -> Any:
+    """An array of ``shape`` holding drawn values, in a drawn layout."""
+    values = draw(contents(dtype, shape))
+    layout = draw(st.sampled_from(LAYOUTS if list_ok else LAYOUTS[:-1]))
+    if layout == "F":
+        arr = np.asfortranarray(values)
+    elif layout == "strided" and shape:
+        steps = [draw(st.sampled_from([1, 2, -1, -2])) for _ in shape]
+        big = np.zeros(tuple(max(1, n * abs(s)) for n, s in zip(shape, steps, strict=True)), dtype)
+        arr = big[tuple(slice(None, None, s) for s in steps)][tuple(slice(0, n) for n in shape)]
+        arr[...] = values
+    elif layout == "broadcast" and shape:
+        collapse = [draw(st.booleans()) for _ in shape]
+        small = values[tuple(slice(0, 1) if c else slice(None) for c in collapse)]
+        arr = np.broadcast_to(small, shape)
+    elif layout == "misaligned" and not dtype.hasobject and dtype.kind != "T":
+        buf = bytearray(values.nbytes + 1)
+        arr = np.frombuffer(buf, dtype, count=values.size, offset=1).reshape(shape)
+        arr[...] = values
+    elif layout == "window":
+        start = draw(st.integers(0, 6))
+        buffer = draw(contents(dtype, (values.size + 6,)))
+        arr = buffer[start : start + values.size].reshape(shape)
+        arr[...] = values
+        d.windows.append((buffer, start))
+    elif layout == "list":
+        return values.tolist()
+    else:
+        arr = values
+    if arr.flags.writeable and draw(st.integers(0, 4)) == 0:
+        arr.flags.writeable = False
+    return arr
+
+
+def _slopes() -> st.SearchStrategy:
+    real = st.one_of(
+        st.floats(),
+        st.integers(),
+        st.just(10**400),  # too large for a float: ValueError
+        st.booleans(),
+        st.fractions(),
+        st.floats(width=16).map(np.float16),
+        st.floats(width=32).map(np.float32),
+        st.floats().map(np.float64),
+        st.floats().map(np.longdouble),
+        st.integers(-128, 127).map(np.int8),
+        st.integers(-(2**63), 2**63 - 1).map(np.int64),
+        st.integers(0, 2**64 - 1).map(np.uint64),
+    )
+    not_real = st.integers(0, 8).map(
+        lambda i: [
+            "0.1",
+            1j,
+            np.complex64(0.5),
+            None,
+            Decimal("0.5"),
+            np.array(0.5),
+            np.array([0.5, 0.2]),
+            [0.5],
+            object(),
+        ][i]
+    )
+    return st.one_of(real, real, real, real, not_real)
+
+
+@st.composite
+def calls(draw, name: str) -> Draw:
+    shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)
+    # Half the draws take a dtype the compiled loops cover (where a layout or overlap
+    # mistake would do harm), a quarter another dtype the function accepts, a quarter any.
+    accepted = [t for t in ALL_DTYPES if accepts(name, t)]
+    compiled = [t for t in accepted if t.byteorder in "=|" and (t.kind in "iu" or t.itemsize >= 4)]
+    pool = [compiled, compiled, accepted, ALL_DTYPES][draw(st.integers(0, 3))]
+    dtype = draw(st.sampled_from(pool))
+    shape = draw(shapes)
+    d = Draw(x=None)
+    d.x = draw(placed(dtype, shape, d, list_ok=accepts(name, dtype)))
+    if name in BINARY:
+        kind = draw(st.sampled_from(["same", "same", "same", "swapped", "any", "is x"]))
+        if kind == "is x":
+            d.g = d.x
+        else:
+            g_dtype = {
+                "same": dtype,
+                "swapped": dtype.newbyteorder() if dtype.byteorder in "=<>" else dtype,
+                "any": draw(st.sampled_from(ALL_DTYPES)),
+            }[kind]
+            g_shape = shape if draw(st.integers(0, 6)) else draw(shapes)
+            d.g = draw(placed(g_dtype, g_shape, d, list_ok=accepts(name, g_dtype)))
+    if name in WITH_SLOPE:
+        d.slope = draw(_slopes())
+    d.out, d.pass_out = draw(outs(name, d, dtype, shape))
+    return d
+
+
+# Repeated kinds are drawn more often, and Hypothesis favours the first: most draws
+# should reach a computation, and a partial overlap is where a mistake does most harm.
+OUT_KINDS = (
+    *("overlap", "overlap", "overlap", "fresh", "fresh", "fresh", "alias", "alias"),
+    *("omit", "None", "wrong shape", "wrong dtype", "not an array"),
+)
+
+
+@st.composite
+def outs(draw, name: str, d: Draw, dtype: np.dtype, shape: tuple[int, ...]):
+    """``(out, whether to pass it at all)``."""
+    result_dtype = native(dtype) if accepts(name, dtype) else np.dtype(np.float32)
+    kind = d.out_kind = draw(st.sampled_from(OUT_KINDS))
+    if kind == "omit":
+        return None, False
+    if kind == "None":
+        return None, True
+    if kind == "fresh":
+        if draw(st.booleans()):
+            result_dtype = result_dtype.newbyteorder()
+        return draw(placed(result_dtype, shape, d, list_ok=False)), True
+    if kind == "alias":
+        return (d.g if name in BINARY and draw(st.booleans()) else d.x), True
+    if kind == "overlap":
+        if d.windows:
+            buffer, _ = draw(st.sampled_from(d.windows))
+            size = int(np.prod(shape))
+            if buffer.size >= size + 6:  # a window of x's size (else: of g's, wrong shape)
+                begin = draw(st.integers(0, 6))
+                return buffer[begin : begin + size].reshape(shape), True
+        if isinstance(d.x, np.ndarray):
+            # The same memory, traversed backwards.
+            return d.x[(slice(None, None, -1),) * d.x.ndim + (...,)], True
+        return d.x, True
+    if kind == "wrong shape":
+        other = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4))
+        if other == shape:
+            other = (*shape, 1)
+        return np.zeros(other, result_dtype), True
+    if kind == "wrong dtype":
+        other = draw(st.sampled_from(ALL_DTYPES))
+        if same_element_type(other, result_dtype):
+            other = np.dtype(np.complex128)
+        return np.zeros(shape, other), True
+    zeros = np.zeros(shape, result_dtype)
+    options = [zeros.tolist(), tuple(np.zeros(shape).ravel()), 0.0, "out", {}]
+    options += [memoryview(zeros), result_dtype.type(0), np.zeros(shape).tolist()]
+    return options[draw(st.integers(0, len(options) - 1))], True
+
+
+# ---------------------------------------------------------------------------------------
+# The contract, as a prediction.
+
+
+def predict(name: str, d: Draw):
+    """``(result, [])`` for a valid call, or ``(None, [(error type, argument), ...])``."""
+    wrong: list[tuple[type, str]] = []
+    inputs = (("grad_output", d.g), ("x", d.x)) if name in BINARY else (("x", d.x),)
+    arrays: dict[str, np.ndarray] = {}
+    x_shape = None
+    for arg, value in inputs:
+        try:
+            arr = np.asarray(value)
+        except ValueError:
+            wrong.append((ValueError, arg))
+            continue
+        except Exception:
+            wrong.append((TypeError, arg))
+            continue
+        if arg == "x":
+            x_shape = arr.shape
+        if not accepts(name, arr.dtype):
+            wrong.append((TypeError, arg))
+            continue
+        # A native-order copy taken now: out may overwrite the input during the call.
+        arrays[arg] = arr.astype(native(arr.dtype), copy=True)
+    if len(arrays) == 2:
+        g, x = arrays["grad_output"], arrays["x"]
+        if g.shape != x.shape:  # no broadcasting in a backward pass
+            wrong += [(ValueError, "grad_output"), (ValueError, "x")]
+        if not same_element_type(g.dtype, x.dtype):
+            wrong += [(TypeError, "grad_output"), (TypeError, "x")]
+    slope = None
+    if name in WITH_SLOPE:
+        if isinstance(d.slope, numbers.Real):
+            try:
+                slope = float(d.slope)
+            except OverflowError:
+                wrong.append((ValueError, "negative_slope"))
+        else:
+            wrong.append((TypeError, "negative_slope"))
+    if d.pass_out and d.out is not None:
+        out = d.out
+        if not isinstance(out, np.ndarray):
+            wrong.append((TypeError, "out"))
+        else:
+            if x_shape is not None and out.shape != x_shape:
+                wrong.append((ValueError, "out"))
+            if not out.flags.writeable:
+                wrong.append((ValueError, "out"))
+            if "x" in arrays and not same_element_type(out.dtype, arrays["x"].dtype):
+                wrong.append((TypeError, "out"))
+    if wrong:
+        return None, wrong
+    args = [arrays[arg] for arg, _ in inputs]
+    if slope is not None:
+        args.append(slope)
+    return getattr(_reference, name)(*args), []
+
+
+# ---------------------------------------------------------------------------------------
+# The check.
+
+
+def snapshot(value: Any) -> Any:
+    if isinstance(value, (np.ndarray, np.generic, memoryview)):
+        return value.tobytes()
+    return copy.deepcopy(value)
+
+
+def unchanged(value: Any, old: Any) -> bool:
+    if isinstance(old, bytes):
+        return snapshot(value) == old
+    # In a list, == compares identical objects as equal: a NaN float matches itself.
+    return [value] == [old]
+
+
+def check_call(name: str, d: Draw) -> str:
+    want, wrong = predict(name, d)
+    args: tuple = (d.g, d.x) if name in BINARY else (d.x,)
+    if name in WITH_SLOPE:
+        args = (*args, d.slope)
+    kwargs = {"out": d.out} if d.pass_out else {}
+    watched = [v for v in (d.x, d.g, d.out) if v is not None]
+    before = [snapshot(v) for v in watched]
+    windows_before = [buffer.copy() for buffer, _ in d.windows]
+
+    try:
+        result = getattr(fastact, name)(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        assert wrong, f"valid call raised {exc!r}"
+        assert f"fastact.{name}" in message, message
+        assert any(
+            isinstance(exc, kind) and re.search(rf"\b{arg}\b", message) for kind, arg in wrong
+        ), f"{exc!r} does not name any of {wrong}"
+        for value, old in zip(watched, before, strict=True):
+            assert unchanged(value, old), "an argument changed on error"
+        for (buffer, _), old in zip(d.windows, windows_before, strict=True):
+            assert buffer.tobytes() == old.tobytes(), "a buffer changed on error"
+        return "error"
+
+    assert not wrong, f"expected an error naming one of {wrong}, got {result!r}"
+    out = d.out if d.pass_out else None
+    if out is not None:
+        assert result is out
+    elif want.ndim == 0:
+        assert isinstance(result, np.generic), type(result)
+    else:
+        assert isinstance(result, np.ndarray) and result.shape == want.shape
+    if out is None:
+        assert np.asarray(result).dtype == want.dtype
+    assert_bitwise_equal(result, want)
+    # Nothing but out was written: inputs that share no memory with out are unchanged,
+    # and so is every byte of a window buffer outside out.
+    for value, old in zip(watched, before, strict=True):
+        if value is out or (out is not None and np.may_share_memory(value, out)):
+            continue
+        assert unchanged(value, old), "an input was modified"
+    for (buffer, _), old in zip(d.windows, windows_before, strict=True):
+        outside = np.ones(buffer.shape, bool)
+        if out is not None and np.may_share_memory(buffer, out):
+            outside[elements_of(out, buffer)] = False
+        assert buffer[outside].tobytes() == old[outside].tobytes(), "stray write"
+    return "ok"
+
+
+def elements_of(view: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """The indices into 1-D ``buffer`` of every element of ``view``, a view of it."""
+    start = view.__array_interface__["data"][0] - buffer.__array_interface__["data"][0]
+    index = np.full(view.shape, start // buffer.itemsize)
+    for axis, (n, stride) in enumerate(zip(view.shape, view.strides, strict=True)):
+        steps = np.arange(n) * (stride // buffer.itemsize)
+        index = index + steps.reshape((n,) + (1,) * (view.ndim - axis - 1))
+    return index.ravel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FUNCTIONS)
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_fuzz(name, data):
+    d = data.draw(calls(name))
+    outcome = check_call(name, d)
+    # Hypothesis reports how often each occurred (--hypothesis-show-statistics).
+    event(outcome)
+    event(f"{outcome}, out: {d.out_kind}")
