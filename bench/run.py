@@ -30,7 +30,9 @@ machine noise, and the median sample is reported.
 Output: one table per dtype (fastact time, GB/s = bytes read + written per second,
 % of the roofline's GB/s, and ratios competitor time / fastact time: above 1 means
 fastact is faster), a sorted-versus-random input check, a call-overhead table and a
-JSON file with every sample and the machine description.
+JSON file with every sample and the machine description; when matplotlib is installed,
+PNG plots of throughput and speed-up versus size beside it (``plotting.py``; ``plot.py``
+redraws them from a saved JSON).
 
 Run ``python bench/run.py --help`` for the options.
 """
@@ -724,6 +726,7 @@ def case_record(case: Case, verdicts: Verdicts) -> dict[str, Any]:
         "n": case.n,
         "bytes_per_call": func.streams() * case.n * case.dtype.itemsize,
         "fastact_gbps": case.gbps("fastact"),
+        "roofline": roofline_column(func),
         "percent_of_roofline": case.percent_of(roofline_column(func)),
         "percent_of_copyto": case.percent_of("copyto"),
         "competitors": {
@@ -737,6 +740,19 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"\nWrote {path}")
+
+
+def write_plots(report: dict[str, Any], directory: Path) -> None:
+    """The PNGs of plotting.py, or a one-line note when matplotlib is missing."""
+    try:
+        import plotting
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "matplotlib":
+            raise
+        print('No plots: matplotlib is not installed (pip install matplotlib, or ".[bench]")')
+        return
+    for path in plotting.write_plots(report, directory):
+        print(f"Wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -804,6 +820,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_JSON,
         help="where to write the results (default: %(default)s)",
     )
+    plots = parser.add_mutually_exclusive_group()
+    plots.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="folder for the PNG plots, if matplotlib is installed (default: the JSON's)",
+    )
+    plots.add_argument("--no-plots", action="store_true", help="write no plots")
     return parser.parse_args(argv)
 
 
@@ -859,22 +883,22 @@ def main(argv: list[str] | None = None) -> int:
     overhead_rows = call_overhead(cfg)
     print_overhead(overhead_rows)
 
-    write_json(
-        args.json,
-        {
-            "metadata": meta,
-            "mode": mode,
-            "settings": asdict(cfg),
-            "negative_slope": NEGATIVE_SLOPE,
-            "exactness": {
-                dt: {f"{func} / {col}": asdict(v) for (func, col), v in table.items()}
-                for dt, table in verdicts.items()
-            },
-            "cases": records,
-            "sorted_vs_random": sorted_rows,
-            "call_overhead": overhead_rows,
+    report = {
+        "metadata": meta,
+        "mode": mode,
+        "settings": asdict(cfg),
+        "negative_slope": NEGATIVE_SLOPE,
+        "exactness": {
+            dt: {f"{func} / {col}": asdict(v) for (func, col), v in table.items()}
+            for dt, table in verdicts.items()
         },
-    )
+        "cases": records,
+        "sorted_vs_random": sorted_rows,
+        "call_overhead": overhead_rows,
+    }
+    write_json(args.json, report)
+    if not args.no_plots:
+        write_plots(report, args.plots or args.json.parent)
     return 0
 
 
