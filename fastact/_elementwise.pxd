@@ -6,17 +6,19 @@ happens to -0.0 and NaN, so they are written exactly as the contract states them
 float16 is stored as ``npy_half`` and computed in float32, rounding once, as torch does.
 """
 
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
+
 cdef extern from "numpy/halffloat.h":
     ctypedef unsigned short npy_half
     float npy_half_to_float(npy_half h) nogil
     npy_half npy_float_to_half(float f) nogil
 
+# Fixed-width integers: C's long and long long are one type here when they have one width.
 ctypedef fused element_t:
-    signed char
-    short
-    int
-    long
-    long long
+    int8_t
+    int16_t
+    int32_t
+    int64_t
     float
     double
 

@@ -11,6 +11,15 @@ cimport numpy as cnp
 from numpy cimport ndarray, npy_intp
 from libc.string cimport memcpy
 
+from fastact._elementwise cimport (
+    leaky_relu_backward_rule,
+    leaky_relu_grad_rule,
+    leaky_relu_rule,
+    relu_backward_rule,
+    relu_grad_rule,
+    relu_rule,
+)
+
 cnp.import_array()
 
 cdef extern from *:
@@ -45,16 +54,15 @@ cdef extern from *:
 # ---------------------------------------------------------------------------------------
 # The loops. Every operand is loaded before the select, so the compiler can turn the
 # ternary into a vector compare + blend instead of a branch (random signs would make a
-# branch mispredict half the time). The comparisons are written exactly as the contract
-# states them: they alone decide what happens to -0.0 and NaN.
+# branch mispredict half the time). The rules themselves, with the reasons for each
+# comparison, are written once in _elementwise.pxd and shared with the ufunc loops.
 
 cdef void relu_kernel(const signed_t* x, signed_t* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef signed_t xi
     for i in range(n):
         xi = x[i]
-        # `<`, not `<=`: -0.0 stays -0.0 and NaN (false in every comparison) passes.
-        out[i] = 0 if xi < 0 else xi
+        out[i] = relu_rule(xi)
 
 
 cdef void leaky_relu_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
@@ -63,8 +71,7 @@ cdef void leaky_relu_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
     cdef floating_t xi
     for i in range(n):
         xi = x[i]
-        # NaN and ±0 take the product: NaN stays NaN, -0.0 * s keeps IEEE's sign rule.
-        out[i] = xi if xi > 0 else xi * negative_slope
+        out[i] = leaky_relu_rule(xi, negative_slope)
 
 
 cdef void relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n) noexcept nogil:
@@ -72,8 +79,7 @@ cdef void relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n) n
     cdef floating_t xi
     for i in range(n):
         xi = x[i]
-        # The derivative at 0 is taken as 0 (torch); NaN fails `<= 0` and gets 1.
-        out[i] = 0 if xi <= 0 else 1
+        out[i] = relu_grad_rule(xi)
 
 
 cdef void leaky_relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
@@ -82,8 +88,7 @@ cdef void leaky_relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_
     cdef floating_t xi
     for i in range(n):
         xi = x[i]
-        # The derivative at ±0 and at NaN is the slope (torch).
-        out[i] = 1 if xi > 0 else negative_slope
+        out[i] = leaky_relu_grad_rule(xi, negative_slope)
 
 
 cdef void relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
@@ -93,8 +98,7 @@ cdef void relu_backward_kernel(const floating_t* grad_output, const floating_t* 
     for i in range(n):
         gi = grad_output[i]
         xi = x[i]
-        # A select, not g * (x > 0): a NaN or inf gradient where x <= 0 gives +0.0.
-        out[i] = 0 if xi <= 0 else gi
+        out[i] = relu_backward_rule(gi, xi)
 
 
 cdef void leaky_relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
@@ -105,8 +109,7 @@ cdef void leaky_relu_backward_kernel(const floating_t* grad_output, const floati
     for i in range(n):
         gi = grad_output[i]
         xi = x[i]
-        # A multiply where x <= 0: a NaN gradient stays NaN everywhere.
-        out[i] = gi if xi > 0 else gi * negative_slope
+        out[i] = leaky_relu_backward_rule(gi, xi, negative_slope)
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ built from the same element rules (``_elementwise.pxd``). NumPy supplies broadca
 arrays (dask, xarray, ...); it also releases the GIL around every inner loop.
 """
 cimport numpy as cnp
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
 from numpy cimport npy_intp
 
 import numpy as np
@@ -182,15 +183,15 @@ cdef void run(Op op, char** a, npy_intp* dims, npy_intp* s, void* data) noexcept
     elif t == b'e':
         run_half(op, a, n, s)
     elif t == b'b':
-        run_typed(op, a, n, s, <signed char>0)
+        run_typed(op, a, n, s, <int8_t>0)
     elif t == b'h':
-        run_typed(op, a, n, s, <short>0)
+        run_typed(op, a, n, s, <int16_t>0)
     elif t == b'i':
-        run_typed(op, a, n, s, <int>0)
-    elif t == b'l':
-        run_typed(op, a, n, s, <long>0)
-    elif t == b'q':
-        run_typed(op, a, n, s, <long long>0)
+        run_typed(op, a, n, s, <int32_t>0)
+    elif (t == b'l' and sizeof(long) == 4):
+        run_typed(op, a, n, s, <int32_t>0)
+    elif t == b'l' or t == b'q':
+        run_typed(op, a, n, s, <int64_t>0)
     elif t == b'B':
         run_unsigned(a, n, s, 1)
     elif t == b'H':
