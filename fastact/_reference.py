@@ -2,8 +2,9 @@
 
 This module is both the fallback for every input the compiled loops do not cover
 (float16, byte-swapped, misaligned, strided) and the oracle the tests compare the
-compiled loops against, bit for bit. Each function takes validated ndarrays and a float
-slope, and returns a new array of ``x``'s dtype. The rules are PyTorch CPU's:
+compiled loops against, bit for bit. Each activation function takes validated ndarrays
+and a float slope and returns a new array of ``x``'s dtype (``dead_units`` returns a
+boolean mask). The rules are PyTorch CPU's:
 
 ==================== ======================= =========================================
 function             rule                    why
