@@ -1,6 +1,11 @@
-"""Shared test data and a bit-for-bit comparison."""
+"""Shared test data, a bit-for-bit comparison and a GIL-release probe."""
 
 from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -91,3 +96,37 @@ def assert_bitwise_equal(actual, expected) -> None:
         idx = np.argwhere(bad)[:10]
         details = ", ".join(f"{tuple(i)}: got {a[tuple(i)]!r} want {e[tuple(i)]!r}" for i in idx)
         raise AssertionError(f"{int(bad.sum())} of {bad.size} elements differ: {details}")
+
+
+def python_runs_during(call: Callable[[], object]) -> bool:
+    """Whether a pure-Python thread makes progress while ``call`` runs (GIL released).
+
+    With a long switch interval the interpreter itself never hands the GIL over while this
+    thread runs Python code, so the counter can only move while ``call`` has released the
+    GIL. ``call`` is repeated until the counter moves, but for well under the switch
+    interval: past it, the counter thread would get the GIL by force, released or not.
+    """
+    counter = [0]
+    started, stop = threading.Event(), threading.Event()
+
+    def count() -> None:
+        started.set()
+        while not stop.is_set():
+            counter[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    worker = threading.Thread(target=count)
+    try:
+        worker.start()
+        started.wait()
+        before = counter[0]
+        deadline = time.perf_counter() + 0.2
+        while counter[0] == before and time.perf_counter() < deadline:
+            call()
+        after = counter[0]
+    finally:
+        stop.set()
+        worker.join()
+        sys.setswitchinterval(interval)
+    return after > before

@@ -1,8 +1,5 @@
 """dead_units and dead_fraction: the compiled loop against the reference, and the API."""
 
-import sys
-import threading
-
 import numpy as np
 import pytest
 from bitwise import (
@@ -11,6 +8,7 @@ from bitwise import (
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
+    python_runs_during,
     requires_compiled,
     sample,
 )
@@ -250,29 +248,7 @@ def test_any_shape_order_and_axis_matches_reference(x, axis_seed, fortran):
 @requires_compiled
 @pytest.mark.slow
 def test_python_thread_progresses_during_a_long_call():
-    # As in test_gil: with a long switch interval the counter moves only while the call
-    # has released the GIL.
     x = -np.abs(np.random.default_rng(0).standard_normal((1 << 12, 1 << 12), np.float32))
-    counter = [0]
-    started, stop = threading.Event(), threading.Event()
-
-    def count():
-        started.set()
-        while not stop.is_set():
-            counter[0] += 1
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.5)
-    worker = threading.Thread(target=count)
-    try:
-        worker.start()
-        started.wait()
-        before = counter[0]
-        for _ in range(3):
-            fastact.dead_units(x)
-        after = counter[0]
-    finally:
-        stop.set()
-        worker.join()
-        sys.setswitchinterval(interval)
-    assert after > before, "no Python code ran during the calls: the GIL was held"
+    assert python_runs_during(lambda: fastact.dead_units(x)), (
+        "no Python code ran during the calls: the GIL was held"
+    )
