@@ -6,13 +6,21 @@ Compiler flags, and why:
   which is what makes the leaky loops branch-free. It changes no result.
 - never ``-ffast-math``: it would break the NaN/-0.0 rules and, linked into a shared
   object, switch the whole process to flush-to-zero.
-- no ``-march=native``: the wheel must run on any x86-64 / aarch64 machine.
+- no ``-march=native``: the wheel must run on any x86-64 / aarch64 machine. On x86-64 the
+  loops are compiled a second time with ``-mavx2`` (``fastact._loops_avx2``), used only
+  when a CPUID check at import finds AVX2: up to 1.4x in cache, on a baseline-only wheel.
+- ``-fopenmp`` for the thread driver in ``_kernels``, only if a probe program compiles,
+  links and runs with it; otherwise a serial build (``FASTACT_OPENMP=0`` forces that).
 
 ``FASTACT_DEBUG_BUILD=1`` builds without optimisation and with Cython's run-time checks
 back on (bounds, wraparound, initialised memoryviews), for debugging and sanitizer runs.
 """
 
 import os
+import platform
+import subprocess
+import sys
+import tempfile
 
 import Cython
 import numpy
@@ -24,6 +32,25 @@ DEBUG_BUILD = os.environ.get("FASTACT_DEBUG_BUILD", "") not in ("", "0")
 
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG_BUILD else ["-O3", "-fno-trapping-math", "-funroll-loops"]
 MSVC_FLAGS = ["/Od", "/Zi"] if DEBUG_BUILD else ["/O2"]
+AVX2_FLAGS = ["-mavx2"]
+OPENMP_FLAGS = {"unix": "-fopenmp", "msvc": "/openmp"}
+USE_OPENMP = os.environ.get("FASTACT_OPENMP", "") != "0"
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel num_threads(2) reduction(+:n)
+    n += 1;
+    printf("%d", n);
+    return n == 2 ? 0 : 1;
+}
+"""
+AVX2_PROBE = r"""
+#include <immintrin.h>
+int main(void) { return _mm256_cvtsi256_si32(_mm256_set1_epi32(0)); }
+"""
 
 DIRECTIVES = {
     "language_level": 3,
@@ -38,6 +65,23 @@ DIRECTIVES = {
 class BuildExt(build_ext):
     """Cythonizes, chooses the flags by compiler and records them for ``show_config()``."""
 
+    def compiles(self, source: str, flags: list[str], run: bool = False) -> bool:
+        """Whether ``source`` compiles and links with ``flags`` (and, if asked, runs)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "probe.c")
+            with open(path, "w") as f:
+                f.write(source)
+            try:
+                objects = self.compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+                exe = os.path.join(tmp, "probe")
+                self.compiler.link_executable(objects, exe, extra_postargs=flags)
+                if run:
+                    subprocess.run([exe + (".exe" if sys.platform == "win32" else "")],
+                                   check=True, capture_output=True, timeout=60)
+            except Exception:
+                return False
+        return True
+
     def build_extensions(self):
         # Cythonize here, when building, rather than at import: an sdist then lists the
         # .pyx sources and never ships generated C, which every build regenerates.
@@ -45,16 +89,29 @@ class BuildExt(build_ext):
         sources = {ext.name: ext.sources for ext in generated}
         for ext in self.extensions:
             ext.sources = sources[ext.name]
-        flags = MSVC_FLAGS if self.compiler.compiler_type == "msvc" else UNIX_FLAGS
+        kind = "msvc" if self.compiler.compiler_type == "msvc" else "unix"
+        flags = MSVC_FLAGS if kind == "msvc" else UNIX_FLAGS
+        openmp = OPENMP_FLAGS.get(kind)
+        if not (USE_OPENMP and openmp and self.compiles(OPENMP_PROBE, [openmp], run=True)):
+            openmp = None
+        # The AVX2 build needs GCC/Clang on x86-64: the import-time CPUID check uses
+        # __builtin_cpu_supports.
+        x86_64 = platform.machine().lower() in ("x86_64", "amd64")
+        if not (kind == "unix" and x86_64 and self.compiles(AVX2_PROBE, AVX2_FLAGS)):
+            self.extensions = [e for e in self.extensions if e.name != "fastact._loops_avx2"]
         for ext in self.extensions:
-            ext.extra_compile_args = flags + ext.extra_compile_args
-            ext.define_macros.append(("FASTACT_CFLAGS", f'"{" ".join(flags)}"'))
+            ext_flags = list(flags)
+            if ext.name == "fastact._loops_avx2":
+                ext_flags += AVX2_FLAGS
+            if ext.name == "fastact._kernels" and openmp:
+                ext_flags.append(openmp)
+                ext.extra_link_args = [*ext.extra_link_args, openmp]
+            ext.extra_compile_args = ext_flags + ext.extra_compile_args
+            ext.define_macros.append(("FASTACT_CFLAGS", f'"{" ".join(ext_flags)}"'))
         super().build_extensions()
 
 
-# The ufunc loops convert float16 with NumPy's own npy_half functions (libnpymath).
 NUMPY_INCLUDE = numpy.get_include()
-NUMPY_LIB = os.path.join(NUMPY_INCLUDE, "..", "lib")
 MACROS = [
     ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
     ("FASTACT_CYTHON_VERSION", f'"{Cython.__version__}"'),
@@ -62,20 +119,10 @@ MACROS = [
 ]
 
 extensions = [
-    Extension(
-        "fastact._kernels",
-        ["fastact/_kernels.pyx"],
-        include_dirs=[NUMPY_INCLUDE],
-        define_macros=list(MACROS),
-    ),
-    Extension(
-        "fastact._ufuncs",
-        ["fastact/_ufuncs.pyx"],
-        include_dirs=[NUMPY_INCLUDE],
-        library_dirs=[NUMPY_LIB],
-        libraries=["npymath"],
-        define_macros=list(MACROS),
-    ),
+    Extension(name, [name.replace(".", "/") + ".pyx"], include_dirs=[NUMPY_INCLUDE],
+              define_macros=list(MACROS))
+    for name in ("fastact._kernels", "fastact._ufuncs", "fastact._loops_baseline",
+                 "fastact._loops_avx2")
 ]
 
 setup(

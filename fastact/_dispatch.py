@@ -4,9 +4,11 @@ Every call first offers its arguments untouched to the compiled entry point, whi
 them only when they are already exactly what a loop covers (contiguous, aligned, native
 byte order, a covered dtype, a compatible ``out``) and otherwise returns ``None``. Only
 then does the Python path below convert and validate (raising the documented errors
-before anything is written), try the compiled loop again on the converted arrays, and
-fall back to the reference. ``out`` is written once, after the whole result exists,
-unless a loop can write it directly without any partial overlap with an input.
+before anything is written), try the compiled loop again on the converted arrays, run
+strided or byte-swapped arrays through the ufunc form (the same loops over NumPy's
+iterator, without a copy) and fall back to the reference for the rest (bfloat16 views).
+``out`` is written once, after the whole result exists, unless a loop can write it
+directly without any partial overlap with an input.
 """
 
 from __future__ import annotations
@@ -69,13 +71,23 @@ class _NoKernels:
 _compiled: Any = _kernels if _kernels is not None else _NoKernels()
 
 # What each function accepts, by NumPy dtype kind and item size. float128 and friends are
-# refused: PyTorch has no such type, so the contract says nothing about them.
-_FLOAT_TYPES = "float16, float32, float64"
+# refused: PyTorch has no such type, so the contract says nothing about them. bfloat16 is
+# ml_dtypes' (a NumPy user-defined type), accepted when that package is installed.
+_FLOAT_TYPES = "float16, float32, float64, bfloat16 (ml_dtypes)"
 _INT_TYPES = "int8, int16, int32, int64, uint8, uint16, uint32, uint64"
 
 
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.name == "bfloat16" and dtype.type.__module__.startswith("ml_dtypes")
+
+
 def _is_float(dtype: np.dtype) -> bool:
-    return dtype.kind == "f" and dtype.itemsize in (2, 4, 8)
+    return (dtype.kind == "f" and dtype.itemsize in (2, 4, 8)) or _is_bfloat16(dtype)
+
+
+def _same_type(a: np.dtype, b: np.dtype) -> bool:
+    """The same element type, in either byte order."""
+    return a.kind == b.kind and a.itemsize == b.itemsize and a.name == b.name
 
 
 def _is_int(dtype: np.dtype) -> bool:
@@ -122,7 +134,7 @@ def _check_same(grad_output: np.ndarray, x: np.ndarray, func: str) -> None:
             f"fastact.{func}: grad_output has shape {grad_output.shape} "
             f"but x has shape {x.shape}; they must be equal"
         )
-    if grad_output.dtype.kind != x.dtype.kind or grad_output.dtype.itemsize != x.dtype.itemsize:
+    if not _same_type(grad_output.dtype, x.dtype):
         raise TypeError(
             f"fastact.{func}: grad_output has dtype {grad_output.dtype} "
             f"but x has dtype {x.dtype}; they must be equal"
@@ -135,7 +147,7 @@ def _check_out(out: Any, like: np.ndarray, func: str) -> None:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"fastact.{func}: out must be a numpy.ndarray, not {type(out).__name__}")
     # Either byte order will do: only the element type has to match.
-    if out.dtype.kind != like.dtype.kind or out.dtype.itemsize != like.dtype.itemsize:
+    if not _same_type(out.dtype, like.dtype):
         raise TypeError(
             f"fastact.{func}: out has dtype {out.dtype} but the result has dtype {like.dtype}"
         )
@@ -147,13 +159,30 @@ def _check_out(out: Any, like: np.ndarray, func: str) -> None:
         raise ValueError(f"fastact.{func}: out is read-only")
 
 
+def _ufunc_signature(func: str, x: np.ndarray) -> tuple[str, ...] | None:
+    """The ufunc loop for ``x``'s dtype, or None where the ufuncs have none (bfloat16)."""
+    if x.dtype.kind not in "fiu":
+        return None
+    char = x.dtype.newbyteorder("=").char
+    # The slope operand is float32 for float16 (torch computes in float32), else x's type.
+    slope = "f" if char == "e" else char
+    return {
+        "relu": (char, char),
+        "leaky_relu": (char, slope, char),
+        "relu_grad": (char, char),
+        "leaky_relu_grad": (char, slope, char),
+        "relu_backward": (char, char, char),
+        "leaky_relu_backward": (char, char, slope, char),
+    }[func]
+
+
 def _finish(
-    kernel: Callable[..., np.ndarray | None],
-    reference: Callable[..., np.ndarray],
+    func: str,
     args: tuple[Any, ...],
     out: np.ndarray | None,
 ) -> Any:
     """Compute from validated arguments into ``out`` (or a new array) and return it."""
+    kernel = getattr(_compiled, func)
     if out is not None:
         result = kernel(*args, out)
         if result is not None:
@@ -161,8 +190,16 @@ def _finish(
     # `out` is incompatible with the loops (layout, byte order, partial overlap): compute
     # into a fresh array, so that no input is overwritten before it is read.
     result = kernel(*args, None)
+    signature = _ufunc_signature(func, args[0])
+    if result is None and _ufuncs is not None and signature is not None:
+        # Strided or byte-swapped inputs: the same loops through NumPy's iterator, which
+        # writes `out` in place without a copy (and copes with any overlap by itself).
+        # No error can arise once the arguments are validated, so `out` is never left
+        # half written.
+        with np.errstate(over="ignore"):  # a slope beyond float32's range is inf
+            return getattr(_ufuncs, func)(*args, out=out, signature=signature)
     if result is None:
-        result = reference(*args)
+        result = getattr(_reference, func)(*args)
     if out is None:
         # As NumPy's ufuncs do: a 0-d result comes back as a NumPy scalar.
         return result[()] if result.ndim == 0 else result
@@ -219,7 +256,7 @@ def _fallback(
     args: tuple[Any, ...] = arrays
     if negative_slope is not _NO_SLOPE:
         args = (*arrays, _check_slope(negative_slope, func))
-    return _finish(getattr(_compiled, func), getattr(_reference, func), args, out)
+    return _finish(func, args, out)
 
 
 def relu(x: Any, out: np.ndarray | None = None) -> Any:

@@ -3,15 +3,10 @@
 
 The same rules as ``_reference.py`` (PyTorch CPU's). The comparisons alone decide what
 happens to -0.0 and NaN, so they are written exactly as the contract states them.
-float16 is stored as ``npy_half`` and computed in float32, rounding once, as torch does.
+float16 and bfloat16 are computed in float32, rounding once, as torch does.
 """
 
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
-
-cdef extern from "numpy/halffloat.h":
-    ctypedef unsigned short npy_half
-    float npy_half_to_float(npy_half h) nogil
-    npy_half npy_float_to_half(float f) nogil
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
 
 # Fixed-width integers: C's long and long long are one type here when they have one width.
 ctypedef fused element_t:
@@ -54,32 +49,149 @@ cdef inline element_t leaky_relu_backward_rule(element_t g, element_t x,
     return g if x > 0 else g * negative_slope
 
 
-# float16: compare in float32 and select the stored bits, or multiply in float32 and round
-# once. Selecting the original bits keeps -0.0 and NaN payloads exactly as stored.
+# 16-bit floats (float16, bfloat16) are stored as their bits, each in a struct of its own
+# so that fused types tell them apart. Comparisons against zero read the bits alone (the
+# float order of a sign-magnitude format); products are computed in float32 and rounded
+# once, as torch computes them. Selecting the stored bits keeps -0.0 and NaN payloads.
 
-cdef inline npy_half half_relu(npy_half x) noexcept nogil:
-    return 0 if npy_half_to_float(x) < 0 else x
+cdef extern from *:
+    """
+    /* float16 and bfloat16 <-> float32, exact and branch-free.
+     *
+     * Written with integer operations and selects so that the compiler vectorises loops that
+     * call them on any x86-64 or aarch64 baseline (no F16C needed). The rounding is the one
+     * torch, NumPy and ml_dtypes use: to nearest, ties to even. NaN becomes a quiet NaN with
+     * its sign (torch's canonical NaN); the tests compare NaN by NaN-ness.
+     */
+    #ifndef FASTACT_HALF_H
+    #define FASTACT_HALF_H
+
+    #include <stdint.h>
+    #include <string.h>
+
+    static inline float fastact_bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+    static inline uint32_t fastact_float_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+    static inline float fastact_float16_to_float(uint16_t h)
+    {
+        uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+        uint32_t magnitude = h & 0x7fffu;
+        uint32_t normal = (magnitude << 13) + ((uint32_t)(127 - 15) << 23);
+        uint32_t inf_or_nan = (magnitude << 13) | 0x7f800000u;
+        /* Subnormal halves through an exact int -> float conversion: no float subnormal is
+           ever touched, so a process running with denormals-are-zero gets the same bits. */
+        uint32_t subnormal = fastact_float_to_bits((float)(int32_t)magnitude * 0x1p-24f);
+        uint32_t bits = magnitude < 0x0400u ? subnormal
+                      : magnitude >= 0x7c00u ? inf_or_nan : normal;
+        return fastact_bits_to_float(bits | sign);
+    }
+
+    static inline uint16_t fastact_float_to_float16(float f)
+    {
+        uint32_t u = fastact_float_to_bits(f);
+        uint32_t sign = (u >> 16) & 0x8000u;
+        uint32_t a = u & 0x7fffffffu;
+        /* |f| < 2^-14: adding 0.5 makes the FPU round f onto the half-subnormal grid (2^-24
+           steps), ties to even; the mantissa of the sum is then the half's bits. */
+        uint32_t subnormal = fastact_float_to_bits(fastact_bits_to_float(a) + 0.5f) - 0x3f000000u;
+        /* Normal: rebias the exponent and round away the 13 low bits, ties to even. A carry
+           out of the mantissa correctly bumps the exponent, up to infinity. */
+        uint32_t normal = (a - ((uint32_t)(127 - 15) << 23) + 0x0fffu + ((a >> 13) & 1u)) >> 13;
+        uint32_t overflow = a > 0x7f800000u ? 0x7e00u : 0x7c00u;
+        uint32_t bits = a < 0x38800000u ? subnormal : a >= 0x477ff000u ? overflow : normal;
+        return (uint16_t)(bits | sign);
+    }
+
+    static inline float fastact_bfloat16_to_float(uint16_t b)
+    {
+        return fastact_bits_to_float((uint32_t)b << 16);
+    }
+
+    static inline uint16_t fastact_float_to_bfloat16(float f)
+    {
+        uint32_t u = fastact_float_to_bits(f);
+        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        uint32_t quiet_nan = (u >> 16) | 0x0040u;
+        return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+    }
+
+    #endif
+    """
+    float fastact_float16_to_float(uint16_t bits) nogil
+    uint16_t fastact_float_to_float16(float f) nogil
+    float fastact_bfloat16_to_float(uint16_t bits) nogil
+    uint16_t fastact_float_to_bfloat16(float f) nogil
+
+ctypedef struct float16_t:
+    uint16_t bits
+
+ctypedef struct bfloat16_t:
+    uint16_t bits
+
+ctypedef fused short_float_t:
+    float16_t
+    bfloat16_t
 
 
-cdef inline npy_half half_leaky_relu(npy_half x, float negative_slope) noexcept nogil:
-    cdef float xf = npy_half_to_float(x)
-    return x if xf > 0 else npy_float_to_half(xf * negative_slope)
+cdef inline uint16_t infinity_bits(short_float_t x) noexcept nogil:
+    return 0x7C00 if short_float_t is float16_t else 0x7F80
 
 
-cdef inline npy_half half_relu_grad(npy_half x) noexcept nogil:
-    return 0 if npy_half_to_float(x) <= 0 else 0x3C00  # 0x3C00 is float16 1.0
+cdef inline uint16_t one_bits(short_float_t x) noexcept nogil:
+    return 0x3C00 if short_float_t is float16_t else 0x3F80
 
 
-cdef inline npy_half half_leaky_relu_grad(npy_half x, float negative_slope) noexcept nogil:
-    return 0x3C00 if npy_half_to_float(x) > 0 else npy_float_to_half(negative_slope)
+cdef inline float widen(short_float_t x) noexcept nogil:
+    if short_float_t is float16_t:
+        return fastact_float16_to_float(x.bits)
+    else:
+        return fastact_bfloat16_to_float(x.bits)
 
 
-cdef inline npy_half half_relu_backward(npy_half g, npy_half x) noexcept nogil:
-    return 0 if npy_half_to_float(x) <= 0 else g
+cdef inline uint16_t narrow(float f, short_float_t like) noexcept nogil:
+    if short_float_t is float16_t:
+        return fastact_float_to_float16(f)
+    else:
+        return fastact_float_to_bfloat16(f)
 
 
-cdef inline npy_half half_leaky_relu_backward(npy_half g, npy_half x,
-                                              float negative_slope) noexcept nogil:
-    if npy_half_to_float(x) > 0:
-        return g
-    return npy_float_to_half(npy_half_to_float(g) * negative_slope)
+cdef inline bint is_negative(short_float_t x) noexcept nogil:
+    """x < 0: sign set, magnitude in (0, inf]; -0.0 and NaN are not."""
+    return <uint16_t>(x.bits - 0x8001) < infinity_bits(x)
+
+
+cdef inline bint is_positive(short_float_t x) noexcept nogil:
+    """x > 0: sign clear, magnitude in (0, inf]."""
+    return <uint16_t>(x.bits - 1) < infinity_bits(x)
+
+
+cdef inline bint is_not_positive(short_float_t x) noexcept nogil:
+    """x <= 0: +0.0, or sign set with magnitude in [0, inf]; NaN is not."""
+    return x.bits == 0 or <uint16_t>(x.bits - 0x8000) <= infinity_bits(x)
+
+
+cdef inline uint16_t short_relu(short_float_t x) noexcept nogil:
+    return 0 if is_negative(x) else x.bits
+
+
+cdef inline uint16_t short_leaky_relu(short_float_t x, float negative_slope) noexcept nogil:
+    cdef uint16_t product = narrow(widen(x) * negative_slope, x)
+    return x.bits if is_positive(x) else product
+
+
+cdef inline uint16_t short_relu_grad(short_float_t x) noexcept nogil:
+    return 0 if is_not_positive(x) else one_bits(x)
+
+
+cdef inline uint16_t short_leaky_relu_grad(short_float_t x, float negative_slope) noexcept nogil:
+    return one_bits(x) if is_positive(x) else narrow(negative_slope, x)
+
+
+cdef inline uint16_t short_relu_backward(short_float_t g, short_float_t x) noexcept nogil:
+    return 0 if is_not_positive(x) else g.bits
+
+
+cdef inline uint16_t short_leaky_relu_backward(short_float_t g, short_float_t x,
+                                               float negative_slope) noexcept nogil:
+    cdef uint16_t product = narrow(widen(g) * negative_slope, g)
+    return g.bits if is_positive(x) else product

@@ -1,24 +1,49 @@
-"""Compiled loops of fastact and the entry points the Python layer calls.
+"""Entry points the Python layer calls, and the driver that runs the compiled loops.
 
-The loops (declared in ``_kernels.pxd``) are one fused-type body each. The entry points
-take ndarrays straight from Python, read their data pointers through the NumPy C API and
-run the loop with the GIL released. An entry point returns ``None`` whenever its input is
-not something the loops cover (wrong dtype, layout or byte order, partial overlap of
-``out`` with an input, anything invalid): the Python layer then validates, raises the
-proper error or computes through the NumPy reference. It never raises by itself.
+The loops themselves are in ``_loops.pxd``, compiled once per instruction set into the
+``_loops_*`` modules; this module picks the best build the CPU supports at import. The
+entry points take ndarrays straight from Python, read their data pointers through the
+NumPy C API and run a loop with the GIL released, split over threads for large arrays.
+An entry point returns ``None`` whenever its input is not something the loops cover
+(wrong dtype, layout or byte order, partial overlap of ``out`` with an input, anything
+invalid): the Python layer then validates, raises the proper error or computes another
+way. It never raises by itself.
 """
+cimport cython
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t
 from numpy cimport ndarray, npy_intp
-from libc.string cimport memcpy
 
-from fastact._elementwise cimport (
-    leaky_relu_backward_rule,
-    leaky_relu_grad_rule,
-    leaky_relu_rule,
-    relu_backward_rule,
-    relu_grad_rule,
-    relu_rule,
+from fastact._loops cimport (
+    BFLOAT16,
+    FLOAT16,
+    FLOAT32,
+    FLOAT64,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    LEAKY_RELU,
+    LEAKY_RELU_BACKWARD,
+    LEAKY_RELU_GRAD,
+    RELU,
+    RELU_BACKWARD,
+    RELU_GRAD,
+    UNSIGNED,
+    UNSUPPORTED,
+    ElementType,
+    LoopTable,
+    Op,
+    is_covered,
 )
+
+import importlib
+import os
+import sys
+
+from fastact._threads import get_num_threads
 
 cnp.import_array()
 
@@ -44,104 +69,130 @@ cdef extern from *:
     #ifndef FASTACT_NUMPY_VERSION
     #  define FASTACT_NUMPY_VERSION "unknown"
     #endif
+
+    /* OpenMP when the build found it (setup.py probes the compiler); serial otherwise. */
+    #ifdef _OPENMP
+    #  include <omp.h>
+    #  define FASTACT_OPENMP 1
+    static int fastact_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #  define FASTACT_OPENMP 0
+    static int fastact_omp_max_threads(void) { return 1; }
+    #endif
+
+    /* The AVX2 build of the loops is used only where the CPU (and the OS, for the YMM
+       state) supports it: a CPUID check at import, no ifunc. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static int fastact_cpu_has_avx2(void)
+    {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2");
+    }
+    #else
+    static int fastact_cpu_has_avx2(void) { return 0; }
+    #endif
     """
     const char* FASTACT_COMPILER
     const char* FASTACT_CFLAGS
     const char* FASTACT_CYTHON_VERSION
     const char* FASTACT_NUMPY_VERSION
+    const bint FASTACT_OPENMP
+    int fastact_omp_max_threads() nogil
+    bint fastact_cpu_has_avx2() noexcept
+
+cdef extern from *:
+    """
+    /* Non-temporal (streaming) stores: a copy that writes to memory without reading the
+     * destination lines into the cache first. SSE2 is part of every x86-64 CPU; elsewhere the
+     * copy is a plain memcpy and FASTACT_HAS_STREAMING_STORES tells the driver not to bother.
+     */
+    #ifndef FASTACT_STREAM_H
+    #define FASTACT_STREAM_H
+
+    #include <stddef.h>
+    #include <string.h>
+
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define FASTACT_HAS_STREAMING_STORES 1
+
+    /* dst must be 16-byte aligned and nbytes a multiple of 64; src may be unaligned. */
+    static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
+    {
+        char *d = (char *)dst;
+        const char *s = (const char *)src;
+        for (size_t i = 0; i < nbytes; i += 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+            _mm_stream_si128((__m128i *)(d + i), a);
+            _mm_stream_si128((__m128i *)(d + i + 16), b);
+            _mm_stream_si128((__m128i *)(d + i + 32), c);
+            _mm_stream_si128((__m128i *)(d + i + 48), e);
+        }
+    }
+
+    /* Streaming stores are weakly ordered: fence before another thread may read the result. */
+    static inline void fastact_stream_fence(void) { _mm_sfence(); }
+
+    #else
+    #define FASTACT_HAS_STREAMING_STORES 0
+    static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
+    {
+        memcpy(dst, src, nbytes);
+    }
+    static inline void fastact_stream_fence(void) {}
+    #endif
+
+    #endif
+    """
+    const bint FASTACT_HAS_STREAMING_STORES
+    void fastact_stream_copy(void* dst, const void* src, size_t nbytes) nogil
+    void fastact_stream_fence() nogil
 
 
 # ---------------------------------------------------------------------------------------
-# The loops. Every operand is loaded before the select, so the compiler can turn the
-# ternary into a vector compare + blend instead of a branch (random signs would make a
-# branch mispredict half the time). The rules themselves, with the reasons for each
-# comparison, are written once in _elementwise.pxd and shared with the ufunc loops.
+# Which build of the loops runs, decided once at import.
 
-cdef void relu_kernel(const signed_t* x, signed_t* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef signed_t xi
-    for i in range(n):
-        xi = x[i]
-        out[i] = relu_rule(xi)
+#: Set to "baseline" to use the baseline build even where AVX2 is available.
+SIMD_ENV_VAR = "FASTACT_SIMD"
 
 
-cdef void leaky_relu_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
-                            floating_t negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i]
-        out[i] = leaky_relu_rule(xi, negative_slope)
+def _load_loop_table():
+    """The capsule of the best loop build this CPU runs, and its module's name."""
+    names = ["baseline"]
+    if os.environ.get(SIMD_ENV_VAR, "") != "baseline" and fastact_cpu_has_avx2():
+        names.insert(0, "avx2")
+    for name in names:
+        try:
+            module = importlib.import_module(f"fastact._loops_{name}")
+        except ImportError:  # not built for this platform
+            continue
+        return module.loop_table
+    raise ImportError("fastact: no build of the compiled loops could be imported")
 
 
-cdef void relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i]
-        out[i] = relu_grad_rule(xi)
+_LOOP_CAPSULE = _load_loop_table()
+cdef const LoopTable* LOOPS = <const LoopTable*>PyCapsule_GetPointer(
+    _LOOP_CAPSULE, "fastact._loops.LoopTable")
 
 
-cdef void leaky_relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
-                                 floating_t negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i]
-        out[i] = leaky_relu_grad_rule(xi, negative_slope)
-
-
-cdef void relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
-                               floating_t* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t gi, xi
-    for i in range(n):
-        gi = grad_output[i]
-        xi = x[i]
-        out[i] = relu_backward_rule(gi, xi)
-
-
-cdef void leaky_relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
-                                     floating_t* out, Py_ssize_t n,
-                                     floating_t negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t gi, xi
-    for i in range(n):
-        gi = grad_output[i]
-        xi = x[i]
-        out[i] = leaky_relu_backward_rule(gi, xi, negative_slope)
+cdef const LoopTable* active_loops() noexcept nogil:
+    return LOOPS
 
 
 # ---------------------------------------------------------------------------------------
-# Dispatch from (operation, element type) to a loop.
-
-cdef enum Op:
-    RELU
-    LEAKY_RELU
-    RELU_GRAD
-    LEAKY_RELU_GRAD
-    RELU_BACKWARD
-    LEAKY_RELU_BACKWARD
-
-# The element types the loops cover; the one place that maps NumPy dtypes onto them.
-cdef enum ElementType:
-    UNSUPPORTED
-    FLOAT32
-    FLOAT64
-    INT8
-    INT16
-    INT32
-    INT64
-    UNSIGNED  # any width: relu is the identity on it
+# What the loops cover, and how the build came out.
 
 KERNEL_DTYPES = {
-    "relu": ("float32", "float64", "int8", "int16", "int32", "int64",
+    "relu": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
              "uint8", "uint16", "uint32", "uint64"),
-    "leaky_relu": ("float32", "float64"),
-    "relu_grad": ("float32", "float64"),
-    "leaky_relu_grad": ("float32", "float64"),
-    "relu_backward": ("float32", "float64"),
-    "leaky_relu_backward": ("float32", "float64"),
+    "leaky_relu": ("float16", "bfloat16", "float32", "float64"),
+    "relu_grad": ("float16", "bfloat16", "float32", "float64"),
+    "leaky_relu_grad": ("float16", "bfloat16", "float32", "float64"),
+    "relu_backward": ("float16", "bfloat16", "float32", "float64"),
+    "leaky_relu_backward": ("float16", "bfloat16", "float32", "float64"),
     "dead_units": ("float32", "float64"),
     "dead_fraction": ("float32", "float64"),
 }
@@ -151,7 +202,27 @@ BUILD_INFO = {
     "cflags": FASTACT_CFLAGS.decode(),
     "cython": FASTACT_CYTHON_VERSION.decode(),
     "built_against_numpy": FASTACT_NUMPY_VERSION.decode(),
+    "simd": LOOPS.isa.decode(),
+    "openmp": bool(FASTACT_OPENMP),
+    "streaming_stores": bool(FASTACT_HAS_STREAMING_STORES),
 }
+
+
+# bfloat16 is ml_dtypes' user-defined type: its type number is known only once that
+# package has registered it, so it is looked up on the first user-defined dtype seen.
+cdef int bfloat16_typenum = -1
+
+
+cdef int find_bfloat16_typenum() noexcept:
+    global bfloat16_typenum
+    ml_dtypes = sys.modules.get("ml_dtypes")
+    if ml_dtypes is None:
+        return -1
+    try:
+        bfloat16_typenum = (<cnp.dtype>cnp.dtype(ml_dtypes.bfloat16)).type_num
+    except Exception:
+        return -1
+    return bfloat16_typenum
 
 
 cdef ElementType element_type(ndarray a) noexcept:
@@ -161,6 +232,8 @@ cdef ElementType element_type(ndarray a) noexcept:
         return FLOAT32
     if typenum == cnp.NPY_DOUBLE:
         return FLOAT64
+    if typenum == cnp.NPY_FLOAT16:
+        return FLOAT16
     # By width, not type number: C long and long long are distinct NumPy types of one size.
     if cnp.PyTypeNum_ISSIGNED(typenum) and cnp.PyTypeNum_ISINTEGER(typenum):
         if itemsize == 1:
@@ -173,57 +246,144 @@ cdef ElementType element_type(ndarray a) noexcept:
             return INT64
     if cnp.PyTypeNum_ISUNSIGNED(typenum):
         return UNSIGNED
+    if cnp.PyTypeNum_ISUSERDEF(typenum) and (typenum == bfloat16_typenum
+                                       or (bfloat16_typenum < 0
+                                           and typenum == find_bfloat16_typenum())):
+        return BFLOAT16
     return UNSUPPORTED
 
 
-cdef inline void run_float_unary(Op op, const floating_t* x, floating_t* out, Py_ssize_t n,
-                                 floating_t negative_slope) noexcept nogil:
-    if op == RELU:
-        relu_kernel(x, out, n)
-    elif op == LEAKY_RELU:
-        leaky_relu_kernel(x, out, n, negative_slope)
-    elif op == RELU_GRAD:
-        relu_grad_kernel(x, out, n)
+# ---------------------------------------------------------------------------------------
+# Threads. Opt-in (fastact.set_num_threads / fastact.threads); a call splits its elements
+# into one contiguous slice per thread, each slice at least PARALLEL_MIN_BYTES of traffic
+# (bytes read + written), so that small arrays never pay the fork/join of a team.
+
+cdef enum:
+    # Measured on a 2-core x86-64 (bench/run.py, thread table): two threads break even
+    # near 2^16 float32 elements (512 KiB moved) and win 1.5x and more from 2^18 up.
+    PARALLEL_MIN_BYTES = 1 << 20
+    # Slices start on 64-byte boundaries so that no cache line is written by two threads.
+    SLICE_ALIGN_BYTES = 64
+
+# GNU OpenMP cannot start a team in a process forked after it started one (the child
+# would wait forever for threads that were not copied). So once a team has run, a forked
+# child runs every call on one thread. Both flags change only with the GIL held.
+cdef bint team_started = False
+cdef bint team_unusable = False
+
+
+def _after_fork_in_child():
+    global team_unusable
+    if team_started:
+        team_unusable = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
+    """How many threads to use for a call moving ``traffic_bytes``; needs the GIL."""
+    global team_started
+    if not FASTACT_OPENMP or traffic_bytes < 2 * PARALLEL_MIN_BYTES or team_unusable:
+        return 1
+    cdef Py_ssize_t wanted = get_num_threads()
+    # OMP_NUM_THREADS and threadpoolctl's limits cap fastact too.
+    wanted = min(wanted, traffic_bytes // PARALLEL_MIN_BYTES, fastact_omp_max_threads())
+    if wanted <= 1:
+        return 1
+    team_started = True
+    return <int>wanted
+
+
+# ---------------------------------------------------------------------------------------
+# Streaming stores. Above STREAM_MIN_BYTES of output the result cannot stay in the caches
+# anyway, so it is written with non-temporal stores: it goes to memory without first
+# being read into the cache (plain stores read every line they write). Each slice is
+# computed into a small buffer that stays in L1 and streamed out from there, so the loops
+# stay plain C. Not in place: there the line was just read, and a plain store is free.
+
+cdef enum:
+    # Measured (bench/run.py --sizes 20,21,22,23,24): streaming loses up to 2x while the
+    # output fits in the last-level cache and wins 1.2-1.6x beyond it; 16 MiB of output
+    # is half of this machine's 32 MiB L3, the point where in + out no longer fit.
+    STREAM_MIN_BYTES = 16 << 20
+    STREAM_BLOCK_BYTES = 4096
+
+
+cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* x, char* out,
+                           Py_ssize_t n, Py_ssize_t itemsize, double negative_slope) noexcept nogil:
+    if g == NULL:
+        LOOPS.unary(op, etype, x, out, n, itemsize, negative_slope)
     else:
-        leaky_relu_grad_kernel(x, out, n, negative_slope)
+        LOOPS.binary(op, etype, g, x, out, n, negative_slope)
 
 
-cdef inline void run_float_binary(Op op, const floating_t* grad_output, const floating_t* x,
-                                  floating_t* out, Py_ssize_t n,
-                                  floating_t negative_slope) noexcept nogil:
-    if op == RELU_BACKWARD:
-        relu_backward_kernel(grad_output, x, out, n)
-    else:
-        leaky_relu_backward_kernel(grad_output, x, out, n, negative_slope)
+cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const char* x,
+                              char* out, Py_ssize_t n, Py_ssize_t itemsize,
+                              double negative_slope) noexcept nogil:
+    # Aligned for the vector loads of the copy; 8-byte words, 16-byte aligned by the ABI
+    # for a buffer this size is not guaranteed, so the copy loads unaligned.
+    cdef uint8_t block[STREAM_BLOCK_BYTES]
+    cdef Py_ssize_t per_block = STREAM_BLOCK_BYTES // itemsize
+    # The leading elements up to a 64-byte boundary of out go the plain way.
+    cdef Py_ssize_t head = min(n, <Py_ssize_t>((-<size_t>out) % SLICE_ALIGN_BYTES) // itemsize)
+    cdef Py_ssize_t i = head, offset
+    run_slice(op, etype, g, x, out, head, itemsize, negative_slope)
+    while i + per_block <= n:
+        offset = i * itemsize
+        run_slice(op, etype, g + offset if g != NULL else NULL, x + offset, <char*>block,
+                  per_block, itemsize, negative_slope)
+        fastact_stream_copy(out + offset, block, STREAM_BLOCK_BYTES)
+        i += per_block
+    offset = i * itemsize
+    run_slice(op, etype, g + offset if g != NULL else NULL, x + offset, out + offset, n - i,
+              itemsize, negative_slope)
 
 
-cdef void run_unary(Op op, ElementType etype, const void* x, void* out, Py_ssize_t n,
-                    npy_intp itemsize, double negative_slope) noexcept nogil:
-    # The slope is rounded to the element type first, as torch does.
-    if etype == FLOAT32:
-        run_float_unary(op, <const float*>x, <float*>out, n, <float>negative_slope)
-    elif etype == FLOAT64:
-        run_float_unary(op, <const double*>x, <double*>out, n, negative_slope)
-    elif etype == INT8:
-        relu_kernel(<const int8_t*>x, <int8_t*>out, n)
-    elif etype == INT16:
-        relu_kernel(<const int16_t*>x, <int16_t*>out, n)
-    elif etype == INT32:
-        relu_kernel(<const int32_t*>x, <int32_t*>out, n)
-    elif etype == INT64:
-        relu_kernel(<const int64_t*>x, <int64_t*>out, n)
-    elif etype == UNSIGNED and x != out:
-        memcpy(out, x, n * itemsize)
+cdef void run(Op op, ElementType etype, const char* g, const char* x, char* out, Py_ssize_t n,
+              Py_ssize_t itemsize, double negative_slope, int n_threads,
+              bint streaming) noexcept nogil:
+    """Run the loop over all ``n`` elements: ``g`` is NULL for a unary op."""
+    cdef Py_ssize_t align = SLICE_ALIGN_BYTES // itemsize
+    cdef Py_ssize_t slice_len = ((n + n_threads - 1) // n_threads + align - 1) // align * align
+    cdef Py_ssize_t t, start, count, offset
+    if n_threads == 1:
+        if streaming:
+            run_slice_streaming(op, etype, g, x, out, n, itemsize, negative_slope)
+            fastact_stream_fence()
+        else:
+            run_slice(op, etype, g, x, out, n, itemsize, negative_slope)
+        return
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        start = t * slice_len
+        count = min(slice_len, n - start)
+        if count > 0:
+            offset = start * itemsize
+            if streaming:
+                run_slice_streaming(op, etype, g + offset if g != NULL else NULL, x + offset,
+                                    out + offset, count, itemsize, negative_slope)
+                fastact_stream_fence()
+            else:
+                run_slice(op, etype, g + offset if g != NULL else NULL, x + offset,
+                          out + offset, count, itemsize, negative_slope)
 
 
-cdef void run_binary(Op op, ElementType etype, const void* grad_output, const void* x,
-                     void* out, Py_ssize_t n, double negative_slope) noexcept nogil:
-    if etype == FLOAT32:
-        run_float_binary(op, <const float*>grad_output, <const float*>x, <float*>out, n,
-                         <float>negative_slope)
-    else:
-        run_float_binary(op, <const double*>grad_output, <const double*>x, <double*>out, n,
-                         negative_slope)
+cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x, ndarray out,
+                                  double negative_slope):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef const char* g_data = NULL if g is None else <const char*>cnp.PyArray_DATA(g)
+    cdef const char* x_data = <const char*>cnp.PyArray_DATA(x)
+    cdef char* out_data = <char*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t out_bytes = n * itemsize
+    cdef int n_threads = threads_for(out_bytes * (2 if g is None else 3))
+    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= STREAM_MIN_BYTES
+                           and out_data != x_data and out_data != g_data)
+    with nogil:
+        run(op, etype, g_data, x_data, out_data, n, itemsize, negative_slope, n_threads,
+            streaming)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,19 +444,12 @@ cdef object unary(Op op, object x, object out, double negative_slope):
         return None
     cdef ndarray xa = <ndarray>x
     cdef ElementType etype = element_type(xa)
-    if etype == UNSUPPORTED or (op != RELU and etype != FLOAT32 and etype != FLOAT64):
+    if not is_covered(op, etype):
         return None
     result = output_for(xa, out)
     if result is None:
         return None
-    cdef ndarray oa = <ndarray>result
-    cdef const void* src = cnp.PyArray_DATA(xa)
-    cdef void* dst = cnp.PyArray_DATA(oa)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef npy_intp itemsize = cnp.PyArray_ITEMSIZE(xa)
-    with nogil:
-        run_unary(op, etype, src, dst, n, itemsize, negative_slope)
-    return oa
+    return run_with_gil_released(op, etype, None, xa, <ndarray>result, negative_slope)
 
 
 cdef object binary(Op op, object grad_output, object x, object out, double negative_slope):
@@ -305,7 +458,7 @@ cdef object binary(Op op, object grad_output, object x, object out, double negat
     cdef ndarray xa = <ndarray>x
     cdef ndarray ga = <ndarray>grad_output
     cdef ElementType etype = element_type(xa)
-    if (etype != FLOAT32 and etype != FLOAT64) or not same_geometry(xa, ga):
+    if not is_covered(op, etype) or not same_geometry(xa, ga):
         return None
     result = output_for(xa, out)
     if result is None:
@@ -313,13 +466,7 @@ cdef object binary(Op op, object grad_output, object x, object out, double negat
     cdef ndarray oa = <ndarray>result
     if overlaps_partially(ga, oa):
         return None
-    cdef const void* g_data = cnp.PyArray_DATA(ga)
-    cdef const void* x_data = cnp.PyArray_DATA(xa)
-    cdef void* dst = cnp.PyArray_DATA(oa)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    with nogil:
-        run_binary(op, etype, g_data, x_data, dst, n, negative_slope)
-    return oa
+    return run_with_gil_released(op, etype, ga, xa, oa, negative_slope)
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,12 +511,12 @@ cdef enum:
     DEAD_UNITS_BLOCK = 256
 
 
-cdef inline void mark_alive(const floating_t* x, floating_t* alive, Py_ssize_t rows,
+cdef inline void mark_alive(const real_t* x, real_t* alive, Py_ssize_t rows,
                             Py_ssize_t width, Py_ssize_t stride) noexcept nogil:
     """Set ``alive[j]`` to 1 where some ``x[i * stride + j]`` is not ``<= 0``."""
     cdef Py_ssize_t i, j
-    cdef const floating_t* row
-    cdef floating_t x0, x1, x2, x3, aj
+    cdef const real_t* row
+    cdef real_t x0, x1, x2, x3, aj
     # Four rows per sweep: one load and store of each flag for four compares.
     for i in range(0, rows - 3, 4):
         row = x + i * stride
@@ -390,11 +537,11 @@ cdef inline void mark_alive(const floating_t* x, floating_t* alive, Py_ssize_t r
             alive[j] = aj if x0 <= 0 else 1
 
 
-cdef void dead_units_kernel(const floating_t* x, uint8_t* dead, Py_ssize_t rows,
+cdef void dead_units_kernel(const real_t* x, uint8_t* dead, Py_ssize_t rows,
                             Py_ssize_t cols) noexcept nogil:
     # The flags have x's own width, so that a vector compare updates them lane for lane
     # (byte flags would cost a pack of every compare mask).
-    cdef floating_t alive[DEAD_UNITS_BLOCK]
+    cdef real_t alive[DEAD_UNITS_BLOCK]
     cdef Py_ssize_t j, t, start, width, per_row, folded
     cdef bint any_alive
     if 0 < cols <= DEAD_UNITS_BLOCK // 2:

@@ -18,6 +18,10 @@ leaky_relu_backward  x > 0 ? g : g*s         a multiply: g = NaN stays NaN
 ==================== ======================= =========================================
 """
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -34,7 +38,7 @@ def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
     """``v * s`` rounded as torch rounds it.
 
     float32 and float64 multiply in their own precision with ``s`` rounded to it first;
-    float16 multiplies in float32 and rounds once (a float16 product would differ on
+    float16 and bfloat16 multiply in float32 and round once (a float16 product would differ on
     about 12% of inputs).
     """
     compute = np.dtype(np.float32 if v.dtype.itemsize <= 4 else np.float64)
@@ -45,6 +49,18 @@ def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
         return product.astype(v.dtype, copy=False)
 
 
+# ml_dtypes' bfloat16 comparisons flag NaN as "invalid" (NumPy's own do not): NaN is an
+# ordinary input here, so no comparison may warn. A fresh errstate per call: one instance
+# is not meant to be entered from several threads at once.
+def _quiet(func: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    @functools.wraps(func)
+    def quiet(*args: Any) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return func(*args)
+
+    return quiet
+
+
 def _zero(x: np.ndarray) -> np.ndarray:
     return np.zeros((), dtype=x.dtype.newbyteorder("="))
 
@@ -53,27 +69,33 @@ def _one(x: np.ndarray) -> np.ndarray:
     return np.ones((), dtype=x.dtype.newbyteorder("="))
 
 
+@_quiet
 def relu(x: np.ndarray) -> np.ndarray:
     return np.where(x < 0, _zero(x), x)
 
 
+@_quiet
 def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:
     return np.where(x > 0, x, _times_slope(x, negative_slope))
 
 
+@_quiet
 def relu_grad(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0, _zero(x), _one(x))
 
 
+@_quiet
 def leaky_relu_grad(x: np.ndarray, negative_slope: float) -> np.ndarray:
     slope = _times_slope(np.ones((), dtype=x.dtype), negative_slope)
     return np.where(x > 0, _one(x), slope)
 
 
+@_quiet
 def relu_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0, _zero(grad_output), grad_output)
 
 
+@_quiet
 def leaky_relu_backward(
     grad_output: np.ndarray, x: np.ndarray, negative_slope: float
 ) -> np.ndarray:
@@ -87,5 +109,6 @@ def leaky_relu_backward(
 __all__ += ["dead_units"]
 
 
+@_quiet
 def dead_units(x: np.ndarray, axis: int) -> np.ndarray:
     return np.asarray(np.all(x <= 0, axis=axis))

@@ -15,27 +15,33 @@ import numpy as np
 
 from fastact._elementwise cimport (
     element_t,
-    half_leaky_relu,
-    half_leaky_relu_backward,
-    half_leaky_relu_grad,
-    half_relu,
-    half_relu_backward,
-    half_relu_grad,
+    float16_t,
     leaky_relu_backward_rule,
     leaky_relu_grad_rule,
     leaky_relu_rule,
-    npy_half,
     relu_backward_rule,
     relu_grad_rule,
     relu_rule,
+    short_leaky_relu,
+    short_leaky_relu_backward,
+    short_leaky_relu_grad,
+    short_relu,
+    short_relu_backward,
+    short_relu_grad,
 )
-from fastact._kernels cimport (
-    leaky_relu_backward_kernel,
-    leaky_relu_grad_kernel,
-    leaky_relu_kernel,
-    relu_backward_kernel,
-    relu_grad_kernel,
-    relu_kernel,
+from fastact._kernels cimport active_loops
+from fastact._loops cimport (
+    FLOAT16,
+    FLOAT32,
+    FLOAT64,
+    LEAKY_RELU,
+    LEAKY_RELU_BACKWARD,
+    LEAKY_RELU_GRAD,
+    RELU,
+    RELU_BACKWARD,
+    RELU_GRAD,
+    ElementType,
+    Op,
 )
 
 cdef extern from "fenv.h" nogil:
@@ -45,22 +51,18 @@ cdef extern from "fenv.h" nogil:
 cnp.import_array()
 cnp.import_ufunc()
 
-cdef enum Op:
-    RELU
-    LEAKY_RELU
-    RELU_GRAD
-    LEAKY_RELU_GRAD
-    RELU_BACKWARD
-    LEAKY_RELU_BACKWARD
-
 
 cdef inline bint has_slope(Op op) noexcept nogil:
     return op == LEAKY_RELU or op == LEAKY_RELU_GRAD or op == LEAKY_RELU_BACKWARD
 
 
+cdef inline bint is_backward(Op op) noexcept nogil:
+    return op == RELU_BACKWARD or op == LEAKY_RELU_BACKWARD
+
+
 cdef inline int n_arrays(Op op) noexcept nogil:
     """Operands of the ufunc, output included."""
-    return 2 + (op == RELU_BACKWARD or op == LEAKY_RELU_BACKWARD) + has_slope(op)
+    return 2 + is_backward(op) + has_slope(op)
 
 
 # ---------------------------------------------------------------------------------------
@@ -78,23 +80,14 @@ cdef inline bint all_contiguous(Op op, npy_intp* steps, npy_intp itemsize) noexc
     return True
 
 
-cdef inline void run_kernel(Op op, char** a, npy_intp n, element_t tag) noexcept nogil:
-    # Only float and double reach here (the kernels' dtypes).
-    if element_t is float or element_t is double:
-        if op == RELU:
-            relu_kernel(<element_t*>a[0], <element_t*>a[1], n)
-        elif op == LEAKY_RELU:
-            leaky_relu_kernel(<element_t*>a[0], <element_t*>a[2], n, (<element_t*>a[1])[0])
-        elif op == RELU_GRAD:
-            relu_grad_kernel(<element_t*>a[0], <element_t*>a[1], n)
-        elif op == LEAKY_RELU_GRAD:
-            leaky_relu_grad_kernel(<element_t*>a[0], <element_t*>a[2], n,
-                                   (<element_t*>a[1])[0])
-        elif op == RELU_BACKWARD:
-            relu_backward_kernel(<element_t*>a[0], <element_t*>a[1], <element_t*>a[2], n)
-        else:
-            leaky_relu_backward_kernel(<element_t*>a[0], <element_t*>a[1], <element_t*>a[3],
-                                       n, (<element_t*>a[2])[0])
+cdef inline void run_contiguous(Op op, ElementType etype, char** a, npy_intp n,
+                                npy_intp itemsize, double slope) noexcept nogil:
+    """The very loops the main functions run (the build chosen at import)."""
+    cdef int last = n_arrays(op) - 1
+    if is_backward(op):
+        active_loops().binary(op, etype, a[0], a[1], a[last], n, slope)
+    else:
+        active_loops().unary(op, etype, a[0], a[last], n, itemsize, slope)
 
 
 cdef inline element_t at(char** a, npy_intp* steps, int k, npy_intp i,
@@ -126,15 +119,18 @@ cdef inline void run_strided(Op op, char** a, npy_intp n, npy_intp* s,
 
 cdef inline void run_typed(Op op, char** a, npy_intp n, npy_intp* s,
                            element_t tag) noexcept nogil:
+    cdef int slope_index = n_arrays(op) - 2
     if element_t is float or element_t is double:
         if all_contiguous(op, s, sizeof(element_t)):
-            run_kernel(op, a, n, tag)
+            run_contiguous(op, FLOAT32 if element_t is float else FLOAT64, a, n,
+                           sizeof(element_t),
+                           (<element_t*>a[slope_index])[0] if has_slope(op) else 0.0)
             return
     run_strided(op, a, n, s, tag)
 
 
-cdef inline npy_half half_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
-    return (<npy_half*>(a[k] + i * s[k]))[0]
+cdef inline float16_t half_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
+    return (<float16_t*>(a[k] + i * s[k]))[0]
 
 
 cdef inline float slope_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
@@ -145,22 +141,25 @@ cdef inline float slope_at(char** a, npy_intp* s, int k, npy_intp i) noexcept no
 cdef void run_half(Op op, char** a, npy_intp n, npy_intp* s) noexcept nogil:
     cdef npy_intp i
     cdef int last = n_arrays(op) - 1
-    cdef npy_half r
+    cdef float16_t r
+    if all_contiguous(op, s, 2):
+        run_contiguous(op, FLOAT16, a, n, 2, slope_at(a, s, last - 1, 0) if has_slope(op) else 0.0)
+        return
     for i in range(n):
         if op == RELU:
-            r = half_relu(half_at(a, s, 0, i))
+            r.bits = short_relu(half_at(a, s, 0, i))
         elif op == LEAKY_RELU:
-            r = half_leaky_relu(half_at(a, s, 0, i), slope_at(a, s, 1, i))
+            r.bits = short_leaky_relu(half_at(a, s, 0, i), slope_at(a, s, 1, i))
         elif op == RELU_GRAD:
-            r = half_relu_grad(half_at(a, s, 0, i))
+            r.bits = short_relu_grad(half_at(a, s, 0, i))
         elif op == LEAKY_RELU_GRAD:
-            r = half_leaky_relu_grad(half_at(a, s, 0, i), slope_at(a, s, 1, i))
+            r.bits = short_leaky_relu_grad(half_at(a, s, 0, i), slope_at(a, s, 1, i))
         elif op == RELU_BACKWARD:
-            r = half_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i))
+            r.bits = short_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i))
         else:
-            r = half_leaky_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i),
-                                         slope_at(a, s, 2, i))
-        (<npy_half*>(a[last] + i * s[last]))[0] = r
+            r.bits = short_leaky_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i),
+                                               slope_at(a, s, 2, i))
+        (<float16_t*>(a[last] + i * s[last]))[0] = r
 
 
 cdef void run_unsigned(char** a, npy_intp n, npy_intp* s, int itemsize) noexcept nogil:

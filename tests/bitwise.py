@@ -16,8 +16,14 @@ requires_compiled = pytest.mark.skipif(
     not fastact.COMPILED, reason="FASTACT_DISABLE_COMPILED is set: testing the reference path"
 )
 
+try:
+    import ml_dtypes
+except ImportError:  # optional: bfloat16 is tested where it is installed
+    ml_dtypes = None
+
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-KERNEL_FLOAT_DTYPES = (np.float32, np.float64)
+BFLOAT16_DTYPES = () if ml_dtypes is None else (np.dtype(ml_dtypes.bfloat16),)
+KERNEL_FLOAT_DTYPES = FLOAT_DTYPES + BFLOAT16_DTYPES
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
 # Slopes that each hit a rule: zero, the default, ordinary, identity, > 1, negative,
@@ -37,7 +43,7 @@ def edge_values(dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         values = {info.min, info.min + 1, -1, 0, 1, info.max - 1, info.max}
         return np.array(sorted(v for v in values if info.min <= v <= info.max), dtype)
-    info = np.finfo(dtype)
+    info = ml_dtypes.finfo(dtype) if is_bfloat16(dtype) else np.finfo(dtype)
     tiny_sub = info.smallest_subnormal
     values = [
         np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0,
@@ -46,6 +52,14 @@ def edge_values(dtype) -> np.ndarray:
         1.0, -1.0, 0.5, -0.5, 1e-3, -1e-3,
     ]  # fmt: skip
     return np.array(values, dtype=dtype)
+
+
+def is_bfloat16(dtype) -> bool:
+    return np.dtype(dtype).name == "bfloat16"
+
+
+def is_floating(dtype) -> bool:
+    return np.dtype(dtype).kind == "f" or is_bfloat16(dtype)
 
 
 def sample(dtype, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -84,8 +98,9 @@ def assert_bitwise_equal(actual, expected) -> None:
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     assert actual.dtype.kind == expected.dtype.kind, (actual.dtype, expected.dtype)
     assert actual.dtype.itemsize == expected.dtype.itemsize, (actual.dtype, expected.dtype)
+    assert is_bfloat16(actual.dtype) == is_bfloat16(expected.dtype), (actual.dtype, expected.dtype)
     a, e = _native(actual), _native(expected)
-    if a.dtype.kind == "f":
+    if is_floating(a.dtype):
         a_nan, e_nan = np.isnan(a), np.isnan(e)
         bad = a_nan != e_nan
         uint = np.dtype(f"u{a.dtype.itemsize}")

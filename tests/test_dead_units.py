@@ -5,7 +5,6 @@ import pytest
 from bitwise import (
     FLOAT_DTYPES,
     INT_DTYPES,
-    KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
     python_runs_during,
@@ -23,6 +22,7 @@ from fastact import _reference
 ROWS = (*range(13), 63, 64, 65, 255, 256, 257, 600)
 UNITS = (*range(71), 127, 128, 129, 255, 256, 257, 1000)
 ALIVE_VALUES = (np.nan, np.inf, 1.0)
+DEAD_UNITS_DTYPES = (np.float32, np.float64)  # the compiled loop's; the rest go via NumPy
 
 
 def kernel(x, axis):
@@ -54,7 +54,7 @@ def expected(x, axis):
 
 
 @requires_compiled
-@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("dtype", DEAD_UNITS_DTYPES)
 def test_kernel_every_shape_matches_reference(dtype):
     rng = np.random.default_rng(np.dtype(dtype).itemsize)
     for rows in ROWS:
@@ -68,7 +68,7 @@ def test_kernel_every_shape_matches_reference(dtype):
 
 
 @requires_compiled
-@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("dtype", DEAD_UNITS_DTYPES)
 def test_kernel_every_edge_value_alone_and_in_every_row(dtype):
     edges = edge_values(dtype)
     # Column j holds edge j in one row and -1 in all others: dead iff edge j <= 0.
@@ -81,7 +81,7 @@ def test_kernel_every_edge_value_alone_and_in_every_row(dtype):
 
 
 @requires_compiled
-@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("dtype", DEAD_UNITS_DTYPES)
 def test_kernel_covers_n_d_arrays_along_their_slowest_axis(dtype):
     rng = np.random.default_rng(3)
     for shape in ((0, 3, 4), (5, 0, 2), (6, 3, 4), (9, 2, 3, 5), (4,), (0,), (300,)):
