@@ -24,19 +24,23 @@ from ._dispatch import (
     relu_backward,
     relu_grad,
 )
+from ._threads import get_num_threads, set_num_threads, threads
 from ._version import __version__
 
 __all__ = [
     "__version__",
     "dead_fraction",
     "dead_units",
+    "get_num_threads",
     "leaky_relu",
     "leaky_relu_backward",
     "leaky_relu_grad",
     "relu",
     "relu_backward",
     "relu_grad",
+    "set_num_threads",
     "show_config",
+    "threads",
 ]
 
 
@@ -55,12 +59,14 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         ``disabled_by_env`` (whether ``FASTACT_DISABLE_COMPILED`` turned them off);
         ``kernel_dtypes`` (per function, the dtypes the loops cover: everything else runs
         the NumPy reference); ``compiler``, ``cflags``, ``cython`` and
-        ``built_against_numpy`` (how the extension was built); ``numpy``, ``python`` and
-        ``platform``.
+        ``built_against_numpy`` (how the extension was built); ``simd`` (the build of
+        the loops this CPU runs: ``avx2`` or ``baseline``), ``openmp`` (whether threads
+        are available), ``streaming_stores`` and ``num_threads`` (the current default);
+        ``numpy``, ``python`` and ``platform``.
     """
     import numpy
 
-    build: dict[str, str] = dict(_kernels.BUILD_INFO) if _kernels is not None else {}
+    build: dict[str, Any] = dict(_kernels.BUILD_INFO) if _kernels is not None else {}
     config: dict[str, Any] = {
         "version": __version__,
         "compiled": COMPILED,
@@ -70,6 +76,10 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         "cflags": build.get("cflags"),
         "cython": build.get("cython"),
         "built_against_numpy": build.get("built_against_numpy"),
+        "simd": build.get("simd"),
+        "openmp": build.get("openmp"),
+        "streaming_stores": build.get("streaming_stores"),
+        "num_threads": get_num_threads(),
         "numpy": numpy.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
