@@ -1,5 +1,10 @@
 """The compiled loops against the NumPy reference, bit for bit."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from bitwise import (
@@ -113,3 +118,41 @@ def test_kernels_decline_what_they_do_not_cover(name):
     if name in BINARY:
         for g, xx in ((x, x[:12]), (x.astype(np.float64), x)):
             assert kernel(name)(*args_for(name, xx, g, 0.01), None) is None
+
+
+SIMD = fastact.show_config(print_out=False)["simd"]
+
+
+def test_simd_choice_follows_the_environment():
+    if os.environ.get("FASTACT_SIMD") == "baseline":
+        assert SIMD == "baseline"
+    else:
+        assert SIMD in ("baseline", "avx2")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SIMD == "baseline", reason="this machine runs the baseline build anyway")
+def test_baseline_build_matches_reference_too():
+    # This process runs the AVX2 build; the same tests in a child forced onto the baseline
+    # build cover the loops that CPUs without AVX2 run.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            __file__,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FASTACT_SIMD": "baseline"},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout

@@ -1,0 +1,226 @@
+"""Threads: the settings API, exact results on every thread count, fork and import safety."""
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from bitwise import (
+    FUNCTIONS,
+    KERNEL_FLOAT_DTYPES,
+    args_for,
+    assert_bitwise_equal,
+    python_runs_during,
+    requires_compiled,
+    sample,
+)
+
+import fastact
+from fastact import _reference
+
+OPENMP = fastact.show_config(print_out=False)["openmp"]
+
+# Around the size where a second thread starts (2 MiB of traffic) and where streaming
+# stores start (16 MiB of output), with odd lengths so that the slices have tails.
+FLOAT32_LENGTHS = (1, 2**17 - 1, 2**18 + 3, 2**20 + 17, (16 << 20) // 4 + 5)
+
+
+@pytest.fixture(autouse=True)
+def _restore_default():
+    before = fastact.get_num_threads()
+    yield
+    fastact.set_num_threads(before)
+
+
+def test_default_is_one_thread():
+    assert fastact.get_num_threads() == 1
+
+
+def test_set_and_scope():
+    fastact.set_num_threads(3)
+    assert fastact.get_num_threads() == 3
+    with fastact.threads(2):
+        assert fastact.get_num_threads() == 2
+        with fastact.threads(5):
+            assert fastact.get_num_threads() == 5
+        assert fastact.get_num_threads() == 2
+    assert fastact.get_num_threads() == 3
+
+
+def test_scope_is_per_thread():
+    seen = []
+    with fastact.threads(4):
+        worker = threading.Thread(target=lambda: seen.append(fastact.get_num_threads()))
+        worker.start()
+        worker.join()
+        assert fastact.get_num_threads() == 4
+    assert seen == [1]
+
+
+def test_scope_restored_after_an_error():
+    with pytest.raises(RuntimeError), fastact.threads(2):
+        raise RuntimeError
+    assert fastact.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 10**6])
+def test_bad_count_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="thread count"):
+        fastact.set_num_threads(bad)
+    with pytest.raises(ValueError, match="thread count"), fastact.threads(bad):
+        pass
+    assert fastact.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad", [2.0, "2", True, None])
+def test_non_int_count_is_a_type_error(bad):
+    with pytest.raises(TypeError, match="must be an int"):
+        fastact.set_num_threads(bad)
+    with pytest.raises(TypeError, match="must be an int"), fastact.threads(bad):
+        pass
+
+
+def test_numpy_integer_count():
+    fastact.set_num_threads(np.int64(2))
+    assert fastact.get_num_threads() == 2
+    assert type(fastact.get_num_threads()) is int
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_threaded_results_match_reference(name, n_threads):
+    rng = np.random.default_rng(5)
+    with fastact.threads(n_threads):
+        for n in FLOAT32_LENGTHS:
+            x, g = sample(np.float32, n, rng), sample(np.float32, n, rng)
+            args = args_for(name, x, g, 0.2)
+            assert_bitwise_equal(getattr(fastact, name)(*args), getattr(_reference, name)(*args))
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_threaded_every_dtype(dtype):
+    rng = np.random.default_rng(6)
+    n = 2**20 + 7
+    x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+    with fastact.threads(2):
+        for name in FUNCTIONS:
+            args = args_for(name, x, g, 0.2)
+            assert_bitwise_equal(getattr(fastact, name)(*args), getattr(_reference, name)(*args))
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_misaligned_out_and_in_place(n_threads, offset):
+    # Streaming stores need 16-byte alignment: an out that starts mid-vector must still be
+    # written whole, by the plain loop up to the first aligned address.
+    rng = np.random.default_rng(8)
+    n = (16 << 20) // 4 + 33
+    x, g = sample(np.float32, n, rng), sample(np.float32, n, rng)
+    buffer = np.empty(n + offset, np.float32)
+    out = buffer[offset:]
+    with fastact.threads(n_threads):
+        assert fastact.leaky_relu_backward(g, x, 0.2, out=out) is out
+        assert_bitwise_equal(out, _reference.leaky_relu_backward(g, x, 0.2))
+        want = _reference.relu(x)
+        assert fastact.relu(x, out=x) is x
+        assert_bitwise_equal(x, want)
+
+
+@requires_compiled
+@pytest.mark.slow
+def test_threaded_call_releases_the_gil():
+    x = np.linspace(-1, 1, 2**21, dtype=np.float32)
+    out = np.empty_like(x)
+    with fastact.threads(2):
+        assert python_runs_during(lambda: fastact.leaky_relu(x, 0.1, out=out))
+
+
+def _call_in_child(queue):
+    x = np.linspace(-1, 1, 2**20, dtype=np.float32)
+    with fastact.threads(2):
+        y = fastact.relu(x)
+    queue.put(bool(np.array_equal(y, _reference.relu(x))))
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
+)
+# Python 3.12+ warns about forking a multi-threaded process: that is what is tested here.
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_fork_after_threads_does_not_hang():
+    x = np.linspace(-1, 1, 2**20, dtype=np.float32)
+    with fastact.threads(2):
+        fastact.relu(x)  # starts the thread team in the parent
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_call_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in a threaded call")
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) is True
+
+
+def _run_python(code, **env):
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_no_thread_started_at_import():
+    result = _run_python(
+        "import os, numpy as np, fastact\n"
+        "fastact.relu(np.ones(10, np.float32))\n"
+        "print(len(os.listdir('/proc/self/task')))",
+        OPENBLAS_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+@pytest.mark.slow
+def test_env_var_sets_the_default():
+    code = "import fastact; print(fastact.get_num_threads())"
+    result = _run_python(code, FASTACT_NUM_THREADS="3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3"
+    result = _run_python(code, FASTACT_NUM_THREADS="many")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    assert "FASTACT_NUM_THREADS" in result.stderr
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.skipif(not OPENMP, reason="built without OpenMP")
+def test_visible_to_threadpoolctl():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    result = _run_python(
+        "import numpy as np, fastact, threadpoolctl\n"
+        "with fastact.threads(2):\n"
+        "    fastact.relu(np.ones(2**20, np.float32))\n"
+        "libs = threadpoolctl.threadpool_info()\n"
+        "print(any(lib['user_api'] == 'openmp' for lib in libs))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True", threadpoolctl.__version__
