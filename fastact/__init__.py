@@ -61,7 +61,9 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         the NumPy reference); ``compiler``, ``cflags``, ``cython`` and
         ``built_against_numpy`` (how the extension was built); ``simd`` (the build of
         the loops this CPU runs: ``avx2`` or ``baseline``), ``openmp`` (whether threads
-        are available), ``streaming_stores`` and ``num_threads`` (the current default);
+        are available), ``streaming_stores`` and ``stream_min_bytes`` (non-temporal stores for
+        outputs of at least that size), ``parallel_min_bytes_per_thread`` (the traffic each
+        extra thread needs) and ``num_threads`` (the current default);
         ``numpy``, ``python`` and ``platform``.
     """
     import numpy
@@ -79,6 +81,8 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         "simd": build.get("simd"),
         "openmp": build.get("openmp"),
         "streaming_stores": build.get("streaming_stores"),
+        "stream_min_bytes": build.get("stream_min_bytes"),
+        "parallel_min_bytes_per_thread": build.get("parallel_min_bytes_per_thread"),
         "num_threads": get_num_threads(),
         "numpy": numpy.__version__,
         "python": sys.version.split()[0],

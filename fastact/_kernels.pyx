@@ -205,6 +205,8 @@ BUILD_INFO = {
     "simd": LOOPS.isa.decode(),
     "openmp": bool(FASTACT_OPENMP),
     "streaming_stores": bool(FASTACT_HAS_STREAMING_STORES),
+    "stream_min_bytes": STREAM_MIN_BYTES,
+    "parallel_min_bytes_per_thread": PARALLEL_MIN_BYTES,
 }
 
 
@@ -259,9 +261,9 @@ cdef ElementType element_type(ndarray a) noexcept:
 # (bytes read + written), so that small arrays never pay the fork/join of a team.
 
 cdef enum:
-    # Measured on a 2-core x86-64 (bench/run.py, thread table): two threads break even
-    # near 2^16 float32 elements (512 KiB moved) and win 1.5x and more from 2^18 up.
-    PARALLEL_MIN_BYTES = 1 << 20
+    # Measured on a 2-core x86-64 (float32, bench/run.py thread table): two threads break
+    # even at 2^16 elements (512 KiB moved) and win 1.4-1.9x from 2^17 (1 MiB) up.
+    PARALLEL_MIN_BYTES = 512 << 10
     # Slices start on 64-byte boundaries so that no cache line is written by two threads.
     SLICE_ALIGN_BYTES = 64
 
@@ -304,9 +306,11 @@ cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
 # stay plain C. Not in place: there the line was just read, and a plain store is free.
 
 cdef enum:
-    # Measured (bench/run.py --sizes 20,21,22,23,24): streaming loses up to 2x while the
-    # output fits in the last-level cache and wins 1.2-1.6x beyond it; 16 MiB of output
-    # is half of this machine's 32 MiB L3, the point where in + out no longer fit.
+    # Measured on a 32 MiB-L3 x86-64: streaming loses up to 2x while input and output fit
+    # in the last-level cache and wins 1.2-1.6x beyond it (float32 relu 35 GB/s against 26
+    # at 2^24 elements). 16 MiB of output is where in + out outgrow such a cache. Fixed, not
+    # read from the OS: on this very machine sysconf reports the whole socket's 320 MiB,
+    # not the 32 MiB one core can use.
     STREAM_MIN_BYTES = 16 << 20
     STREAM_BLOCK_BYTES = 4096
 
@@ -322,13 +326,14 @@ cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* 
 cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const char* x,
                               char* out, Py_ssize_t n, Py_ssize_t itemsize,
                               double negative_slope) noexcept nogil:
-    # Aligned for the vector loads of the copy; 8-byte words, 16-byte aligned by the ABI
-    # for a buffer this size is not guaranteed, so the copy loads unaligned.
-    cdef uint8_t block[STREAM_BLOCK_BYTES]
+    cdef uint8_t scratch[2 * STREAM_BLOCK_BYTES]
     cdef Py_ssize_t per_block = STREAM_BLOCK_BYTES // itemsize
     # The leading elements up to a 64-byte boundary of out go the plain way.
     cdef Py_ssize_t head = min(n, <Py_ssize_t>((-<size_t>out) % SLICE_ALIGN_BYTES) // itemsize)
     cdef Py_ssize_t i = head, offset
+    # The block sits half a page from x modulo 4 KiB: a load from x at the same page offset
+    # as a pending store to the block would wait for it (4K aliasing; it halved leaky_relu).
+    cdef uint8_t* block = scratch + (<size_t>(x + head * itemsize) + 2048 - <size_t>scratch) % 4096
     run_slice(op, etype, g, x, out, head, itemsize, negative_slope)
     while i + per_block <= n:
         offset = i * itemsize
