@@ -318,9 +318,9 @@ cdef enum:
 cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* x, char* out,
                            Py_ssize_t n, Py_ssize_t itemsize, double negative_slope) noexcept nogil:
     if g == NULL:
-        LOOPS.unary(op, etype, x, out, n, itemsize, negative_slope)
+        LOOPS.unary(op, etype, x, itemsize, out, itemsize, n, itemsize, negative_slope)
     else:
-        LOOPS.binary(op, etype, g, x, out, n, negative_slope)
+        LOOPS.binary(op, etype, g, itemsize, x, itemsize, out, itemsize, n, negative_slope)
 
 
 cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const char* x,
@@ -444,34 +444,115 @@ cdef object output_for(ndarray x, object out):
     return o
 
 
+# ---------------------------------------------------------------------------------------
+# Any other layout (views such as x[::2], row slices, transposes, a strided out): NumPy's
+# iterator walks the arrays in memory order, merging dimensions where it can, and hands
+# the loops one inner run after another: the contiguous loop where every operand of the
+# run is contiguous (a row slice), the strided loop otherwise. No copy, unless out
+# partially overlaps an input (then NumPy writes through a temporary). One thread.
+
+cdef inline bint is_iterable_array(object a) noexcept:
+    """An exact ndarray of at least one dimension, aligned, native byte order."""
+    if type(a) is not ndarray:
+        return False
+    cdef ndarray arr = <ndarray>a
+    return (cnp.PyArray_NDIM(arr) > 0 and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+cdef inline bint same_shape(ndarray a, ndarray b) noexcept:
+    cdef int d
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIMS(a)[d] != cnp.PyArray_DIMS(b)[d]:
+            return False
+    return True
+
+
+cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object out,
+                         double negative_slope):
+    if out is not None and not (is_iterable_array(out) and same_shape(x, <ndarray>out)
+                                and cnp.PyArray_ISWRITEABLE(<ndarray>out)):
+        return None
+    cdef cnp.PyArrayObject* operands[3]
+    cdef cnp.PyArray_Descr* dtypes[3]
+    cdef cnp.npy_uint32 flags[3]
+    cdef int k, n_operands = 0
+    # Equal elements of an input and the output are fine (a loop reads element i before
+    # writing it): only a partial overlap makes NumPy copy.
+    cdef cnp.npy_uint32 elementwise = cnp.NPY_ITER_OVERLAP_ASSUME_ELEMENTWISE
+    for operand in ((g, x) if g is not None else (x,)):
+        operands[n_operands] = <cnp.PyArrayObject*>operand
+        flags[n_operands] = cnp.NPY_ITER_READONLY | elementwise
+        n_operands += 1
+    operands[n_operands] = NULL if out is None else <cnp.PyArrayObject*>out
+    flags[n_operands] = (cnp.NPY_ITER_WRITEONLY | cnp.NPY_ITER_NO_BROADCAST | elementwise
+                         | (cnp.NPY_ITER_ALLOCATE if out is None else 0))
+    n_operands += 1
+    for k in range(n_operands):
+        dtypes[k] = cnp.PyArray_DESCR(x)
+    cdef cnp.NpyIter* it = cnp.NpyIter_MultiNew(
+        n_operands, operands,
+        cnp.NPY_ITER_EXTERNAL_LOOP | cnp.NPY_ITER_ZEROSIZE_OK | cnp.NPY_ITER_COPY_IF_OVERLAP,
+        cnp.NPY_KEEPORDER, cnp.NPY_NO_CASTING, flags, dtypes)
+    cdef cnp.NpyIter_IterNextFunc iternext
+    cdef char** data
+    cdef npy_intp* strides
+    cdef npy_intp* size
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef bint backward = g is not None
+    try:
+        # Where an overlap made NumPy write through a temporary, that is the operand here.
+        result = out if out is not None else <object>cnp.NpyIter_GetOperandArray(it)[n_operands - 1]
+        if cnp.NpyIter_GetIterSize(it) > 0:
+            iternext = cnp.NpyIter_GetIterNext(it, NULL)
+            data = cnp.NpyIter_GetDataPtrArray(it)
+            strides = cnp.NpyIter_GetInnerStrideArray(it)
+            size = cnp.NpyIter_GetInnerLoopSizePtr(it)
+            with nogil:
+                while True:
+                    if backward:
+                        LOOPS.binary(op, etype, data[0], strides[0], data[1], strides[1],
+                                     data[2], strides[2], size[0], negative_slope)
+                    else:
+                        LOOPS.unary(op, etype, data[0], strides[0], data[1], strides[1],
+                                    size[0], itemsize, negative_slope)
+                    if not iternext(it):
+                        break
+    finally:
+        # Also copies a temporary back into out, where an overlap made one.
+        cnp.NpyIter_Deallocate(it)
+    return result
+
+
 cdef object unary(Op op, object x, object out, double negative_slope):
-    if not is_kernel_array(x):
+    if not is_iterable_array(x):
         return None
     cdef ndarray xa = <ndarray>x
     cdef ElementType etype = element_type(xa)
     if not is_covered(op, etype):
         return None
-    result = output_for(xa, out)
-    if result is None:
-        return None
-    return run_with_gil_released(op, etype, None, xa, <ndarray>result, negative_slope)
+    if is_kernel_array(xa):
+        result = output_for(xa, out)
+        if result is not None:
+            return run_with_gil_released(op, etype, None, xa, <ndarray>result, negative_slope)
+    return run_iterated(op, etype, None, xa, out, negative_slope)
 
 
 cdef object binary(Op op, object grad_output, object x, object out, double negative_slope):
-    if not (is_kernel_array(x) and is_kernel_array(grad_output)):
+    if not (is_iterable_array(x) and is_iterable_array(grad_output)):
         return None
     cdef ndarray xa = <ndarray>x
     cdef ndarray ga = <ndarray>grad_output
     cdef ElementType etype = element_type(xa)
-    if not is_covered(op, etype) or not same_geometry(xa, ga):
+    if not is_covered(op, etype) or not same_shape(xa, ga):
         return None
-    result = output_for(xa, out)
-    if result is None:
-        return None
-    cdef ndarray oa = <ndarray>result
-    if overlaps_partially(ga, oa):
-        return None
-    return run_with_gil_released(op, etype, ga, xa, oa, negative_slope)
+    if is_kernel_array(xa) and is_kernel_array(ga) and same_geometry(xa, ga):
+        result = output_for(xa, out)
+        if result is not None and not overlaps_partially(ga, <ndarray>result):
+            return run_with_gil_released(op, etype, ga, xa, <ndarray>result, negative_slope)
+    return run_iterated(op, etype, ga, xa, out, negative_slope)
 
 
 # ---------------------------------------------------------------------------------------

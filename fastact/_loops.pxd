@@ -81,162 +81,248 @@ cdef inline bint is_covered(Op op, ElementType etype) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------------
-# The loops. Every operand is loaded before the select, so the compiler turns the ternary
-# into a vector compare + blend instead of a branch (random signs would make a branch
-# mispredict half the time). The rules, with the reason for each comparison, are in
-# _elementwise.pxd. For 16-bit floats both sides of a select are computed (the product
-# included) before choosing, for the same reason.
+# The loops, each written once over element steps: the public contiguous kernels call them
+# with literal steps of 1, which the compiler propagates (the functions are inline) into a
+# unit-stride loop that it vectorises; any other step gives the strided loop. Every operand
+# is loaded before the select, so the compiler turns the ternary into a vector compare +
+# blend instead of a branch (random signs would make a branch mispredict half the time).
+# The rules, with the reason for each comparison, are in _elementwise.pxd. For 16-bit
+# floats both sides of a select are computed (the product too) before choosing.
 
-cdef inline void relu_kernel(const signed_t* x, signed_t* out, Py_ssize_t n) noexcept nogil:
+cdef inline void relu_loop(const signed_t* x, Py_ssize_t x_step, signed_t* out,
+                           Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef signed_t xi
     for i in range(n):
-        xi = x[i]
+        xi = x[i * x_step]
         if signed_t is float16_t or signed_t is bfloat16_t:
-            out[i].bits = short_relu(xi)
+            out[i * out_step].bits = short_relu(xi)
         else:
-            out[i] = relu_rule(xi)
+            out[i * out_step] = relu_rule(xi)
+
+
+cdef inline void leaky_relu_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
+                                 Py_ssize_t out_step, Py_ssize_t n,
+                                 double negative_slope) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating_t xi
+    if floating_t is float or floating_t is double:
+        for i in range(n):
+            xi = x[i * x_step]
+            out[i * out_step] = leaky_relu_rule(xi, <floating_t>negative_slope)
+    else:
+        for i in range(n):
+            xi = x[i * x_step]
+            out[i * out_step].bits = short_leaky_relu(xi, <float>negative_slope)
+
+
+cdef inline void relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
+                                Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating_t xi
+    for i in range(n):
+        xi = x[i * x_step]
+        if floating_t is float or floating_t is double:
+            out[i * out_step] = relu_grad_rule(xi)
+        else:
+            out[i * out_step].bits = short_relu_grad(xi)
+
+
+cdef inline void leaky_relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
+                                      Py_ssize_t out_step, Py_ssize_t n,
+                                      double negative_slope) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating_t xi
+    if floating_t is float or floating_t is double:
+        for i in range(n):
+            xi = x[i * x_step]
+            out[i * out_step] = leaky_relu_grad_rule(xi, <floating_t>negative_slope)
+    else:
+        for i in range(n):
+            xi = x[i * x_step]
+            out[i * out_step].bits = short_leaky_relu_grad(xi, <float>negative_slope)
+
+
+cdef inline void relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_step,
+                                    const floating_t* x, Py_ssize_t x_step, floating_t* out,
+                                    Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating_t gi, xi
+    for i in range(n):
+        gi = grad_output[i * g_step]
+        xi = x[i * x_step]
+        if floating_t is float or floating_t is double:
+            out[i * out_step] = relu_backward_rule(gi, xi)
+        else:
+            out[i * out_step].bits = short_relu_backward(gi, xi)
+
+
+cdef inline void leaky_relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_step,
+                                          const floating_t* x, Py_ssize_t x_step,
+                                          floating_t* out, Py_ssize_t out_step, Py_ssize_t n,
+                                          double negative_slope) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating_t gi, xi
+    if floating_t is float or floating_t is double:
+        for i in range(n):
+            gi = grad_output[i * g_step]
+            xi = x[i * x_step]
+            out[i * out_step] = leaky_relu_backward_rule(gi, xi, <floating_t>negative_slope)
+    else:
+        for i in range(n):
+            gi = grad_output[i * g_step]
+            xi = x[i * x_step]
+            out[i * out_step].bits = short_leaky_relu_backward(gi, xi, <float>negative_slope)
+
+
+# The contiguous kernels: the Cython API (see _kernels.pxd).
+
+cdef inline void relu_kernel(const signed_t* x, signed_t* out, Py_ssize_t n) noexcept nogil:
+    relu_loop(x, 1, out, 1, n)
 
 
 cdef inline void leaky_relu_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
                                    double negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    if floating_t is float or floating_t is double:
-        for i in range(n):
-            xi = x[i]
-            out[i] = leaky_relu_rule(xi, <floating_t>negative_slope)
-    else:
-        for i in range(n):
-            xi = x[i]
-            out[i].bits = short_leaky_relu(xi, <float>negative_slope)
+    leaky_relu_loop(x, 1, out, 1, n, negative_slope)
 
 
 cdef inline void relu_grad_kernel(const floating_t* x, floating_t* out,
                                   Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i]
-        if floating_t is float or floating_t is double:
-            out[i] = relu_grad_rule(xi)
-        else:
-            out[i].bits = short_relu_grad(xi)
+    relu_grad_loop(x, 1, out, 1, n)
 
 
 cdef inline void leaky_relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
                                         double negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    if floating_t is float or floating_t is double:
-        for i in range(n):
-            xi = x[i]
-            out[i] = leaky_relu_grad_rule(xi, <floating_t>negative_slope)
-    else:
-        for i in range(n):
-            xi = x[i]
-            out[i].bits = short_leaky_relu_grad(xi, <float>negative_slope)
+    leaky_relu_grad_loop(x, 1, out, 1, n, negative_slope)
 
 
 cdef inline void relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
                                       floating_t* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t gi, xi
-    for i in range(n):
-        gi = grad_output[i]
-        xi = x[i]
-        if floating_t is float or floating_t is double:
-            out[i] = relu_backward_rule(gi, xi)
-        else:
-            out[i].bits = short_relu_backward(gi, xi)
+    relu_backward_loop(grad_output, 1, x, 1, out, 1, n)
 
 
 cdef inline void leaky_relu_backward_kernel(const floating_t* grad_output,
                                             const floating_t* x, floating_t* out,
                                             Py_ssize_t n, double negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t gi, xi
-    if floating_t is float or floating_t is double:
-        for i in range(n):
-            gi = grad_output[i]
-            xi = x[i]
-            out[i] = leaky_relu_backward_rule(gi, xi, <floating_t>negative_slope)
-    else:
-        for i in range(n):
-            gi = grad_output[i]
-            xi = x[i]
-            out[i].bits = short_leaky_relu_backward(gi, xi, <float>negative_slope)
+    leaky_relu_backward_loop(grad_output, 1, x, 1, out, 1, n, negative_slope)
 
 
 # ---------------------------------------------------------------------------------------
-# Dispatch from (operation, element type) to a loop, behind one signature per arity so
-# that a table of two function pointers selects a whole instruction-set build.
+# Dispatch from (operation, element type, steps) to a loop, behind one signature per arity
+# so that a table of two function pointers selects a whole instruction-set build. Steps
+# are in bytes here (NumPy's strides) and in elements below; the arrays are aligned, so
+# they divide exactly.
 
-cdef inline void run_float_unary(Op op, const floating_t* x, floating_t* out, Py_ssize_t n,
-                                 double negative_slope) noexcept nogil:
+cdef inline void unary_op(Op op, const signed_t* x, Py_ssize_t x_step, signed_t* out,
+                          Py_ssize_t out_step, Py_ssize_t n,
+                          double negative_slope) noexcept nogil:
     if op == RELU:
-        relu_kernel(x, out, n)
-    elif op == LEAKY_RELU:
-        leaky_relu_kernel(x, out, n, negative_slope)
-    elif op == RELU_GRAD:
-        relu_grad_kernel(x, out, n)
+        relu_loop(x, x_step, out, out_step, n)
+    elif signed_t is float or signed_t is double or signed_t is float16_t \
+            or signed_t is bfloat16_t:
+        if op == LEAKY_RELU:
+            leaky_relu_loop(x, x_step, out, out_step, n, negative_slope)
+        elif op == RELU_GRAD:
+            relu_grad_loop(x, x_step, out, out_step, n)
+        else:
+            leaky_relu_grad_loop(x, x_step, out, out_step, n, negative_slope)
+
+
+cdef inline void run_typed_unary(Op op, const signed_t* x, Py_ssize_t x_stride, signed_t* out,
+                                 Py_ssize_t out_stride, Py_ssize_t n,
+                                 double negative_slope) noexcept nogil:
+    if x_stride == sizeof(signed_t) and out_stride == sizeof(signed_t):
+        unary_op(op, x, 1, out, 1, n, negative_slope)
     else:
-        leaky_relu_grad_kernel(x, out, n, negative_slope)
+        unary_op(op, x, x_stride // <Py_ssize_t>sizeof(signed_t), out,
+                 out_stride // <Py_ssize_t>sizeof(signed_t), n, negative_slope)
 
 
-cdef inline void run_float_binary(Op op, const floating_t* grad_output, const floating_t* x,
-                                  floating_t* out, Py_ssize_t n,
+cdef inline void run_typed_binary(Op op, const floating_t* grad_output, Py_ssize_t g_stride,
+                                  const floating_t* x, Py_ssize_t x_stride, floating_t* out,
+                                  Py_ssize_t out_stride, Py_ssize_t n,
                                   double negative_slope) noexcept nogil:
-    if op == RELU_BACKWARD:
-        relu_backward_kernel(grad_output, x, out, n)
+    cdef Py_ssize_t size = sizeof(floating_t)
+    if g_stride == size and x_stride == size and out_stride == size:
+        if op == RELU_BACKWARD:
+            relu_backward_loop(grad_output, 1, x, 1, out, 1, n)
+        else:
+            leaky_relu_backward_loop(grad_output, 1, x, 1, out, 1, n, negative_slope)
+    elif op == RELU_BACKWARD:
+        relu_backward_loop(grad_output, g_stride // size, x, x_stride // size, out,
+                           out_stride // size, n)
     else:
-        leaky_relu_backward_kernel(grad_output, x, out, n, negative_slope)
+        leaky_relu_backward_loop(grad_output, g_stride // size, x, x_stride // size, out,
+                                 out_stride // size, n, negative_slope)
 
 
-cdef inline void run_unary(Op op, ElementType etype, const void* x, void* out, Py_ssize_t n,
-                           Py_ssize_t itemsize, double negative_slope) noexcept nogil:
+cdef inline void copy_strided(const char* x, Py_ssize_t x_stride, char* out,
+                              Py_ssize_t out_stride, Py_ssize_t n,
+                              Py_ssize_t itemsize) noexcept nogil:
+    cdef Py_ssize_t i
+    if x == out and x_stride == out_stride:
+        return
+    if x_stride == itemsize and out_stride == itemsize:
+        memcpy(out, x, n * itemsize)
+        return
+    for i in range(n):
+        memcpy(out + i * out_stride, x + i * x_stride, itemsize)
+
+
+cdef inline void run_unary(Op op, ElementType etype, const char* x, Py_ssize_t x_stride,
+                           char* out, Py_ssize_t out_stride, Py_ssize_t n, Py_ssize_t itemsize,
+                           double negative_slope) noexcept nogil:
     """Run a unary op; the caller has checked ``is_covered(op, etype)``."""
     if etype == FLOAT32:
-        run_float_unary(op, <const float*>x, <float*>out, n, negative_slope)
+        run_typed_unary(op, <const float*>x, x_stride, <float*>out, out_stride, n,
+                        negative_slope)
     elif etype == FLOAT64:
-        run_float_unary(op, <const double*>x, <double*>out, n, negative_slope)
+        run_typed_unary(op, <const double*>x, x_stride, <double*>out, out_stride, n,
+                        negative_slope)
     elif etype == FLOAT16:
-        run_float_unary(op, <const float16_t*>x, <float16_t*>out, n, negative_slope)
+        run_typed_unary(op, <const float16_t*>x, x_stride, <float16_t*>out, out_stride, n,
+                        negative_slope)
     elif etype == BFLOAT16:
-        run_float_unary(op, <const bfloat16_t*>x, <bfloat16_t*>out, n, negative_slope)
+        run_typed_unary(op, <const bfloat16_t*>x, x_stride, <bfloat16_t*>out, out_stride, n,
+                        negative_slope)
     elif etype == INT8:
-        relu_kernel(<const int8_t*>x, <int8_t*>out, n)
+        run_typed_unary(op, <const int8_t*>x, x_stride, <int8_t*>out, out_stride, n, 0.0)
     elif etype == INT16:
-        relu_kernel(<const int16_t*>x, <int16_t*>out, n)
+        run_typed_unary(op, <const int16_t*>x, x_stride, <int16_t*>out, out_stride, n, 0.0)
     elif etype == INT32:
-        relu_kernel(<const int32_t*>x, <int32_t*>out, n)
+        run_typed_unary(op, <const int32_t*>x, x_stride, <int32_t*>out, out_stride, n, 0.0)
     elif etype == INT64:
-        relu_kernel(<const int64_t*>x, <int64_t*>out, n)
-    elif etype == UNSIGNED and x != out:
-        memcpy(out, x, n * itemsize)
+        run_typed_unary(op, <const int64_t*>x, x_stride, <int64_t*>out, out_stride, n, 0.0)
+    elif etype == UNSIGNED:  # relu of an unsigned integer is the identity
+        copy_strided(x, x_stride, out, out_stride, n, itemsize)
 
 
-cdef inline void run_binary(Op op, ElementType etype, const void* grad_output, const void* x,
-                            void* out, Py_ssize_t n, double negative_slope) noexcept nogil:
+cdef inline void run_binary(Op op, ElementType etype, const char* grad_output,
+                            Py_ssize_t g_stride, const char* x, Py_ssize_t x_stride, char* out,
+                            Py_ssize_t out_stride, Py_ssize_t n,
+                            double negative_slope) noexcept nogil:
     """Run a backward op; the caller has checked ``is_covered(op, etype)``."""
     if etype == FLOAT32:
-        run_float_binary(op, <const float*>grad_output, <const float*>x, <float*>out, n,
-                         negative_slope)
+        run_typed_binary(op, <const float*>grad_output, g_stride, <const float*>x, x_stride,
+                         <float*>out, out_stride, n, negative_slope)
     elif etype == FLOAT64:
-        run_float_binary(op, <const double*>grad_output, <const double*>x, <double*>out, n,
-                         negative_slope)
+        run_typed_binary(op, <const double*>grad_output, g_stride, <const double*>x, x_stride,
+                         <double*>out, out_stride, n, negative_slope)
     elif etype == FLOAT16:
-        run_float_binary(op, <const float16_t*>grad_output, <const float16_t*>x,
-                         <float16_t*>out, n, negative_slope)
+        run_typed_binary(op, <const float16_t*>grad_output, g_stride, <const float16_t*>x,
+                         x_stride, <float16_t*>out, out_stride, n, negative_slope)
     else:
-        run_float_binary(op, <const bfloat16_t*>grad_output, <const bfloat16_t*>x,
-                         <bfloat16_t*>out, n, negative_slope)
+        run_typed_binary(op, <const bfloat16_t*>grad_output, g_stride, <const bfloat16_t*>x,
+                         x_stride, <bfloat16_t*>out, out_stride, n, negative_slope)
 
 
-ctypedef void (*unary_loop)(Op op, ElementType etype, const void* x, void* out, Py_ssize_t n,
+# Strides in bytes; a contiguous operand has its item size as stride.
+ctypedef void (*unary_loop)(Op op, ElementType etype, const char* x, Py_ssize_t x_stride,
+                            char* out, Py_ssize_t out_stride, Py_ssize_t n,
                             Py_ssize_t itemsize, double negative_slope) noexcept nogil
-ctypedef void (*binary_loop)(Op op, ElementType etype, const void* grad_output,
-                             const void* x, void* out, Py_ssize_t n,
+ctypedef void (*binary_loop)(Op op, ElementType etype, const char* grad_output,
+                             Py_ssize_t g_stride, const char* x, Py_ssize_t x_stride,
+                             char* out, Py_ssize_t out_stride, Py_ssize_t n,
                              double negative_slope) noexcept nogil
 
 ctypedef struct LoopTable:

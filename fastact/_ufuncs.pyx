@@ -34,6 +34,11 @@ from fastact._loops cimport (
     FLOAT16,
     FLOAT32,
     FLOAT64,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    UNSIGNED,
     LEAKY_RELU,
     LEAKY_RELU_BACKWARD,
     LEAKY_RELU_GRAD,
@@ -66,28 +71,48 @@ cdef inline int n_arrays(Op op) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------------
-# Typed loops. args/steps hold the operands in ufunc order: [g,] x, [s,] out.
+# Typed loops. args/steps hold the operands in ufunc order: [g,] x, [s,] out. With one
+# slope for the whole run (step 0), or none, a run goes to the very loops the main
+# functions use (the build chosen at import), at any strides. A slope per element
+# (PReLU-style broadcasting) goes through the element rules one by one.
 
-cdef inline bint all_contiguous(Op op, npy_intp* steps, npy_intp itemsize) noexcept nogil:
-    """Every array operand is contiguous and the slope, if any, is a single scalar."""
-    cdef int k
-    for k in range(n_arrays(op)):
-        if has_slope(op) and k == n_arrays(op) - 2:
-            if steps[k] != 0:
-                return False
-        elif steps[k] != itemsize:
-            return False
-    return True
+cdef inline ElementType element_type(char t) noexcept nogil:
+    if t == b'f':
+        return FLOAT32
+    if t == b'd':
+        return FLOAT64
+    if t == b'e':
+        return FLOAT16
+    if t == b'b':
+        return INT8
+    if t == b'h':
+        return INT16
+    if t == b'i' or (t == b'l' and sizeof(long) == 4):
+        return INT32
+    if t == b'l' or t == b'q':
+        return INT64
+    return UNSIGNED  # relu alone has integer loops: B, H, I, L, Q
 
 
-cdef inline void run_contiguous(Op op, ElementType etype, char** a, npy_intp n,
-                                npy_intp itemsize, double slope) noexcept nogil:
-    """The very loops the main functions run (the build chosen at import)."""
+cdef inline npy_intp item_size(char t) noexcept nogil:
+    if t == b'b' or t == b'B':
+        return 1
+    if t == b'h' or t == b'H' or t == b'e':
+        return 2
+    if t == b'i' or t == b'I' or t == b'f':
+        return 4
+    if t == b'l' or t == b'L':
+        return sizeof(long)
+    return 8  # q, Q, d
+
+
+cdef inline void run_table(Op op, ElementType etype, char** a, npy_intp n, npy_intp* s,
+                           npy_intp itemsize, double slope) noexcept nogil:
     cdef int last = n_arrays(op) - 1
     if is_backward(op):
-        active_loops().binary(op, etype, a[0], a[1], a[last], n, slope)
+        active_loops().binary(op, etype, a[0], s[0], a[1], s[1], a[last], s[last], n, slope)
     else:
-        active_loops().unary(op, etype, a[0], a[last], n, itemsize, slope)
+        active_loops().unary(op, etype, a[0], s[0], a[last], s[last], n, itemsize, slope)
 
 
 cdef inline element_t at(char** a, npy_intp* steps, int k, npy_intp i,
@@ -95,38 +120,20 @@ cdef inline element_t at(char** a, npy_intp* steps, int k, npy_intp i,
     return (<element_t*>(a[k] + i * steps[k]))[0]
 
 
-cdef inline void run_strided(Op op, char** a, npy_intp n, npy_intp* s,
-                             element_t tag) noexcept nogil:
+cdef inline void run_per_element_slope(Op op, char** a, npy_intp n, npy_intp* s,
+                                       element_t tag) noexcept nogil:
     cdef npy_intp i
     cdef int last = n_arrays(op) - 1
     cdef element_t r
     for i in range(n):
-        if op == RELU:
-            r = relu_rule(at(a, s, 0, i, tag))
-        elif op == LEAKY_RELU:
+        if op == LEAKY_RELU:
             r = leaky_relu_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
-        elif op == RELU_GRAD:
-            r = relu_grad_rule(at(a, s, 0, i, tag))
         elif op == LEAKY_RELU_GRAD:
             r = leaky_relu_grad_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
-        elif op == RELU_BACKWARD:
-            r = relu_backward_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
         else:
             r = leaky_relu_backward_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag),
                                          at(a, s, 2, i, tag))
         (<element_t*>(a[last] + i * s[last]))[0] = r
-
-
-cdef inline void run_typed(Op op, char** a, npy_intp n, npy_intp* s,
-                           element_t tag) noexcept nogil:
-    cdef int slope_index = n_arrays(op) - 2
-    if element_t is float or element_t is double:
-        if all_contiguous(op, s, sizeof(element_t)):
-            run_contiguous(op, FLOAT32 if element_t is float else FLOAT64, a, n,
-                           sizeof(element_t),
-                           (<element_t*>a[slope_index])[0] if has_slope(op) else 0.0)
-            return
-    run_strided(op, a, n, s, tag)
 
 
 cdef inline float16_t half_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
@@ -138,67 +145,38 @@ cdef inline float slope_at(char** a, npy_intp* s, int k, npy_intp i) noexcept no
     return (<float*>(a[k] + i * s[k]))[0]
 
 
-cdef void run_half(Op op, char** a, npy_intp n, npy_intp* s) noexcept nogil:
+cdef void run_half_per_element_slope(Op op, char** a, npy_intp n, npy_intp* s) noexcept nogil:
     cdef npy_intp i
     cdef int last = n_arrays(op) - 1
     cdef float16_t r
-    if all_contiguous(op, s, 2):
-        run_contiguous(op, FLOAT16, a, n, 2, slope_at(a, s, last - 1, 0) if has_slope(op) else 0.0)
-        return
     for i in range(n):
-        if op == RELU:
-            r.bits = short_relu(half_at(a, s, 0, i))
-        elif op == LEAKY_RELU:
+        if op == LEAKY_RELU:
             r.bits = short_leaky_relu(half_at(a, s, 0, i), slope_at(a, s, 1, i))
-        elif op == RELU_GRAD:
-            r.bits = short_relu_grad(half_at(a, s, 0, i))
         elif op == LEAKY_RELU_GRAD:
             r.bits = short_leaky_relu_grad(half_at(a, s, 0, i), slope_at(a, s, 1, i))
-        elif op == RELU_BACKWARD:
-            r.bits = short_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i))
         else:
             r.bits = short_leaky_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i),
                                                slope_at(a, s, 2, i))
         (<float16_t*>(a[last] + i * s[last]))[0] = r
 
 
-cdef void run_unsigned(char** a, npy_intp n, npy_intp* s, int itemsize) noexcept nogil:
-    # relu of an unsigned integer is the identity.
-    cdef npy_intp i
-    cdef int b
-    for i in range(n):
-        for b in range(itemsize):
-            a[1][i * s[1] + b] = a[0][i * s[0] + b]
-
-
 cdef void run(Op op, char** a, npy_intp* dims, npy_intp* s, void* data) noexcept nogil:
     """Dispatch on the loop's dtype: ``data`` points at its NumPy type character."""
     cdef char t = (<char*>data)[0]
     cdef npy_intp n = dims[0]
-    if t == b'f':
-        run_typed(op, a, n, s, <float>0)
+    cdef int slope_index = n_arrays(op) - 2
+    cdef double slope = 0.0
+    if not has_slope(op) or s[slope_index] == 0:
+        if has_slope(op):
+            slope = ((<double*>a[slope_index])[0] if t == b'd'
+                     else (<float*>a[slope_index])[0])
+        run_table(op, element_type(t), a, n, s, item_size(t), slope)
+    elif t == b'f':
+        run_per_element_slope(op, a, n, s, <float>0)
     elif t == b'd':
-        run_typed(op, a, n, s, <double>0)
-    elif t == b'e':
-        run_half(op, a, n, s)
-    elif t == b'b':
-        run_typed(op, a, n, s, <int8_t>0)
-    elif t == b'h':
-        run_typed(op, a, n, s, <int16_t>0)
-    elif t == b'i':
-        run_typed(op, a, n, s, <int32_t>0)
-    elif (t == b'l' and sizeof(long) == 4):
-        run_typed(op, a, n, s, <int32_t>0)
-    elif t == b'l' or t == b'q':
-        run_typed(op, a, n, s, <int64_t>0)
-    elif t == b'B':
-        run_unsigned(a, n, s, 1)
-    elif t == b'H':
-        run_unsigned(a, n, s, 2)
-    elif t == b'I':
-        run_unsigned(a, n, s, 4)
-    else:  # 'L' and 'Q'
-        run_unsigned(a, n, s, 8)
+        run_per_element_slope(op, a, n, s, <double>0)
+    else:
+        run_half_per_element_slope(op, a, n, s)
     # NumPy turns the FPU's exception flags into warnings after each loop. The contract
     # has none: ordered compares with NaN and inf * 0 raise "invalid" by design, as in
     # NumPy's own maximum/minimum loops, which clear the flags the same way.

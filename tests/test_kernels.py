@@ -96,14 +96,67 @@ def test_large_array(name):
     assert_bitwise_equal(out, getattr(_reference, name)(*args))
 
 
+def strided_views(x: np.ndarray) -> list[np.ndarray]:
+    """Views of a 24-element base no flat loop can read as one run."""
+    return [
+        x[::2],
+        x[::-1],
+        x[1::3],
+        x.reshape(4, 6)[:, :5],
+        x.reshape(4, 6)[::2],
+        x.reshape(2, 3, 4).transpose(1, 2, 0),
+        x.reshape(4, 6)[:, ::-2].T,
+    ]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_strided_views_run_compiled(name, dtype):
+    rng = np.random.default_rng(12)
+    x_base, g_base = sample(dtype, 24, rng), sample(dtype, 24, rng)
+    for x, g in zip(strided_views(x_base), strided_views(g_base), strict=True):
+        args = args_for(name, x, g, 0.2)
+        want = getattr(_reference, name)(*args)
+        got = kernel(name)(*args, None)
+        assert got is not None, f"{name} declined a strided view {x.strides}"
+        assert_bitwise_equal(got, want)
+        # A strided out, and the input itself as out (in place through a view).
+        out = np.empty((2, *x.shape), x.dtype)[1]
+        out_view = np.moveaxis(np.empty((*x.shape, 2), x.dtype), -1, 0)[0]
+        for target in (out, out_view):
+            assert kernel(name)(*args, target) is target
+            assert_bitwise_equal(target, want)
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_strided_integer_relu(dtype):
+    x = sample(dtype, 24, np.random.default_rng(13))
+    for view in strided_views(x):
+        assert_bitwise_equal(kernel("relu")(view, None), _reference.relu(view))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_strided_in_place_and_overlap(name):
+    rng = np.random.default_rng(14)
+    base, g = sample(np.float32, 60, rng), sample(np.float32, 19, rng)
+    want = getattr(_reference, name)(*args_for(name, base[:57:3].copy(), g, 0.2))
+    # In place through a view: element i is read before it is written, no copy needed.
+    x = base.copy()[:57:3]
+    assert kernel(name)(*args_for(name, x, g, 0.2), x) is x
+    assert_bitwise_equal(x, want)
+    # out shifted one element along x: writing out[i] would clobber x[i + 1] unread.
+    shifted = base.copy()
+    x, out = shifted[:57:3], shifted[3::3]
+    assert kernel(name)(*args_for(name, x, g, 0.2), out) is out
+    assert_bitwise_equal(out, want)
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_kernels_decline_what_they_do_not_cover(name):
     # Declining (None) is what sends these through the reference: they must never be
     # read as contiguous native arrays.
     x = np.linspace(-2, 2, 24, dtype=np.float32)
     declined = [
-        x[::2],
-        x.reshape(4, 6)[:, :5],
         x.astype(">f4"),
         np.frombuffer(b"\0" + x.tobytes(), np.float32, offset=1),
         x.astype(np.longdouble),
