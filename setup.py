@@ -81,8 +81,12 @@ class BuildExt(build_ext):
                 exe = os.path.join(tmp, "probe")
                 self.compiler.link_executable(objects, exe, extra_postargs=flags)
                 if run:
-                    subprocess.run([exe + (".exe" if sys.platform == "win32" else "")],
-                                   check=True, capture_output=True, timeout=60)
+                    subprocess.run(
+                        [exe + (".exe" if sys.platform == "win32" else "")],
+                        check=True,
+                        capture_output=True,
+                        timeout=60,
+                    )
             except Exception:
                 return False
         return True
@@ -99,9 +103,11 @@ class BuildExt(build_ext):
         openmp = OPENMP_FLAGS.get(kind)
         if not (USE_OPENMP and openmp and self.compiles(OPENMP_PROBE, [openmp], run=True)):
             openmp = None
+        loop_flags = []
+        if kind == "unix" and self.compiles(TRIVIAL_PROBE, LOOP_FLAGS):
+            loop_flags = LOOP_FLAGS
         # The AVX2 build needs GCC/Clang on x86-64: the import-time CPUID check uses
         # __builtin_cpu_supports.
-        loop_flags = LOOP_FLAGS if kind == "unix" and self.compiles(TRIVIAL_PROBE, LOOP_FLAGS) else []
         x86_64 = platform.machine().lower() in ("x86_64", "amd64")
         if not (kind == "unix" and x86_64 and self.compiles(AVX2_PROBE, AVX2_FLAGS)):
             self.extensions = [e for e in self.extensions if e.name != "fastact._loops_avx2"]
@@ -127,10 +133,18 @@ MACROS = [
 ]
 
 extensions = [
-    Extension(name, [name.replace(".", "/") + ".pyx"], include_dirs=[NUMPY_INCLUDE],
-              define_macros=list(MACROS))
-    for name in ("fastact._kernels", "fastact._ufuncs", "fastact._loops_baseline",
-                 "fastact._loops_avx2")
+    Extension(
+        name,
+        [name.replace(".", "/") + ".pyx"],
+        include_dirs=[NUMPY_INCLUDE],
+        define_macros=list(MACROS),
+    )
+    for name in (
+        "fastact._kernels",
+        "fastact._ufuncs",
+        "fastact._loops_baseline",
+        "fastact._loops_avx2",
+    )
 ]
 
 setup(
