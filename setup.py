@@ -7,8 +7,9 @@ Compiler flags, and why:
 - never ``-ffast-math``: it would break the NaN/-0.0 rules and, linked into a shared
   object, switch the whole process to flush-to-zero.
 - no ``-march=native``: the wheel must run on any x86-64 / aarch64 machine. On x86-64 the
-  loops are compiled a second time with ``-mavx2`` (``fastact._loops_avx2``), used only
-  when a CPUID check at import finds AVX2: up to 1.4x in cache, on a baseline-only wheel.
+  loops are compiled a second time with ``-mavx2 -mf16c`` (``fastact._loops_avx2``), used
+  only when a CPUID check at import finds both: up to 1.4x in cache (float16 products 5x),
+  in a wheel that still runs on any x86-64.
 - ``-fopenmp`` for the thread driver in ``_kernels``, only if a probe program compiles,
   links and runs with it; otherwise a serial build (``FASTACT_OPENMP=0`` forces that).
 
@@ -32,7 +33,7 @@ DEBUG_BUILD = os.environ.get("FASTACT_DEBUG_BUILD", "") not in ("", "0")
 
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG_BUILD else ["-O3", "-fno-trapping-math", "-funroll-loops"]
 MSVC_FLAGS = ["/Od", "/Zi"] if DEBUG_BUILD else ["/O2"]
-AVX2_FLAGS = ["-mavx2"]
+AVX2_FLAGS = ["-mavx2", "-mf16c"]
 # GCC's cost model leaves loops over runtime strides scalar, and scalar GCC code branches
 # on the selects (11x slower on random signs); vectorised, even with element-by-element
 # loads, they stay branch-free. GCC only: probed like the rest.
@@ -54,7 +55,10 @@ int main(void) {
 TRIVIAL_PROBE = "int main(void) { return 0; }\n"
 AVX2_PROBE = r"""
 #include <immintrin.h>
-int main(void) { return _mm256_cvtsi256_si32(_mm256_set1_epi32(0)); }
+int main(void) {
+    __m256 f = _mm256_cvtph_ps(_mm_set1_epi16(0x3c00));
+    return _mm256_cvtsi256_si32(_mm256_cvtps_epi32(f)) - 1;
+}
 """
 
 DIRECTIVES = {

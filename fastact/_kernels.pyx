@@ -74,19 +74,17 @@ cdef extern from *:
     #ifdef _OPENMP
     #  include <omp.h>
     #  define FASTACT_OPENMP 1
-    static int fastact_omp_max_threads(void) { return omp_get_max_threads(); }
     #else
     #  define FASTACT_OPENMP 0
-    static int fastact_omp_max_threads(void) { return 1; }
     #endif
 
-    /* The AVX2 build of the loops is used only where the CPU (and the OS, for the YMM
-       state) supports it: a CPUID check at import, no ifunc. */
+    /* The AVX2 build of the loops (AVX2 + F16C) is used only where the CPU (and the OS,
+       for the YMM state) supports it: a CPUID check at import, no ifunc. */
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     static int fastact_cpu_has_avx2(void)
     {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     }
     #else
     static int fastact_cpu_has_avx2(void) { return 0; }
@@ -97,7 +95,6 @@ cdef extern from *:
     const char* FASTACT_CYTHON_VERSION
     const char* FASTACT_NUMPY_VERSION
     const bint FASTACT_OPENMP
-    int fastact_omp_max_threads() nogil
     bint fastact_cpu_has_avx2() noexcept
 
 cdef extern from *:
@@ -289,9 +286,10 @@ cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
     global team_started
     if not FASTACT_OPENMP or traffic_bytes < 2 * PARALLEL_MIN_BYTES or team_unusable:
         return 1
-    cdef Py_ssize_t wanted = get_num_threads()
-    # OMP_NUM_THREADS and threadpoolctl's limits cap fastact too.
-    wanted = min(wanted, traffic_bytes // PARALLEL_MIN_BYTES, fastact_omp_max_threads())
+    # fastact's own count, not OpenMP's: OMP_NUM_THREADS or a torch.set_num_threads(1) in
+    # the same process (torch shares the libgomp) must not silently undo an explicit
+    # fastact.threads(n); the default of 1 already keeps fastact out of others' way.
+    cdef Py_ssize_t wanted = min(<Py_ssize_t>get_num_threads(), traffic_bytes // PARALLEL_MIN_BYTES)
     if wanted <= 1:
         return 1
     team_started = True
