@@ -370,7 +370,6 @@ def main(argv: list[str] | None = None) -> int:
         large_repeat=args.repeat,
         target=0.0,
         large_sample=float("inf"),
-        sorted_exponent=0,
     )
     rows = run_timings(dx, dg, target, args.workers, cfg)
     lines = summary(rows)

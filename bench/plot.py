@@ -2,8 +2,9 @@
 
 Reads the JSON that ``run.py`` wrote (default ``bench/results/latest.json``) and writes
 the same PNGs ``run.py`` writes after a run (``throughput_<dtype>.png`` and
-``speedup_<dtype>.png``; see ``plotting.py`` for what they show), by default next to the
-JSON. Needs matplotlib (``pip install matplotlib``, or ``pip install ".[bench]"``).
+``speedup_<dtype>.png``, and ``threads.png`` when the report has a thread-scaling table;
+see ``plotting.py`` for what they show), by default next to the JSON. Needs matplotlib
+(``pip install matplotlib``, or ``pip install ".[bench]"``).
 
     python bench/plot.py                                   # bench/results/latest.json
     python bench/plot.py other.json --out bench/figures --dtypes float32

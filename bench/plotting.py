@@ -1,14 +1,19 @@
 """Plots of a ``bench/run.py`` report, shared by ``run.py`` (after a run) and ``plot.py``
 (from a saved JSON file).
 
-Two figures per dtype, one panel per function, size n on a log2 x-axis:
+Two figures per dtype of the main table, one panel per function, size n on a log2 x-axis:
 
 * ``throughput_<dtype>.png``: GB/s of every competitor, each counting the bytes the
   function itself reads and writes (``bytes_per_call`` in the report: 2n or 3n elements),
   so that every line measures the same work; the function's roofline (``np.copyto`` for
-  unary functions, ``np.add`` for backward ones) is the dashed grey line.
+  unary functions, an OR of the unsigned-integer views of g and x for backward ones; in
+  older reports ``np.add``) is the dashed grey line.
 * ``speedup_<dtype>.png``: competitor time / fastact time (fastact with ``out=``) on a
   log y-axis; above the line at 1x, fastact is faster.
+
+And, when the report has a thread-scaling table, ``threads.png``: one column of panels per
+function, GB/s (top) and speed-up over the same implementation on 1 thread (bottom)
+versus n, one colour per implementation and one marker per thread count.
 
 Times are the medians stored in the report. Open markers show a competitor that is not
 bit-exact on the edge values (for that function). The figures are drawn with matplotlib's
@@ -44,7 +49,15 @@ SERIES_STYLE = {
     "torch": ("torch", "tab:purple"),
     "numba": ("numba", "tab:green"),
     "numexpr": ("numexpr", "tab:brown"),
-    ROOFLINE: ("roofline: np.copyto(y, x); np.add(g, x, out=y) for backward", ROOFLINE_COLOR),
+    "clip": ("np.clip", "tab:olive"),
+    "mul": ("x * (x > 0)", "tab:pink"),
+    "where": ("np.where(x > 0, x, 0); g for backward", "goldenrod"),
+    "max": ("np.maximum(x, s * x)", "teal"),
+    "nb vec": ("numba @vectorize", "darkgreen"),
+    ROOFLINE: (
+        "roofline: np.copyto(y, x); g | x as unsigned integers for backward",
+        ROOFLINE_COLOR,
+    ),
 }
 # Columns left out of the speed-up figure: fastact itself, and fastact allocating its result.
 NOT_A_PEER = ("fastact", "alloc")
@@ -54,7 +67,7 @@ Case = dict[str, Any]  # one entry of the report's "cases"
 
 def roofline_of(case: Case) -> str:
     """The column of the roofline that moves the function's bytes."""
-    # Reports written before run.py recorded it: np.add is timed only for backward functions.
+    # Reports written before run.py recorded it: np.add was timed only for backward functions.
     return case.get("roofline", "add" if "add" in case["competitors"] else "copyto")
 
 
@@ -93,14 +106,14 @@ def series(
 def cases_by_function(report: dict[str, Any], dtype: str) -> dict[str, list[Case]]:
     """The report's cases of one dtype, grouped by function in the order they were run."""
     grouped: dict[str, list[Case]] = {}
-    for case in report["cases"]:
+    for case in report.get("cases", []):
         if case["dtype"] == dtype:
             grouped.setdefault(case["function"], []).append(case)
     return grouped
 
 
 def report_dtypes(report: dict[str, Any]) -> list[str]:
-    return list(dict.fromkeys(case["dtype"] for case in report["cases"]))
+    return list(dict.fromkeys(case["dtype"] for case in report.get("cases", [])))
 
 
 # ---------------------------------------------------------------------------------------
@@ -259,13 +272,81 @@ def save_png(fig: Figure, path: Path) -> None:
         image.convert("RGB").quantize(colors=256).save(path, optimize=True)
 
 
+# ---------------------------------------------------------------------------------------
+# Thread scaling.
+
+THREAD_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def thread_series(
+    rows: list[dict[str, Any]], function: str, impl: str, count: int, key: str
+) -> tuple[list[int], list[float]]:
+    """Sizes and ``key`` of one implementation at one thread count, sorted by size."""
+    chosen = sorted(
+        (
+            r
+            for r in rows
+            if (r["function"], r["implementation"], r["threads"]) == (function, impl, count)
+        ),
+        key=lambda r: r["n"],
+    )
+    return [r["n"] for r in chosen], [r[key] for r in chosen]
+
+
+def threads_figure(report: dict[str, Any]) -> Figure:
+    """GB/s and speed-up over 1 thread versus n: a column of two panels per function."""
+    rows = report["thread_scaling"]
+    functions = list(dict.fromkeys(r["function"] for r in rows))
+    impls = list(dict.fromkeys(r["implementation"] for r in rows))
+    counts = sorted({r["threads"] for r in rows})
+    meta = report["metadata"]
+    fig = Figure(
+        figsize=(4.2 * max(2, len(functions)), 2 * PANEL_INCHES[1] + 1.2),
+        dpi=DPI,
+        layout="constrained",
+    )
+    axes = fig.subplots(2, len(functions), sharex=True, sharey="row", squeeze=False)
+    for column, function in enumerate(functions):
+        top, bottom = axes[0, column], axes[1, column]
+        for impl in impls:
+            color = SERIES_STYLE.get(impl, (impl, None))[1]
+            for marker, count in zip(THREAD_MARKERS, counts, strict=False):
+                style = {"color": color, "marker": marker, "markersize": 3.5, "linewidth": 1.2}
+                label = f"{impl}, {count} thread{'s' * (count > 1)}"
+                top.plot(*thread_series(rows, function, impl, count, "gbps"), label=label, **style)
+                if count > counts[0]:
+                    key = "speedup_vs_fewest_threads"
+                    bottom.plot(*thread_series(rows, function, impl, count, key), **style)
+        for count in counts[1:]:
+            bottom.axhline(count / counts[0], color="0.6", linestyle=":", linewidth=0.9)
+        bottom.axhline(1.0, color="black", linewidth=0.9)
+        top.set_title(function, fontsize=9)
+        for ax in (top, bottom):
+            size_axis(ax, (r["n"] for r in rows))
+            ax.grid(alpha=0.3)
+        bottom.set_xlabel("n (elements per array, log scale)", fontsize=9)
+    axes[0, 0].set_ylim(bottom=0)  # once every panel is drawn: the row shares its y-axis
+    axes[0, 0].set_ylabel("GB/s (bytes read + written)", fontsize=9)
+    axes[1, 0].set_ylabel(f"speed-up over {counts[0]} thread (dotted: ideal)", fontsize=9)
+    fig.suptitle(
+        f"Thread scaling, {rows[0]['dtype']}, each writing into a preallocated output\n"
+        f"fastact {meta['fastact']['version']}, {meta['cpu']} ({meta['cores']} cores), "
+        f"{report['mode']} run {meta['timestamp'][:10]}; medians",
+        fontsize=10,
+    )
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
+    return fig
+
+
 FIGURES = {"throughput": throughput_figure, "speedup": speedup_figure}
 
 
 def write_plots(
     report: dict[str, Any], directory: Path, dtypes: Iterable[str] | None = None
 ) -> list[Path]:
-    """Write both figures of every dtype (or of ``dtypes``) as PNG; return the paths."""
+    """Write both figures of every dtype (or of ``dtypes``) as PNG, and the thread-scaling
+    figure when the report has that table; return the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for dtype in dtypes or report_dtypes(report):
@@ -273,4 +354,8 @@ def write_plots(
             path = directory / f"{name}_{dtype}.png"
             save_png(make(report, dtype), path)
             written.append(path)
+    if report.get("thread_scaling"):
+        path = directory / "threads.png"
+        save_png(threads_figure(report), path)
+        written.append(path)
     return written
