@@ -19,6 +19,7 @@ back on (bounds, wraparound, initialised memoryviews), for debugging and sanitiz
 
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -75,16 +76,20 @@ class BuildExt(build_ext):
     """Cythonizes, chooses the flags by compiler and records them for ``show_config()``."""
 
     def compiles(self, source: str, flags: list[str], run: bool = False) -> bool:
-        """Whether ``source`` compiles and links with ``flags`` (and, if asked, runs)."""
+        """Whether ``source`` compiles with ``flags`` (and, if asked, links and runs)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "probe.c")
             with open(path, "w") as f:
                 f.write(source)
             try:
                 objects = self.compiler.compile([path], output_dir=tmp, extra_postargs=flags)
-                exe = os.path.join(tmp, "probe")
-                self.compiler.link_executable(objects, exe, extra_postargs=flags)
                 if run:
+                    exe = os.path.join(tmp, "probe")
+                    # LDFLAGS as for the extensions (a sanitizer build needs its runtime).
+                    ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
+                    self.compiler.link_executable(
+                        objects, exe, extra_preargs=ldflags, extra_postargs=flags
+                    )
                     subprocess.run(
                         [exe + (".exe" if sys.platform == "win32" else "")],
                         check=True,

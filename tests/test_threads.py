@@ -39,6 +39,12 @@ def test_default_is_one_thread():
     assert fastact.get_num_threads() == 1
 
 
+def test_build_reports_openmp_as_asked():
+    # FASTACT_OPENMP=0 at build time must give the serial build, and say so.
+    if os.environ.get("FASTACT_OPENMP") == "0":
+        assert not OPENMP
+
+
 def test_set_and_scope():
     fastact.set_num_threads(3)
     assert fastact.get_num_threads() == 3
