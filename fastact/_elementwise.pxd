@@ -8,47 +8,6 @@ float16 and bfloat16 are computed in float32, rounding once, as torch does.
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
 
-# Fixed-width integers: C's long and long long are one type here when they have one width.
-ctypedef fused element_t:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    float
-    double
-
-
-cdef inline element_t relu_rule(element_t x) noexcept nogil:
-    # `<`, not `<=`: -0.0 stays -0.0 and NaN (false in every comparison) passes.
-    return 0 if x < 0 else x
-
-
-cdef inline element_t leaky_relu_rule(element_t x, element_t negative_slope) noexcept nogil:
-    # NaN and ±0 take the product: NaN stays NaN, -0.0 * s keeps IEEE's sign rule.
-    return x if x > 0 else x * negative_slope
-
-
-cdef inline element_t relu_grad_rule(element_t x) noexcept nogil:
-    # The derivative at 0 is taken as 0 (torch); NaN fails `<= 0` and gets 1.
-    return 0 if x <= 0 else 1
-
-
-cdef inline element_t leaky_relu_grad_rule(element_t x, element_t negative_slope) noexcept nogil:
-    # The derivative at ±0 and at NaN is the slope (torch).
-    return 1 if x > 0 else negative_slope
-
-
-cdef inline element_t relu_backward_rule(element_t g, element_t x) noexcept nogil:
-    # A select, not g * (x > 0): a NaN or inf gradient where x <= 0 gives +0.0.
-    return 0 if x <= 0 else g
-
-
-cdef inline element_t leaky_relu_backward_rule(element_t g, element_t x,
-                                               element_t negative_slope) noexcept nogil:
-    # A multiply where x <= 0: a NaN gradient stays NaN everywhere.
-    return g if x > 0 else g * negative_slope
-
-
 # 16-bit floats (float16, bfloat16) are stored as their bits, each in a struct of its own
 # so that fused types tell them apart. Comparisons against zero read the bits alone (the
 # float order of a sign-magnitude format); products are computed in float32 and rounded
@@ -132,6 +91,18 @@ ctypedef fused short_float_t:
     float16_t
     bfloat16_t
 
+# Every element type of the loops. Fixed-width integers: C's long and long long are one
+# type here when they have one width.
+ctypedef fused element_t:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    float
+    double
+    float16_t
+    bfloat16_t
+
 
 cdef inline uint16_t infinity_bits(short_float_t x) noexcept nogil:
     return 0x7C00 if short_float_t is float16_t else 0x7F80
@@ -170,28 +141,62 @@ cdef inline bint is_not_positive(short_float_t x) noexcept nogil:
     return x.bits == 0 or <uint16_t>(x.bits - 0x8000) <= infinity_bits(x)
 
 
-cdef inline uint16_t short_relu(short_float_t x) noexcept nogil:
-    return 0 if is_negative(x) else x.bits
+cdef inline short_float_t with_bits(short_float_t like, uint16_t bits) noexcept nogil:
+    like.bits = bits
+    return like
 
 
-cdef inline uint16_t short_leaky_relu(short_float_t x, float negative_slope) noexcept nogil:
-    cdef uint16_t product = narrow(widen(x) * negative_slope, x)
-    return x.bits if is_positive(x) else product
+# The rules. A slope comes as a double and is rounded to the element type first (float32
+# for 16-bit floats), as torch rounds it; in a loop that conversion is hoisted.
+
+cdef inline element_t relu_rule(element_t x) noexcept nogil:
+    # `<`, not `<=`: -0.0 stays -0.0 and NaN (false in every comparison) passes.
+    if element_t is float16_t or element_t is bfloat16_t:
+        return with_bits(x, 0 if is_negative(x) else x.bits)
+    else:
+        return 0 if x < 0 else x
 
 
-cdef inline uint16_t short_relu_grad(short_float_t x) noexcept nogil:
-    return 0 if is_not_positive(x) else one_bits(x)
+cdef inline element_t leaky_relu_rule(element_t x, double negative_slope) noexcept nogil:
+    # NaN and ±0 take the product: NaN stays NaN, -0.0 * s keeps IEEE's sign rule.
+    cdef uint16_t product
+    if element_t is float16_t or element_t is bfloat16_t:
+        product = narrow(widen(x) * <float>negative_slope, x)
+        return with_bits(x, x.bits if is_positive(x) else product)
+    else:
+        return x if x > 0 else x * <element_t>negative_slope
 
 
-cdef inline uint16_t short_leaky_relu_grad(short_float_t x, float negative_slope) noexcept nogil:
-    return one_bits(x) if is_positive(x) else narrow(negative_slope, x)
+cdef inline element_t relu_grad_rule(element_t x) noexcept nogil:
+    # The derivative at 0 is taken as 0 (torch); NaN fails `<= 0` and gets 1.
+    if element_t is float16_t or element_t is bfloat16_t:
+        return with_bits(x, 0 if is_not_positive(x) else one_bits(x))
+    else:
+        return 0 if x <= 0 else 1
 
 
-cdef inline uint16_t short_relu_backward(short_float_t g, short_float_t x) noexcept nogil:
-    return 0 if is_not_positive(x) else g.bits
+cdef inline element_t leaky_relu_grad_rule(element_t x, double negative_slope) noexcept nogil:
+    # The derivative at ±0 and at NaN is the slope (torch).
+    if element_t is float16_t or element_t is bfloat16_t:
+        return with_bits(x, one_bits(x) if is_positive(x) else narrow(<float>negative_slope, x))
+    else:
+        return 1 if x > 0 else <element_t>negative_slope
 
 
-cdef inline uint16_t short_leaky_relu_backward(short_float_t g, short_float_t x,
-                                               float negative_slope) noexcept nogil:
-    cdef uint16_t product = narrow(widen(g) * negative_slope, g)
-    return g.bits if is_positive(x) else product
+cdef inline element_t relu_backward_rule(element_t g, element_t x) noexcept nogil:
+    # A select, not g * (x > 0): a NaN or inf gradient where x <= 0 gives +0.0.
+    if element_t is float16_t or element_t is bfloat16_t:
+        return with_bits(g, 0 if is_not_positive(x) else g.bits)
+    else:
+        return 0 if x <= 0 else g
+
+
+cdef inline element_t leaky_relu_backward_rule(element_t g, element_t x,
+                                               double negative_slope) noexcept nogil:
+    # A multiply where x <= 0: a NaN gradient stays NaN everywhere.
+    cdef uint16_t product
+    if element_t is float16_t or element_t is bfloat16_t:
+        product = narrow(widen(g) * <float>negative_slope, g)
+        return with_bits(g, g.bits if is_positive(x) else product)
+    else:
+        return g if x > 0 else g * <element_t>negative_slope

@@ -18,6 +18,7 @@ from libc.string cimport memcpy
 
 from fastact._elementwise cimport (
     bfloat16_t,
+    element_t,
     float16_t,
     leaky_relu_backward_rule,
     leaky_relu_grad_rule,
@@ -25,27 +26,11 @@ from fastact._elementwise cimport (
     relu_backward_rule,
     relu_grad_rule,
     relu_rule,
-    short_leaky_relu,
-    short_leaky_relu_backward,
-    short_leaky_relu_grad,
-    short_relu,
-    short_relu_backward,
-    short_relu_grad,
 )
 
 # ---------------------------------------------------------------------------------------
 # The element types, in one place. relu also covers signed integers (unsigned relu is the
 # identity); every function covers the four float formats.
-
-ctypedef fused signed_t:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    float
-    double
-    float16_t
-    bfloat16_t
 
 ctypedef fused floating_t:
     float
@@ -86,19 +71,16 @@ cdef inline bint is_covered(Op op, ElementType etype) noexcept nogil:
 # unit-stride loop that it vectorises; any other step gives the strided loop. Every operand
 # is loaded before the select, so the compiler turns the ternary into a vector compare +
 # blend instead of a branch (random signs would make a branch mispredict half the time).
-# The rules, with the reason for each comparison, are in _elementwise.pxd. For 16-bit
-# floats both sides of a select are computed (the product too) before choosing.
+# The rules, with the reason for each comparison, are in _elementwise.pxd (for 16-bit
+# floats they compute the product before choosing, for the same reason).
 
-cdef inline void relu_loop(const signed_t* x, Py_ssize_t x_step, signed_t* out,
+cdef inline void relu_loop(const element_t* x, Py_ssize_t x_step, element_t* out,
                            Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    cdef signed_t xi
+    cdef element_t xi
     for i in range(n):
         xi = x[i * x_step]
-        if signed_t is float16_t or signed_t is bfloat16_t:
-            out[i * out_step].bits = short_relu(xi)
-        else:
-            out[i * out_step] = relu_rule(xi)
+        out[i * out_step] = relu_rule(xi)
 
 
 cdef inline void leaky_relu_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
@@ -106,14 +88,9 @@ cdef inline void leaky_relu_loop(const floating_t* x, Py_ssize_t x_step, floatin
                                  double negative_slope) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating_t xi
-    if floating_t is float or floating_t is double:
-        for i in range(n):
-            xi = x[i * x_step]
-            out[i * out_step] = leaky_relu_rule(xi, <floating_t>negative_slope)
-    else:
-        for i in range(n):
-            xi = x[i * x_step]
-            out[i * out_step].bits = short_leaky_relu(xi, <float>negative_slope)
+    for i in range(n):
+        xi = x[i * x_step]
+        out[i * out_step] = leaky_relu_rule(xi, negative_slope)
 
 
 cdef inline void relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
@@ -122,10 +99,7 @@ cdef inline void relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating
     cdef floating_t xi
     for i in range(n):
         xi = x[i * x_step]
-        if floating_t is float or floating_t is double:
-            out[i * out_step] = relu_grad_rule(xi)
-        else:
-            out[i * out_step].bits = short_relu_grad(xi)
+        out[i * out_step] = relu_grad_rule(xi)
 
 
 cdef inline void leaky_relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
@@ -133,14 +107,9 @@ cdef inline void leaky_relu_grad_loop(const floating_t* x, Py_ssize_t x_step, fl
                                       double negative_slope) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating_t xi
-    if floating_t is float or floating_t is double:
-        for i in range(n):
-            xi = x[i * x_step]
-            out[i * out_step] = leaky_relu_grad_rule(xi, <floating_t>negative_slope)
-    else:
-        for i in range(n):
-            xi = x[i * x_step]
-            out[i * out_step].bits = short_leaky_relu_grad(xi, <float>negative_slope)
+    for i in range(n):
+        xi = x[i * x_step]
+        out[i * out_step] = leaky_relu_grad_rule(xi, negative_slope)
 
 
 cdef inline void relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_step,
@@ -151,10 +120,7 @@ cdef inline void relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_
     for i in range(n):
         gi = grad_output[i * g_step]
         xi = x[i * x_step]
-        if floating_t is float or floating_t is double:
-            out[i * out_step] = relu_backward_rule(gi, xi)
-        else:
-            out[i * out_step].bits = short_relu_backward(gi, xi)
+        out[i * out_step] = relu_backward_rule(gi, xi)
 
 
 cdef inline void leaky_relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_step,
@@ -163,21 +129,15 @@ cdef inline void leaky_relu_backward_loop(const floating_t* grad_output, Py_ssiz
                                           double negative_slope) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating_t gi, xi
-    if floating_t is float or floating_t is double:
-        for i in range(n):
-            gi = grad_output[i * g_step]
-            xi = x[i * x_step]
-            out[i * out_step] = leaky_relu_backward_rule(gi, xi, <floating_t>negative_slope)
-    else:
-        for i in range(n):
-            gi = grad_output[i * g_step]
-            xi = x[i * x_step]
-            out[i * out_step].bits = short_leaky_relu_backward(gi, xi, <float>negative_slope)
+    for i in range(n):
+        gi = grad_output[i * g_step]
+        xi = x[i * x_step]
+        out[i * out_step] = leaky_relu_backward_rule(gi, xi, negative_slope)
 
 
 # The contiguous kernels: the Cython API (see _kernels.pxd).
 
-cdef inline void relu_kernel(const signed_t* x, signed_t* out, Py_ssize_t n) noexcept nogil:
+cdef inline void relu_kernel(const element_t* x, element_t* out, Py_ssize_t n) noexcept nogil:
     relu_loop(x, 1, out, 1, n)
 
 
@@ -276,13 +236,13 @@ cdef inline void float16_product_via_f16c(Op op, const float16_t* grad_output,
 # are in bytes here (NumPy's strides) and in elements below; the arrays are aligned, so
 # they divide exactly.
 
-cdef inline void unary_op(Op op, const signed_t* x, Py_ssize_t x_step, signed_t* out,
+cdef inline void unary_op(Op op, const element_t* x, Py_ssize_t x_step, element_t* out,
                           Py_ssize_t out_step, Py_ssize_t n,
                           double negative_slope) noexcept nogil:
     if op == RELU:
         relu_loop(x, x_step, out, out_step, n)
-    elif signed_t is float or signed_t is double or signed_t is float16_t \
-            or signed_t is bfloat16_t:
+    elif element_t is float or element_t is double or element_t is float16_t \
+            or element_t is bfloat16_t:
         if op == LEAKY_RELU:
             leaky_relu_loop(x, x_step, out, out_step, n, negative_slope)
         elif op == RELU_GRAD:
@@ -291,18 +251,18 @@ cdef inline void unary_op(Op op, const signed_t* x, Py_ssize_t x_step, signed_t*
             leaky_relu_grad_loop(x, x_step, out, out_step, n, negative_slope)
 
 
-cdef inline void run_typed_unary(Op op, const signed_t* x, Py_ssize_t x_stride, signed_t* out,
+cdef inline void run_typed_unary(Op op, const element_t* x, Py_ssize_t x_stride, element_t* out,
                                  Py_ssize_t out_stride, Py_ssize_t n,
                                  double negative_slope) noexcept nogil:
-    if x_stride == sizeof(signed_t) and out_stride == sizeof(signed_t):
-        if signed_t is float16_t:
+    if x_stride == sizeof(element_t) and out_stride == sizeof(element_t):
+        if element_t is float16_t:
             if FASTACT_HAS_F16C and op == LEAKY_RELU:
                 float16_product_via_f16c(op, NULL, x, out, n, negative_slope)
                 return
         unary_op(op, x, 1, out, 1, n, negative_slope)
     else:
-        unary_op(op, x, x_stride // <Py_ssize_t>sizeof(signed_t), out,
-                 out_stride // <Py_ssize_t>sizeof(signed_t), n, negative_slope)
+        unary_op(op, x, x_stride // <Py_ssize_t>sizeof(element_t), out,
+                 out_stride // <Py_ssize_t>sizeof(element_t), n, negative_slope)
 
 
 cdef inline void run_typed_binary(Op op, const floating_t* grad_output, Py_ssize_t g_stride,

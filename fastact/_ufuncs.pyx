@@ -19,15 +19,6 @@ from fastact._elementwise cimport (
     leaky_relu_backward_rule,
     leaky_relu_grad_rule,
     leaky_relu_rule,
-    relu_backward_rule,
-    relu_grad_rule,
-    relu_rule,
-    short_leaky_relu,
-    short_leaky_relu_backward,
-    short_leaky_relu_grad,
-    short_relu,
-    short_relu_backward,
-    short_relu_grad,
 )
 from fastact._kernels cimport active_loops
 from fastact._loops cimport (
@@ -120,63 +111,46 @@ cdef inline element_t at(char** a, npy_intp* steps, int k, npy_intp i,
     return (<element_t*>(a[k] + i * steps[k]))[0]
 
 
-cdef inline void run_per_element_slope(Op op, char** a, npy_intp n, npy_intp* s,
+cdef inline double slope_at(char** a, npy_intp* s, int k, npy_intp i, char t) noexcept nogil:
+    # float16 loops take the slope as float32: torch rounds it to float32, not float16.
+    if t == b'd':
+        return (<double*>(a[k] + i * s[k]))[0]
+    return (<float*>(a[k] + i * s[k]))[0]
+
+
+cdef inline void run_per_element_slope(Op op, char** a, npy_intp n, npy_intp* s, char t,
                                        element_t tag) noexcept nogil:
     cdef npy_intp i
     cdef int last = n_arrays(op) - 1
     cdef element_t r
     for i in range(n):
         if op == LEAKY_RELU:
-            r = leaky_relu_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
+            r = leaky_relu_rule(at(a, s, 0, i, tag), slope_at(a, s, 1, i, t))
         elif op == LEAKY_RELU_GRAD:
-            r = leaky_relu_grad_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag))
+            r = leaky_relu_grad_rule(at(a, s, 0, i, tag), slope_at(a, s, 1, i, t))
         else:
             r = leaky_relu_backward_rule(at(a, s, 0, i, tag), at(a, s, 1, i, tag),
-                                         at(a, s, 2, i, tag))
+                                         slope_at(a, s, 2, i, t))
         (<element_t*>(a[last] + i * s[last]))[0] = r
-
-
-cdef inline float16_t half_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
-    return (<float16_t*>(a[k] + i * s[k]))[0]
-
-
-cdef inline float slope_at(char** a, npy_intp* s, int k, npy_intp i) noexcept nogil:
-    # float16 loops take the slope as float32: torch rounds it to float32, not float16.
-    return (<float*>(a[k] + i * s[k]))[0]
-
-
-cdef void run_half_per_element_slope(Op op, char** a, npy_intp n, npy_intp* s) noexcept nogil:
-    cdef npy_intp i
-    cdef int last = n_arrays(op) - 1
-    cdef float16_t r
-    for i in range(n):
-        if op == LEAKY_RELU:
-            r.bits = short_leaky_relu(half_at(a, s, 0, i), slope_at(a, s, 1, i))
-        elif op == LEAKY_RELU_GRAD:
-            r.bits = short_leaky_relu_grad(half_at(a, s, 0, i), slope_at(a, s, 1, i))
-        else:
-            r.bits = short_leaky_relu_backward(half_at(a, s, 0, i), half_at(a, s, 1, i),
-                                               slope_at(a, s, 2, i))
-        (<float16_t*>(a[last] + i * s[last]))[0] = r
 
 
 cdef void run(Op op, char** a, npy_intp* dims, npy_intp* s, void* data) noexcept nogil:
     """Dispatch on the loop's dtype: ``data`` points at its NumPy type character."""
     cdef char t = (<char*>data)[0]
+    cdef float16_t half_tag
     cdef npy_intp n = dims[0]
     cdef int slope_index = n_arrays(op) - 2
     cdef double slope = 0.0
     if not has_slope(op) or s[slope_index] == 0:
         if has_slope(op):
-            slope = ((<double*>a[slope_index])[0] if t == b'd'
-                     else (<float*>a[slope_index])[0])
+            slope = slope_at(a, s, slope_index, 0, t)
         run_table(op, element_type(t), a, n, s, item_size(t), slope)
     elif t == b'f':
-        run_per_element_slope(op, a, n, s, <float>0)
+        run_per_element_slope(op, a, n, s, t, <float>0)
     elif t == b'd':
-        run_per_element_slope(op, a, n, s, <double>0)
+        run_per_element_slope(op, a, n, s, t, <double>0)
     else:
-        run_half_per_element_slope(op, a, n, s)
+        run_per_element_slope(op, a, n, s, t, half_tag)
     # NumPy turns the FPU's exception flags into warnings after each loop. The contract
     # has none: ordered compares with NaN and inf * 0 raise "invalid" by design, as in
     # NumPy's own maximum/minimum loops, which clear the flags the same way.
