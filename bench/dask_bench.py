@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from run import (
     Settings,
-    comma_list,
+    count_list,
     count_mismatches,
     edge_operands,
     exactness,
@@ -296,22 +296,12 @@ def print_table(lines: list[dict[str, Any]], fewest: int) -> None:
 # Command line.
 
 
-def worker_list(text: str) -> list[int]:
-    try:
-        counts = sorted({int(item) for item in comma_list(text)})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
-    if not counts or counts[0] < 1:
-        raise argparse.ArgumentTypeError("worker counts must be at least 1")
-    return counts
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exponent", type=int, default=26, help="n = 2**E elements (default 26)")
     parser.add_argument("--chunks", type=int, default=32, help="chunks per array (default 32)")
     parser.add_argument(
-        "--workers", type=worker_list, default=[1, 2], help="comma-separated (default 1,2)"
+        "--workers", type=count_list, default=[1, 2], help="comma-separated (default 1,2)"
     )
     parser.add_argument(
         "--repeat", type=int, default=5, help="timed runs after a warm-up (default 5)"

@@ -1510,24 +1510,24 @@ def choices_list(allowed: Iterable[str]) -> Callable[[str], list[str]]:
     return parse
 
 
-def exponent_list(text: str) -> tuple[int, ...]:
+def int_list(text: str, low: int, high: int, what: str) -> list[int]:
+    """Comma-separated integers, each in [low, high], in the order given."""
     try:
-        exponents = tuple(int(item) for item in comma_list(text))
+        values = [int(item) for item in comma_list(text)]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
-    if not exponents or not all(0 <= e <= 28 for e in exponents):
-        raise argparse.ArgumentTypeError("exponents must be between 0 and 28")
-    return exponents
+    if not values or not all(low <= v <= high for v in values):
+        raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}")
+    return values
+
+
+def exponent_list(text: str) -> tuple[int, ...]:
+    return tuple(int_list(text, 0, 28, "exponents"))
 
 
 def count_list(text: str) -> list[int]:
-    try:
-        counts = sorted({int(item) for item in comma_list(text)})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
-    if not counts or counts[0] < 1:
-        raise argparse.ArgumentTypeError("thread counts must be at least 1")
-    return counts
+    """Thread or worker counts, sorted, without repeats."""
+    return sorted(set(int_list(text, 1, 4096, "counts")))
 
 
 SECTIONS = ("main", "patterns", "strided", "threads", "overhead")
