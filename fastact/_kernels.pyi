@@ -5,7 +5,8 @@ from typing import Any
 import numpy as np
 
 KERNEL_DTYPES: dict[str, tuple[str, ...]]
-BUILD_INFO: dict[str, str]
+BUILD_INFO: dict[str, str | bool | int]
+SIMD_ENV_VAR: str
 
 def relu(x: Any, out: Any) -> np.ndarray | None: ...
 def leaky_relu(x: Any, negative_slope: Any, out: Any) -> np.ndarray | None: ...

@@ -31,11 +31,12 @@ def _check_count(n: object, func: str) -> int:
     # bool is an int to Python, but threads(True) is a slip.
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"fastact.{func}: the thread count must be an int, not {type(n).__name__}")
-    if not 1 <= n <= _MAX_THREADS:
+    count = int(n)
+    if not 1 <= count <= _MAX_THREADS:
         raise ValueError(
-            f"fastact.{func}: the thread count must be between 1 and {_MAX_THREADS}, got {n}"
+            f"fastact.{func}: the thread count must be between 1 and {_MAX_THREADS}, got {count}"
         )
-    return int(n)
+    return count
 
 
 def _count_from_env() -> int:

@@ -13,6 +13,9 @@ def train_step(x: npt.NDArray[np.float32], grad: npt.NDArray[np.float32]) -> flo
     dx = fastact.leaky_relu_backward(grad, x, 0.1, out=grad)
     mask = fastact.relu_grad(x)
     per_channel = ufunc.leaky_relu(x, np.float32(0.2))
+    with fastact.threads(2):
+        fastact.relu_backward(grad, x, out=grad)
+    fastact.set_num_threads(fastact.get_num_threads())
     config: dict[str, object] = fastact.show_config(print_out=False)
     version: str = fastact.__version__
     return (
