@@ -17,6 +17,7 @@ from libc.stdint cimport uint8_t
 from numpy cimport ndarray, npy_intp
 
 from fastact._loops cimport (
+    FASTACT_LOOP_TABLE_NAME,
     BFLOAT16,
     FLOAT16,
     FLOAT32,
@@ -157,7 +158,7 @@ SIMD_ENV_VAR = "FASTACT_SIMD"
 
 
 def _load_loop_table():
-    """The capsule of the best loop build this CPU runs, and its module's name."""
+    """The capsule holding the best loop build this CPU runs."""
     names = ["baseline"]
     if os.environ.get(SIMD_ENV_VAR, "") != "baseline" and fastact_cpu_has_avx2():
         names.insert(0, "avx2")
@@ -172,7 +173,7 @@ def _load_loop_table():
 
 _LOOP_CAPSULE = _load_loop_table()
 cdef const LoopTable* LOOPS = <const LoopTable*>PyCapsule_GetPointer(
-    _LOOP_CAPSULE, "fastact._loops.LoopTable")
+    _LOOP_CAPSULE, FASTACT_LOOP_TABLE_NAME)
 
 
 cdef const LoopTable* active_loops() noexcept nogil:
