@@ -78,7 +78,13 @@ NEGATIVE_SLOPE = 0.01
 SEED = 12345
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 MAX_LOOPS = 1_000_000
-DTYPES = ("float16", "float32", "float64")
+try:  # bfloat16, ml_dtypes' NumPy type, is measured where that package is installed
+    import ml_dtypes
+except ImportError:
+    ml_dtypes = None
+DTYPES = ("float16", "float32", "float64") + (("bfloat16",) if ml_dtypes else ())
+# No peer has bfloat16 on NumPy arrays: torch.from_numpy, numba and numexpr know no such type.
+NO_BFLOAT16 = "no bfloat16 type for NumPy arrays"
 # The strided, thread-scaling and call-overhead tables use one dtype: they compare layouts,
 # thread counts and fixed costs, which the dtype hardly changes, and they stay short.
 SIDE_DTYPE = np.dtype(np.float32)
@@ -328,7 +334,14 @@ def load_torch() -> Peer:
         return {"torch": torch, "F": torch.nn.functional, **tensors}
 
     threads = thread_setter(torch.get_num_threads, torch.set_num_threads)
-    return Peer("torch", torch.__version__, bind, threads=threads, default_threads=default)
+    return Peer(
+        "torch",
+        torch.__version__,
+        bind,
+        {"bfloat16": NO_BFLOAT16},
+        threads=threads,
+        default_threads=default,
+    )
 
 
 def load_numba() -> Peer:
@@ -394,7 +407,8 @@ def load_numba() -> Peer:
         "the @vectorize ufuncs would compute in float32 and convert)"
     )
     # The loops compile on first call, per dtype: the edge-value check does that first.
-    return Peer("numba", numba.__version__, lambda arrays: kernels, {"float16": why})
+    unsupported = {"float16": why, "bfloat16": NO_BFLOAT16}
+    return Peer("numba", numba.__version__, lambda arrays: kernels, unsupported)
 
 
 def load_numexpr() -> Peer:
@@ -406,7 +420,7 @@ def load_numexpr() -> Peer:
         "numexpr",
         numexpr.__version__,
         lambda arrays: {"ne": numexpr},
-        {"float16": why},
+        {"float16": why, "bfloat16": NO_BFLOAT16},
         thread_setter(numexpr.get_num_threads, numexpr.set_num_threads),
         default,
     )
@@ -446,7 +460,8 @@ def namespace(x: np.ndarray, g: np.ndarray, peers: Iterable[Peer]) -> dict[str, 
         **{f"{name}u": arr.view(unsigned) for name, arr in arrays.items()},
     }
     for peer in peers:
-        ns.update(peer.bind(arrays))
+        if peer.supports(x.dtype):
+            ns.update(peer.bind(arrays))
     return ns
 
 
@@ -468,7 +483,7 @@ def random_operands(n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def edge_values(dtype: np.dtype) -> np.ndarray:
-    info = np.finfo(dtype)
+    info = ml_dtypes.finfo(dtype) if dtype.name == "bfloat16" else np.finfo(dtype)
     nan = np.array(np.nan, dtype)
     sub = info.smallest_subnormal
     special = [nan, np.inf, 0.0, sub, 3 * sub, info.smallest_normal / 2]
@@ -618,7 +633,7 @@ MODES = {
         target=0.002,
         large_sample=0.02,
         exponents=(10, 14, 18, 22, 24),
-        max_exponent={"float16": 22},
+        max_exponent={"float16": 22, "bfloat16": 22},
         pattern_exponent=18,
         strided_exponents=(14, 22),
         thread_exponents=(14, 18, 20, 22, 24),

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+try:  # bfloat16 is benchmarked when ml_dtypes is installed
+    import ml_dtypes
+except ImportError:
+    ml_dtypes = None
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
@@ -28,7 +33,8 @@ def test_quick_benchmark_runs(tmp_path):
     assert "env" in meta["threads"]
 
     # The main table: every dtype by default, every function, fastact and a roofline.
-    assert {case["dtype"] for case in data["cases"]} == {"float16", "float32", "float64"}
+    dtypes = {"float16", "float32", "float64"} | ({"bfloat16"} if ml_dtypes else set())
+    assert {case["dtype"] for case in data["cases"]} == dtypes
     assert {case["function"] for case in data["cases"]} == {
         "relu",
         "leaky_relu",
