@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -188,24 +189,19 @@ def test_simd_choice_follows_the_environment():
 def test_baseline_build_matches_reference_too():
     # This process runs the AVX2 build; the same tests in a child forced onto the baseline
     # build cover the loops that CPUs without AVX2 run.
+    repo = Path(__file__).resolve().parent.parent
+    # From a neutral folder, with the repository's configuration: `python -m pytest` puts
+    # the working directory first on sys.path, and from the repository root that would
+    # import the uncompiled source tree instead of the installed package.
+    command = ["pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"]
+    command += ["--rootdir", str(repo), "-c", str(repo / "pyproject.toml"), __file__]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-x",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "not slow",
-            __file__,
-        ],
+        [sys.executable, "-m", *command],
         capture_output=True,
         text=True,
         timeout=600,
         env={**os.environ, "FASTACT_SIMD": "baseline"},
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=tempfile.gettempdir(),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout

@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -181,12 +182,15 @@ def test_fork_after_threads_does_not_hang():
 
 
 def _run_python(code, **env):
+    # From a neutral folder: `python -c` puts the working directory first on sys.path, and
+    # from the repository root that would import the uncompiled source tree.
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, **env},
+        cwd=tempfile.gettempdir(),
     )
 
 
