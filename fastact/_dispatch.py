@@ -94,6 +94,18 @@ def _is_int(dtype: np.dtype) -> bool:
     return dtype.kind in "iu" and dtype.itemsize in (1, 2, 4, 8)
 
 
+def _check_dtype(dtype: np.dtype, arg: str, func: str, integers_ok: bool) -> None:
+    if _is_float(dtype) or (integers_ok and _is_int(dtype)):
+        return
+    allowed = f"{_FLOAT_TYPES}, {_INT_TYPES}" if integers_ok else _FLOAT_TYPES
+    activation = not func.startswith("dead_")
+    hint = " (of the fastact functions only relu takes integers, as in PyTorch)"
+    raise TypeError(
+        f"fastact.{func}: {arg} has dtype {dtype}, which is not supported; "
+        f"expected one of {allowed}" + (hint if activation and _is_int(dtype) else "")
+    )
+
+
 def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.ndarray:
     try:
         arr = np.asarray(value)
@@ -101,15 +113,8 @@ def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.
         raise ValueError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
     except Exception as exc:
         raise TypeError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
-    dtype = arr.dtype
-    if _is_float(dtype) or (integers_ok and _is_int(dtype)):
-        return arr
-    allowed = f"{_FLOAT_TYPES}, {_INT_TYPES}" if integers_ok else _FLOAT_TYPES
-    hint = " (of the fastact functions only relu takes integers, as in PyTorch)"
-    raise TypeError(
-        f"fastact.{func}: {arg} has dtype {dtype}, which is not supported; "
-        f"expected one of {allowed}" + (hint if _is_int(dtype) else "")
-    )
+    _check_dtype(arr.dtype, arg, func, integers_ok)
+    return arr
 
 
 def _check_slope(negative_slope: Any, func: str) -> float:
@@ -127,17 +132,22 @@ def _check_slope(negative_slope: Any, func: str) -> float:
     )
 
 
-def _check_same(grad_output: np.ndarray, x: np.ndarray, func: str) -> None:
+def _check_same(
+    shapes: tuple[Any, Any], dtypes: tuple[np.dtype | None, np.dtype | None], func: str
+) -> None:
+    """grad_output's and x's shapes and dtypes (None: unknown) must be equal."""
+    g_shape, x_shape = shapes
     # No broadcasting in a backward pass: a shape mismatch there is always a bug upstream.
-    if grad_output.shape != x.shape:
+    if g_shape is not None and x_shape is not None and tuple(g_shape) != tuple(x_shape):
         raise ValueError(
-            f"fastact.{func}: grad_output has shape {grad_output.shape} "
-            f"but x has shape {x.shape}; they must be equal"
+            f"fastact.{func}: grad_output has shape {tuple(g_shape)} "
+            f"but x has shape {tuple(x_shape)}; they must be equal"
         )
-    if not _same_type(grad_output.dtype, x.dtype):
+    g_dtype, x_dtype = dtypes
+    if g_dtype is not None and x_dtype is not None and not _same_type(g_dtype, x_dtype):
         raise TypeError(
-            f"fastact.{func}: grad_output has dtype {grad_output.dtype} "
-            f"but x has dtype {x.dtype}; they must be equal"
+            f"fastact.{func}: grad_output has dtype {g_dtype} "
+            f"but x has dtype {x_dtype}; they must be equal"
         )
 
 
@@ -218,17 +228,35 @@ def _is_duck_array(value: Any) -> bool:
 
 
 def _apply_ufunc(
-    func: str, inputs: tuple[tuple[str, Any], ...], out: Any, negative_slope: Any
+    func: str,
+    inputs: tuple[tuple[str, Any], ...],
+    out: Any,
+    negative_slope: Any,
+    integers_ok: bool,
 ) -> Any:
-    """Hand duck arrays to the ufunc form, so that e.g. a dask array stays lazy."""
+    """Hand duck arrays to the ufunc form, so that e.g. a dask array stays lazy.
+
+    The ufunc would cast what the main functions refuse, so the same dtype rules are
+    checked first, on each operand's ``dtype``.
+    """
+    dtypes: list[np.dtype | None] = []
+    for arg, value in inputs:
+        if getattr(value, "dtype", None) is None:  # a duck array that keeps it to itself
+            dtypes.append(None)
+            continue
+        dtype = np.dtype(value.dtype)
+        _check_dtype(dtype, arg, func, integers_ok)
+        if _is_bfloat16(dtype):
+            # NumPy would cast it to float32 for the ufunc: refuse rather than change dtype.
+            raise TypeError(
+                f"fastact.{func}: {arg} is a bfloat16 {type(value).__name__}; the ufunc form "
+                "that keeps it lazy has no bfloat16 loops (pass a NumPy array)"
+            )
+        dtypes.append(dtype)
     values = [value for _, value in inputs]
     if len(values) == 2:
-        g_shape, x_shape = (getattr(value, "shape", None) for value in values)
-        if g_shape is not None and x_shape is not None and tuple(g_shape) != tuple(x_shape):
-            raise ValueError(
-                f"fastact.{func}: grad_output has shape {tuple(g_shape)} "
-                f"but x has shape {tuple(x_shape)}; they must be equal"
-            )
+        shapes = (getattr(values[0], "shape", None), getattr(values[1], "shape", None))
+        _check_same(shapes, (dtypes[0], dtypes[1]), func)
     if negative_slope is not _NO_SLOPE:
         values.append(_check_slope(negative_slope, func))
     kwargs = {} if out is None else {"out": out}
@@ -248,10 +276,10 @@ def _fallback(
     order; ``negative_slope`` is left out by the functions that take none.
     """
     if _ufuncs is not None and any(_is_duck_array(value) for _, value in inputs):
-        return _apply_ufunc(func, inputs, out, negative_slope)
+        return _apply_ufunc(func, inputs, out, negative_slope, integers_ok)
     arrays = tuple(_as_array(value, arg, func, integers_ok) for arg, value in inputs)
     if len(arrays) == 2:
-        _check_same(*arrays, func)
+        _check_same((arrays[0].shape, arrays[1].shape), (arrays[0].dtype, arrays[1].dtype), func)
     _check_out(out, arrays[-1], func)
     args: tuple[Any, ...] = arrays
     if negative_slope is not _NO_SLOPE:

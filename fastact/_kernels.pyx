@@ -265,36 +265,42 @@ cdef enum:
     # Slices start on 64-byte boundaries so that no cache line is written by two threads.
     SLICE_ALIGN_BYTES = 64
 
-# GNU OpenMP cannot start a team in a process forked after it started one (the child
-# would wait forever for threads that were not copied). So once a team has run, a forked
-# child runs every call on one thread. Both flags change only with the GIL held.
-cdef bint team_started = False
+# GNU OpenMP cannot start a team in a process forked after any team ran in the parent:
+# the child would wait forever for threads that were not copied. The team may be another
+# library's (torch and others share the process's libgomp), so fastact cannot know it ran.
+# What it can see is that a team's threads outlive it: so just before a fork the parent
+# notes whether it has any thread besides the forking one, and if it has (or cannot
+# tell) the child runs every call on one thread. Both flags change with the GIL held.
+cdef bint parent_had_threads = True
 cdef bint team_unusable = False
+
+
+def _before_fork():
+    global parent_had_threads
+    try:
+        parent_had_threads = len(os.listdir("/proc/self/task")) > 1
+    except OSError:  # no /proc: assume the worst
+        parent_had_threads = True
 
 
 def _after_fork_in_child():
     global team_unusable
-    if team_started:
-        team_unusable = True
+    team_unusable = team_unusable or parent_had_threads
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
     """How many threads to use for a call moving ``traffic_bytes``; needs the GIL."""
-    global team_started
     if not FASTACT_OPENMP or traffic_bytes < 2 * PARALLEL_MIN_BYTES or team_unusable:
         return 1
     # fastact's own count, not OpenMP's: OMP_NUM_THREADS or a torch.set_num_threads(1) in
     # the same process (torch shares the libgomp) must not silently undo an explicit
     # fastact.threads(n); the default of 1 already keeps fastact out of others' way.
     cdef Py_ssize_t wanted = min(<Py_ssize_t>get_num_threads(), traffic_bytes // PARALLEL_MIN_BYTES)
-    if wanted <= 1:
-        return 1
-    team_started = True
-    return <int>wanted
+    return <int>max(wanted, 1)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Threads: the settings API, exact results on every thread count, fork and import safety."""
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import subprocess
@@ -181,6 +183,38 @@ def test_fork_after_threads_does_not_hang():
     assert queue.get(timeout=10) is True
 
 
+def _start_openmp_team_elsewhere():
+    """Run an OpenMP parallel region through libgomp itself, as another library would."""
+    libgomp = ctypes.CDLL("libgomp.so.1")  # the copy already loaded by fastact
+    callback_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+    do_nothing = callback_type(lambda data: None)
+    libgomp.GOMP_parallel(do_nothing, None, ctypes.c_uint(2), ctypes.c_uint(0))
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not OPENMP
+    or "fork" not in multiprocessing.get_all_start_methods()
+    or ctypes.util.find_library("gomp") is None,
+    reason="needs GNU OpenMP and fork",
+)
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_fork_after_another_librarys_threads_does_not_hang():
+    # fastact never started a team here: torch (say) did, in the same libgomp.
+    _start_openmp_team_elsewhere()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_call_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in a threaded call")
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) is True
+
+
 def _run_python(code, **env):
     # From a neutral folder: `python -c` puts the working directory first on sys.path, and
     # from the repository root that would import the uncompiled source tree.
@@ -214,7 +248,8 @@ def test_env_var_sets_the_default():
     result = _run_python(code, FASTACT_NUM_THREADS="3")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3"
-    result = _run_python(code, FASTACT_NUM_THREADS="many")
+    # The warning must stay a warning, whatever PYTHONWARNINGS the suite runs under.
+    result = _run_python(code, FASTACT_NUM_THREADS="many", PYTHONWARNINGS="default")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
     assert "FASTACT_NUM_THREADS" in result.stderr

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16_DTYPES,
     FLOAT_DTYPES,
     FUNCTIONS,
     INT_DTYPES,
@@ -121,6 +122,10 @@ class Wrapped:
     def shape(self):
         return self.data.shape
 
+    @property
+    def dtype(self):
+        return self.data.dtype
+
     def __array_ufunc__(self, uf, method, *inputs, **kwargs):
         inputs = [i.data if isinstance(i, Wrapped) else i for i in inputs]
         return Wrapped(getattr(uf, method)(*inputs, **kwargs))
@@ -142,6 +147,18 @@ def test_main_functions_still_validate_duck_arrays():
         fastact.leaky_relu(Wrapped([1.0]), "0.1")
     with pytest.raises(ValueError, match="shape"):
         fastact.relu_backward(Wrapped([1.0, 2.0]), Wrapped([1.0]))
+    # The ufunc would cast these; the main functions refuse them as for NumPy input.
+    with pytest.raises(TypeError, match="int8"):
+        fastact.relu_grad(Wrapped(np.ones(3, np.int8)))
+    with pytest.raises(TypeError, match="must be equal"):
+        fastact.relu_backward(Wrapped(np.ones(3, np.float32)), Wrapped(np.ones(3)))
+    assert fastact.relu(Wrapped(np.ones(3, np.int8))).data.dtype == np.int8
+
+
+@pytest.mark.skipif(not BFLOAT16_DTYPES, reason="needs ml_dtypes")
+def test_bfloat16_duck_arrays_are_refused_not_widened():
+    with pytest.raises(TypeError, match="bfloat16"):
+        fastact.leaky_relu(Wrapped(np.ones(3, BFLOAT16_DTYPES[0])), 0.1)
 
 
 @pytest.mark.parametrize("name", WITH_SLOPE)
