@@ -201,6 +201,7 @@ BUILD_INFO = {
     "cython": FASTACT_CYTHON_VERSION.decode(),
     "built_against_numpy": FASTACT_NUMPY_VERSION.decode(),
     "simd": LOOPS.isa.decode(),
+    "loops_cflags": LOOPS.cflags.decode(),
     "openmp": bool(FASTACT_OPENMP),
     "streaming_stores": bool(FASTACT_HAS_STREAMING_STORES),
     "stream_min_bytes": STREAM_MIN_BYTES,

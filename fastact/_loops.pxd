@@ -358,6 +358,7 @@ ctypedef void (*binary_loop)(Op op, ElementType etype, const char* grad_output,
 
 ctypedef struct LoopTable:
     const char* isa  # the instruction set the loops were compiled for
+    const char* cflags  # and the compiler flags
     unary_loop unary
     binary_loop binary
 
@@ -365,8 +366,13 @@ ctypedef struct LoopTable:
 cdef extern from *:
     """
     static const char FASTACT_LOOP_TABLE_NAME[] = "fastact._loops.LoopTable";
+    #ifndef FASTACT_CFLAGS
+    #  define FASTACT_CFLAGS "unknown"
+    #endif
+    static const char FASTACT_LOOP_CFLAGS[] = FASTACT_CFLAGS;
     """
     const char* FASTACT_LOOP_TABLE_NAME
+    const char* FASTACT_LOOP_CFLAGS
 
 
 cdef inline object export_loop_table(const char* isa):
@@ -375,6 +381,7 @@ cdef inline object export_loop_table(const char* isa):
     if table == NULL:
         raise MemoryError()
     table.isa = isa
+    table.cflags = FASTACT_LOOP_CFLAGS
     table.unary = run_unary
     table.binary = run_binary
     return PyCapsule_New(table, FASTACT_LOOP_TABLE_NAME, NULL)
