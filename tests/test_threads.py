@@ -160,6 +160,20 @@ def _call_in_child(queue):
     queue.put(bool(np.array_equal(y, _reference.relu(x))))
 
 
+def assert_forked_child_finishes():
+    """A child forked now makes a threaded call; it must finish, with the right result."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_call_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in a threaded call")
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) is True
+
+
 @requires_compiled
 @pytest.mark.slow
 @pytest.mark.skipif(
@@ -171,16 +185,7 @@ def test_fork_after_threads_does_not_hang():
     x = np.linspace(-1, 1, 2**20, dtype=np.float32)
     with fastact.threads(2):
         fastact.relu(x)  # starts the thread team in the parent
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_call_in_child, args=(queue,))
-    child.start()
-    child.join(60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung in a threaded call")
-    assert child.exitcode == 0
-    assert queue.get(timeout=10) is True
+    assert_forked_child_finishes()
 
 
 def _start_openmp_team_elsewhere():
@@ -203,16 +208,7 @@ def _start_openmp_team_elsewhere():
 def test_fork_after_another_librarys_threads_does_not_hang():
     # fastact never started a team here: torch (say) did, in the same libgomp.
     _start_openmp_team_elsewhere()
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_call_in_child, args=(queue,))
-    child.start()
-    child.join(60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung in a threaded call")
-    assert child.exitcode == 0
-    assert queue.get(timeout=10) is True
+    assert_forked_child_finishes()
 
 
 def _run_python(code, **env):
