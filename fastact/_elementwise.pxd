@@ -28,8 +28,18 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
-    static inline float fastact_bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-    static inline uint32_t fastact_float_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+    static inline float fastact_bits_to_float(uint32_t u)
+    {
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    static inline uint32_t fastact_float_to_bits(float f)
+    {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        return u;
+    }
 
     static inline float fastact_float16_to_float(uint16_t h)
     {

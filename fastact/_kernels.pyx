@@ -9,7 +9,6 @@ An entry point returns ``None`` whenever its input is not something the loops co
 invalid): the Python layer then validates, raises the proper error or computes another
 way. It never raises by itself.
 """
-cimport cython
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
@@ -300,7 +299,8 @@ cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
     # fastact's own count, not OpenMP's: OMP_NUM_THREADS or a torch.set_num_threads(1) in
     # the same process (torch shares the libgomp) must not silently undo an explicit
     # fastact.threads(n); the default of 1 already keeps fastact out of others' way.
-    cdef Py_ssize_t wanted = min(<Py_ssize_t>get_num_threads(), traffic_bytes // PARALLEL_MIN_BYTES)
+    cdef Py_ssize_t wanted = get_num_threads()
+    wanted = min(wanted, traffic_bytes // PARALLEL_MIN_BYTES)
     return <int>max(wanted, 1)
 
 
@@ -322,7 +322,8 @@ cdef enum:
 
 
 cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* x, char* out,
-                           Py_ssize_t n, Py_ssize_t itemsize, double negative_slope) noexcept nogil:
+                           Py_ssize_t n, Py_ssize_t itemsize,
+                           double negative_slope) noexcept nogil:
     if g == NULL:
         LOOPS.unary(op, etype, x, itemsize, out, itemsize, n, itemsize, negative_slope)
     else:
@@ -339,7 +340,8 @@ cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const cha
     cdef Py_ssize_t i = head, offset
     # The block sits half a page from x modulo 4 KiB: a load from x at the same page offset
     # as a pending store to the block would wait for it (4K aliasing; it halved leaky_relu).
-    cdef uint8_t* block = scratch + (<size_t>(x + head * itemsize) + 2048 - <size_t>scratch) % 4096
+    cdef size_t x_offset = <size_t>(x + head * itemsize)
+    cdef uint8_t* block = scratch + (x_offset + 2048 - <size_t>scratch) % 4096
     run_slice(op, etype, g, x, out, head, itemsize, negative_slope)
     while i + per_block <= n:
         offset = i * itemsize
@@ -510,7 +512,9 @@ cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object o
     cdef bint backward = g is not None
     try:
         # Where an overlap made NumPy write through a temporary, that is the operand here.
-        result = out if out is not None else <object>cnp.NpyIter_GetOperandArray(it)[n_operands - 1]
+        result = out
+        if out is None:
+            result = <object>cnp.NpyIter_GetOperandArray(it)[n_operands - 1]
         if cnp.NpyIter_GetIterSize(it) > 0:
             iternext = cnp.NpyIter_GetIterNext(it, NULL)
             data = cnp.NpyIter_GetDataPtrArray(it)
