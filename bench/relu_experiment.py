@@ -398,32 +398,26 @@ def train(
 
 def timing_implementations() -> dict[str, dict[str, tuple[Callable, Callable]]]:
     """activation -> implementation -> (forward(z), backward(g, z, a))."""
-    s1, s2 = 0.01, 0.1
+
+    def leaky(s: float) -> dict[str, tuple[Callable, Callable]]:
+        return {
+            "fastact": (
+                lambda z: fastact.leaky_relu(z, s),
+                lambda g, z, a: fastact.leaky_relu_backward(g, z, s),
+            ),
+            "numpy": (
+                lambda z: np.where(z > 0, z, s * z),
+                lambda g, z, a: np.where(z > 0, g, s * g),
+            ),
+        }
+
     return {
         "relu": {
             "fastact": (fastact.relu, lambda g, z, a: fastact.relu_backward(g, z)),
             "numpy": (lambda z: np.maximum(z, 0), lambda g, z, a: g * (z > 0)),
         },
-        "leaky_relu(0.01)": {
-            "fastact": (
-                lambda z: fastact.leaky_relu(z, s1),
-                lambda g, z, a: fastact.leaky_relu_backward(g, z, s1),
-            ),
-            "numpy": (
-                lambda z: np.where(z > 0, z, s1 * z),
-                lambda g, z, a: np.where(z > 0, g, s1 * g),
-            ),
-        },
-        "leaky_relu(0.1)": {
-            "fastact": (
-                lambda z: fastact.leaky_relu(z, s2),
-                lambda g, z, a: fastact.leaky_relu_backward(g, z, s2),
-            ),
-            "numpy": (
-                lambda z: np.where(z > 0, z, s2 * z),
-                lambda g, z, a: np.where(z > 0, g, s2 * g),
-            ),
-        },
+        "leaky_relu(0.01)": leaky(0.01),
+        "leaky_relu(0.1)": leaky(0.1),
         "sigmoid": {"numpy": (_sigmoid, _sigmoid_backward)},
         "tanh": {"numpy": (np.tanh, _tanh_backward)},
     }

@@ -1,12 +1,13 @@
 """The public functions: validate the input, run a compiled loop or the NumPy reference.
 
 Every call first offers its arguments untouched to the compiled entry point, which takes
-them only when they are already exactly what a loop covers (contiguous, aligned, native
-byte order, a covered dtype, a compatible ``out``) and otherwise returns ``None``. Only
-then does the Python path below convert and validate (raising the documented errors
-before anything is written), try the compiled loop again on the converted arrays, run
-strided or byte-swapped arrays through the ufunc form (the same loops over NumPy's
-iterator, without a copy) and fall back to the reference for the rest (bfloat16 views).
+them only when they are already exactly what a loop covers (ndarrays of a covered dtype,
+aligned, native byte order, at any strides, and a compatible ``out``) and otherwise
+returns ``None``. Only then does the Python path below convert and validate (raising the
+documented errors before anything is written), try the compiled loop again on the
+converted arrays, run byte-swapped or misaligned arrays through the ufunc form (the same
+loops over NumPy's buffered iterator) and fall back to the reference for the rest
+(byte-swapped bfloat16).
 ``out`` is written once, after the whole result exists, unless a loop can write it
 directly without any partial overlap with an input.
 """
@@ -200,15 +201,15 @@ def _finish(
     # `out` is incompatible with the loops (layout, byte order, partial overlap): compute
     # into a fresh array, so that no input is overwritten before it is read.
     result = kernel(*args, None)
-    signature = _ufunc_signature(func, args[0])
-    if result is None and _ufuncs is not None and signature is not None:
-        # Strided or byte-swapped inputs: the same loops through NumPy's iterator, which
-        # writes `out` in place without a copy (and copes with any overlap by itself).
-        # No error can arise once the arguments are validated, so `out` is never left
-        # half written.
-        with np.errstate(over="ignore"):  # a slope beyond float32's range is inf
-            return getattr(_ufuncs, func)(*args, out=out, signature=signature)
     if result is None:
+        signature = _ufunc_signature(func, args[0]) if _ufuncs is not None else None
+        if signature is not None:
+            # Byte-swapped or misaligned inputs: the same loops through NumPy's buffered
+            # iterator, which writes `out` directly (and copes with any overlap by itself).
+            # No error can arise once the arguments are validated, so `out` is never left
+            # half written.
+            with np.errstate(over="ignore"):  # a slope beyond float32's range is inf
+                return getattr(_ufuncs, func)(*args, out=out, signature=signature)
         result = getattr(_reference, func)(*args)
     if out is None:
         # As NumPy's ufuncs do: a 0-d result comes back as a NumPy scalar.
