@@ -101,6 +101,8 @@ class BuildExt(build_ext):
         return True
 
     def build_extensions(self):
+        # The Cython derived from the function table (fastact/_functions.py) first.
+        write_generated_cython()
         # Cythonize here, when building, rather than at import: an sdist then lists the
         # .pyx sources and never ships generated C, which every build regenerates.
         generated = cythonize(self.extensions, compiler_directives=DIRECTIVES)
@@ -132,6 +134,18 @@ class BuildExt(build_ext):
             ext.extra_compile_args = ext_flags + ext.extra_compile_args
             ext.define_macros.append(("FASTACT_CFLAGS", f'"{" ".join(ext_flags)}"'))
         super().build_extensions()
+
+
+def write_generated_cython() -> None:
+    """Write fastact/_ops*.pxi from the function table, by path: nothing is built yet."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastact")
+    sys.path.insert(0, folder)
+    try:
+        import _codegen
+
+        _codegen.write(_codegen.GENERATED_PXI)
+    finally:
+        sys.path.remove(folder)
 
 
 NUMPY_INCLUDE = numpy.get_include()

@@ -73,6 +73,8 @@ import numpy as np
 
 import fastact
 from fastact import _reference
+from fastact._functions import FUNCTIONS as TABLE
+from fastact._functions import Function as TableFunction
 
 NEGATIVE_SLOPE = 0.01
 SEED = 12345
@@ -97,16 +99,37 @@ SIDE_DTYPE = np.dtype(np.float32)
 # as a scalar of x's dtype), plus whatever a peer binds.
 
 
+# Parameter values the statements use, by name: the table's defaults, a slope of 0.01, and
+# a value for the parameters that have no default.
+PARAMETER_VALUES: dict[str, float] = {
+    **{p.name: p.default for f in TABLE for p in f.parameters if p.default is not None},
+    "negative_slope": NEGATIVE_SLOPE,
+    "threshold": 0.0,
+    "value": 0.0,
+}
+# A statement names the slope `s`; any other parameter by its own name.
+_STATEMENT_NAMES = {"negative_slope": "s"}
+
+
 @dataclass(frozen=True)
 class Function:
-    name: str
-    backward: bool  # takes (grad_output, x) rather than x
-    slope: bool  # takes negative_slope
+    """A function of fastact's table, as the statements call it."""
+
+    spec: TableFunction
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def backward(self) -> bool:
+        return self.spec.is_backward
 
     @property
     def arg_names(self) -> tuple[str, ...]:
         """The positional arguments, as named in a statement's namespace."""
-        return ("g",) * self.backward + ("x",) + ("s",) * self.slope
+        params = tuple(_STATEMENT_NAMES.get(p.name, p.name) for p in self.spec.parameters)
+        return ("g",) * self.backward + ("x",) + params
 
     @property
     def call_args(self) -> str:
@@ -120,17 +143,8 @@ class Function:
         return getattr(_reference, self.name)(*(ns[name] for name in self.arg_names))
 
 
-FUNCTIONS = {
-    f.name: f
-    for f in (
-        Function("relu", backward=False, slope=False),
-        Function("leaky_relu", backward=False, slope=True),
-        Function("relu_grad", backward=False, slope=False),
-        Function("leaky_relu_grad", backward=False, slope=True),
-        Function("relu_backward", backward=True, slope=False),
-        Function("leaky_relu_backward", backward=True, slope=True),
-    )
-}
+# Every function of the table gets its rows; the peers and idioms below are optional.
+FUNCTIONS = {f.name: Function(f) for f in TABLE}
 
 MAIN, IN_PLACE = "main", "in place"  # the two tables every (dtype, function, size) feeds
 
@@ -454,7 +468,7 @@ def namespace(x: np.ndarray, g: np.ndarray, peers: Iterable[Peer]) -> dict[str, 
     ns: dict[str, Any] = {
         "np": np,
         "fastact": fastact,
-        "s": NEGATIVE_SLOPE,
+        **{_STATEMENT_NAMES.get(k, k): v for k, v in PARAMETER_VALUES.items()},
         "sx": x.dtype.type(NEGATIVE_SLOPE),
         **arrays,
         **{f"{name}u": arr.view(unsigned) for name, arr in arrays.items()},

@@ -1,8 +1,9 @@
-"""fastact: fast, exact ReLU and Leaky ReLU for NumPy arrays.
+"""fastact: fast, exact ReLU-family activations for NumPy arrays.
 
-Forward, derivative and fused backward of ReLU and Leaky ReLU, computed by compiled,
+Forward, derivative and fused backward of ReLU and its family, computed by compiled,
 branch-free loops and bit-identical to PyTorch CPU, edge cases included. Inputs the
-loops do not cover go through a plain NumPy reference with the same results.
+loops do not cover go through a plain NumPy reference with the same results. Every
+elementwise function is declared once, in the table of ``fastact._functions``.
 """
 
 from __future__ import annotations
@@ -11,37 +12,32 @@ import platform
 import sys
 from typing import Any
 
-from ._dispatch import (
-    _DISABLED,
-    COMPILED,
-    _kernels,
-    dead_fraction,
-    dead_units,
-    leaky_relu,
-    leaky_relu_backward,
-    leaky_relu_grad,
-    relu,
-    relu_backward,
-    relu_grad,
-)
+from . import _api
+from ._api import *  # noqa: F403 (the functions of the table, listed in _api.__all__)
+from ._dispatch import _DISABLED, COMPILED, _kernels, dead_fraction, dead_units
 from ._threads import get_num_threads, set_num_threads, threads
 from ._version import __version__
 
 __all__ = [
     "__version__",
+    *_api.__all__,
     "dead_fraction",
     "dead_units",
     "get_num_threads",
-    "leaky_relu",
-    "leaky_relu_backward",
-    "leaky_relu_grad",
-    "relu",
-    "relu_backward",
-    "relu_grad",
     "set_num_threads",
     "show_config",
     "threads",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``fastact.ufunc`` after a plain ``import fastact``, loaded on first use (as SciPy
+    # loads its submodules): it needs the compiled extension, the rest of fastact does not.
+    if name == "ufunc":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.ufunc")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def show_config(print_out: bool = True) -> dict[str, Any]:

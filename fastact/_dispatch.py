@@ -15,6 +15,7 @@ directly without any partial overlap with an input.
 from __future__ import annotations
 
 import importlib
+import math
 import numbers
 import os
 from collections.abc import Callable
@@ -23,16 +24,9 @@ from typing import Any
 import numpy as np
 
 from . import _reference
+from ._functions import COMPUTE, Function, Parameter
 
-__all__ = [
-    "COMPILED",
-    "leaky_relu",
-    "leaky_relu_backward",
-    "leaky_relu_grad",
-    "relu",
-    "relu_backward",
-    "relu_grad",
-]
+__all__ = ["COMPILED", "call"]
 
 #: Set to a non-empty value other than "0" to force the NumPy reference path.
 DISABLE_ENV_VAR = "FASTACT_DISABLE_COMPILED"
@@ -65,8 +59,7 @@ class _NoKernels:
     def _decline(*args: Any) -> None:
         return None
 
-    relu = leaky_relu = relu_grad = leaky_relu_grad = _decline
-    relu_backward = leaky_relu_backward = _decline
+    unary = binary = dead_units = _decline
 
 
 _compiled: Any = _kernels if _kernels is not None else _NoKernels()
@@ -118,19 +111,54 @@ def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.
     return arr
 
 
-def _check_slope(negative_slope: Any, func: str) -> float:
+# The largest finite value of each type a parameter can be rounded to (see _functions).
+_LARGEST = {name: float(np.finfo(name).max) for name in ("float16", "float32", "float64")}
+_LARGEST["bfloat16"] = 3.3895313892515355e38  # (2 - 2**-7) * 2**127
+
+
+def _rounding_type(param: Parameter, dtype: np.dtype) -> str:
+    """The name of the type torch rounds ``param`` to for input of ``dtype``."""
+    if dtype.itemsize == 8 and dtype.kind == "f":
+        return "float64"
+    if param.rounding == COMPUTE or dtype.itemsize == 4:
+        return "float32"
+    return "bfloat16" if _is_bfloat16(dtype) else "float16"
+
+
+def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> float:
     # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
-    if isinstance(negative_slope, (numbers.Real, np.bool_)):
-        try:
-            return float(negative_slope)
-        except OverflowError as exc:
-            raise ValueError(
-                f"fastact.{func}: negative_slope={negative_slope!r} is too large for a float"
-            ) from exc
-    raise TypeError(
-        f"fastact.{func}: negative_slope must be a real number, "
-        f"not {type(negative_slope).__name__}"
+    if not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(
+            f"fastact.{func}: {param.name} must be a real number, not {type(value).__name__}"
+        )
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise ValueError(
+            f"fastact.{func}: {param.name}={value!r} is too large for a float"
+        ) from exc
+    # torch's rule: a finite value beyond the range of the type it is rounded to is an
+    # error, not an infinity; inf and NaN themselves are accepted.
+    target = _rounding_type(param, dtype)
+    if math.isfinite(number) and abs(number) > _LARGEST[target]:
+        raise ValueError(
+            f"fastact.{func}: {param.name}={value!r} overflows {target}, the type it is "
+            f"rounded to for {dtype.newbyteorder('=').name} input"
+        )
+    return number
+
+
+def _check_params(spec: Function, values: tuple[Any, ...], dtype: np.dtype) -> tuple[float, ...]:
+    params = tuple(
+        _check_param(v, p, dtype, spec.name) for v, p in zip(values, spec.parameters, strict=True)
     )
+    if spec.ordered and params[0] > params[1]:
+        first, second = spec.parameters
+        raise ValueError(
+            f"fastact.{spec.name}: {first.name}={values[0]!r} is greater than "
+            f"{second.name}={values[1]!r}"
+        )
+    return params
 
 
 def _check_same(
@@ -170,55 +198,49 @@ def _check_out(out: Any, like: np.ndarray, func: str) -> None:
         raise ValueError(f"fastact.{func}: out is read-only")
 
 
-def _ufunc_signature(func: str, x: np.ndarray) -> tuple[str, ...] | None:
+def _ufunc_signature(spec: Function, x: np.ndarray) -> tuple[str, ...] | None:
     """The ufunc loop for ``x``'s dtype, or None where the ufuncs have none (bfloat16)."""
     if x.dtype.kind not in "fiu":
         return None
     char = x.dtype.newbyteorder("=").char
-    # The slope operand is float32 for float16 (torch computes in float32), else x's type.
-    slope = "f" if char == "e" else char
-    return {
-        "relu": (char, char),
-        "leaky_relu": (char, slope, char),
-        "relu_grad": (char, char),
-        "leaky_relu_grad": (char, slope, char),
-        "relu_backward": (char, char, char),
-        "leaky_relu_backward": (char, char, slope, char),
-    }[func]
+    # Parameters are float32 for float16 (torch computes in float32), else x's type.
+    param = "f" if char == "e" else char
+    n_params = 0 if spec.fixed else len(spec.parameters)
+    return (char,) * len(spec.operands) + (param,) * n_params + (char,)
 
 
-def _finish(
-    func: str,
-    args: tuple[Any, ...],
+def _run(
+    spec: Function,
+    op: int,
+    arrays: tuple[np.ndarray, ...],
+    params: tuple[float, ...],
     out: np.ndarray | None,
 ) -> Any:
     """Compute from validated arguments into ``out`` (or a new array) and return it."""
-    kernel = getattr(_compiled, func)
+    kernel = _compiled.binary if spec.is_backward else _compiled.unary
+    padded = (*params, 0.0, 0.0)[:2]
     if out is not None:
-        result = kernel(*args, out)
+        result = kernel(op, *arrays, out, *padded)
         if result is not None:
             return result
     # `out` is incompatible with the loops (layout, byte order, partial overlap): compute
     # into a fresh array, so that no input is overwritten before it is read.
-    result = kernel(*args, None)
+    result = kernel(op, *arrays, None, *padded)
     if result is None:
-        signature = _ufunc_signature(func, args[0]) if _ufuncs is not None else None
+        signature = _ufunc_signature(spec, arrays[-1]) if _ufuncs is not None else None
         if signature is not None:
             # Byte-swapped or misaligned inputs: the same loops through NumPy's buffered
             # iterator, which writes `out` directly (and copes with any overlap by itself).
             # No error can arise once the arguments are validated, so `out` is never left
             # half written.
-            with np.errstate(over="ignore"):  # a slope beyond float32's range is inf
-                return getattr(_ufuncs, func)(*args, out=out, signature=signature)
-        result = getattr(_reference, func)(*args)
+            ufunc = getattr(_ufuncs, spec.name)
+            return ufunc(*arrays, *params, out=out, signature=signature)
+        result = getattr(_reference, spec.name)(*arrays, *params)
     if out is None:
         # As NumPy's ufuncs do: a 0-d result comes back as a NumPy scalar.
         return result[()] if result.ndim == 0 else result
     np.copyto(out, result)
     return out
-
-
-_NO_SLOPE = object()
 
 
 def _is_duck_array(value: Any) -> bool:
@@ -229,24 +251,21 @@ def _is_duck_array(value: Any) -> bool:
 
 
 def _apply_ufunc(
-    func: str,
-    inputs: tuple[tuple[str, Any], ...],
-    out: Any,
-    negative_slope: Any,
-    integers_ok: bool,
+    spec: Function, inputs: tuple[Any, ...], params: tuple[Any, ...], out: Any
 ) -> Any:
     """Hand duck arrays to the ufunc form, so that e.g. a dask array stays lazy.
 
     The ufunc would cast what the main functions refuse, so the same dtype rules are
     checked first, on each operand's ``dtype``.
     """
+    func = spec.name
     dtypes: list[np.dtype | None] = []
-    for arg, value in inputs:
+    for arg, value in zip(spec.operands, inputs, strict=True):
         if getattr(value, "dtype", None) is None:  # a duck array that keeps it to itself
             dtypes.append(None)
             continue
         dtype = np.dtype(value.dtype)
-        _check_dtype(dtype, arg, func, integers_ok)
+        _check_dtype(dtype, arg, func, spec.integers)
         if _is_bfloat16(dtype):
             # NumPy would cast it to float32 for the ufunc: refuse rather than change dtype.
             raise TypeError(
@@ -254,280 +273,35 @@ def _apply_ufunc(
                 "that keeps it lazy has no bfloat16 loops (pass a NumPy array)"
             )
         dtypes.append(dtype)
-    values = [value for _, value in inputs]
-    if len(values) == 2:
-        shapes = (getattr(values[0], "shape", None), getattr(values[1], "shape", None))
+    if spec.is_backward:
+        shapes = (getattr(inputs[0], "shape", None), getattr(inputs[1], "shape", None))
         _check_same(shapes, (dtypes[0], dtypes[1]), func)
-    if negative_slope is not _NO_SLOPE:
-        values.append(_check_slope(negative_slope, func))
+    like = dtypes[-1] if dtypes[-1] is not None else np.dtype(np.float64)
+    checked = _check_params(spec, params, like)
     kwargs = {} if out is None else {"out": out}
-    return getattr(_ufuncs, func)(*values, **kwargs)
+    return getattr(_ufuncs, func)(*inputs, *checked, **kwargs)
 
 
-def _fallback(
-    func: str,
-    inputs: tuple[tuple[str, Any], ...],
-    out: Any,
-    negative_slope: Any = _NO_SLOPE,
-    integers_ok: bool = False,
+def call(
+    spec: Function, op: int, inputs: tuple[Any, ...], params: tuple[Any, ...], out: Any
 ) -> Any:
     """The path for everything the compiled entry point declined: validate, then compute.
 
-    ``inputs`` are the ``(argument name, value)`` pairs of the array arguments, in call
-    order; ``negative_slope`` is left out by the functions that take none.
+    ``inputs`` are the array arguments in the table's order, ``params`` the scalar
+    parameters as given. Every check runs before anything is written.
     """
-    if _ufuncs is not None and any(_is_duck_array(value) for _, value in inputs):
-        return _apply_ufunc(func, inputs, out, negative_slope, integers_ok)
-    arrays = tuple(_as_array(value, arg, func, integers_ok) for arg, value in inputs)
-    if len(arrays) == 2:
-        _check_same((arrays[0].shape, arrays[1].shape), (arrays[0].dtype, arrays[1].dtype), func)
-    _check_out(out, arrays[-1], func)
-    args: tuple[Any, ...] = arrays
-    if negative_slope is not _NO_SLOPE:
-        args = (*arrays, _check_slope(negative_slope, func))
-    return _finish(func, args, out)
-
-
-def relu(x: Any, out: np.ndarray | None = None) -> Any:
-    """Rectified linear unit, ``max(x, 0)``, elementwise.
-
-    Parameters
-    ----------
-    x : array_like
-        float16, float32, float64, or any signed or unsigned integer dtype.
-    out : ndarray, optional
-        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
-        ``x`` itself (in place); any other overlap with ``x`` is handled as if ``out`` were
-        a separate array.
-
-    Returns
-    -------
-    ndarray or scalar
-        ``out`` if given; else a new array of ``x``'s dtype and shape (a NumPy scalar if
-        ``x`` is 0-d).
-
-    Notes
-    -----
-    The rule is ``x < 0 ? +0 : x``, bit-identical to ``torch.relu`` on CPU:
-    ``relu(-0.0)`` is ``-0.0``, ``relu(nan)`` is ``nan``, ``relu(-inf)`` is ``+0.0`` and
-    subnormals pass through unchanged. For integers the dtype is kept (``int8`` -128
-    gives 0) and unsigned input is returned unchanged.
-
-    Raises
-    ------
-    TypeError
-        If ``x`` has another dtype (bool, complex, object, string, float128, ...) or
-        ``out`` is not an ndarray of the right dtype.
-    ValueError
-        If ``out`` has the wrong shape or is read-only.
-    """
-    result = _compiled.relu(x, out)
-    if result is not None:
-        return result
-    return _fallback("relu", (("x", x),), out, integers_ok=True)
-
-
-def leaky_relu(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = None) -> Any:
-    """Leaky rectified linear unit, elementwise.
-
-    Parameters
-    ----------
-    x : array_like
-        float16, float32 or float64.
-    negative_slope : float, default 0.01
-        Slope ``s`` for ``x <= 0``. Any real number is accepted, including 0, 1, values
-        above 1, negative values, inf and NaN (as in PyTorch).
-    out : ndarray, optional
-        Where to write the result: a writeable array of ``x``'s shape and dtype; may be
-        ``x`` itself (in place).
-
-    Returns
-    -------
-    ndarray or scalar
-        ``out`` if given; else a new array of ``x``'s dtype and shape (a NumPy scalar if
-        ``x`` is 0-d).
-
-    Notes
-    -----
-    The rule is ``x > 0 ? x : x * s``, bit-identical to
-    ``torch.nn.functional.leaky_relu`` on CPU. ``±0`` and NaN take the product, so
-    ``-0.0`` gives ``-0.0 * s`` and ``-inf`` with ``s = 0`` gives NaN. float32 rounds
-    ``s`` to float32 and multiplies in float32; float16 computes
-    ``float16(float32(x) * float32(s))``.
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not float16/32/64 (integers included, as in PyTorch), if
-        ``negative_slope`` is not a real number, or ``out`` is not an ndarray of the
-        right dtype.
-    ValueError
-        If ``out`` has the wrong shape or is read-only.
-    """
-    result = _compiled.leaky_relu(x, negative_slope, out)
-    if result is not None:
-        return result
-    return _fallback("leaky_relu", (("x", x),), out, negative_slope)
-
-
-def relu_grad(x: Any, out: np.ndarray | None = None) -> Any:
-    """Derivative of :func:`relu` with respect to ``x``, elementwise.
-
-    Parameters
-    ----------
-    x : array_like
-        float16, float32 or float64: the input of the forward ``relu``.
-    out : ndarray, optional
-        Where to write the result: a writeable array of ``x``'s shape and dtype; may be
-        ``x`` itself (in place).
-
-    Returns
-    -------
-    ndarray or scalar
-        1 where ``x > 0`` and ``+0.0`` elsewhere, in ``x``'s dtype.
-
-    Notes
-    -----
-    The rule is ``x <= 0 ? +0 : 1``, PyTorch's convention: the derivative at ``±0`` is
-    taken as 0, and ``relu_grad(nan)`` is 1 (NaN fails ``x <= 0``).
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not float16/32/64 or ``out`` is not an ndarray of the right dtype.
-    ValueError
-        If ``out`` has the wrong shape or is read-only.
-    """
-    result = _compiled.relu_grad(x, out)
-    if result is not None:
-        return result
-    return _fallback("relu_grad", (("x", x),), out)
-
-
-def leaky_relu_grad(x: Any, negative_slope: float = 0.01, out: np.ndarray | None = None) -> Any:
-    """Derivative of :func:`leaky_relu` with respect to ``x``, elementwise.
-
-    Parameters
-    ----------
-    x : array_like
-        float16, float32 or float64: the input of the forward ``leaky_relu``.
-    negative_slope : float, default 0.01
-        Slope ``s`` for ``x <= 0``; any real number.
-    out : ndarray, optional
-        Where to write the result: a writeable array of ``x``'s shape and dtype; may be
-        ``x`` itself (in place).
-
-    Returns
-    -------
-    ndarray or scalar
-        1 where ``x > 0`` and ``s`` elsewhere, in ``x``'s dtype.
-
-    Notes
-    -----
-    The rule is ``x > 0 ? 1 : s``, PyTorch's convention: the derivative at ``±0`` and at
-    NaN is ``s``. ``s`` is rounded as the product ``1 * s`` is in :func:`leaky_relu`
-    (float16: ``float16(float32(s))``).
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not float16/32/64, ``negative_slope`` is not a real number, or ``out``
-        is not an ndarray of the right dtype.
-    ValueError
-        If ``out`` has the wrong shape or is read-only.
-    """
-    result = _compiled.leaky_relu_grad(x, negative_slope, out)
-    if result is not None:
-        return result
-    return _fallback("leaky_relu_grad", (("x", x),), out, negative_slope)
-
-
-def relu_backward(grad_output: Any, x: Any, out: np.ndarray | None = None) -> Any:
-    """Backward pass of :func:`relu`: ``grad_output * relu_grad(x)`` in one fused pass.
-
-    Parameters
-    ----------
-    grad_output : array_like
-        Gradient of the loss with respect to ``relu(x)``; same shape and dtype as ``x``.
-    x : array_like
-        float16, float32 or float64: the input of the forward ``relu``.
-    out : ndarray, optional
-        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
-        ``grad_output`` or ``x`` itself (in place).
-
-    Returns
-    -------
-    ndarray or scalar
-        The gradient with respect to ``x``.
-
-    Notes
-    -----
-    The rule is ``x <= 0 ? +0 : g``, as ``torch.ops.aten.threshold_backward(g, x, 0)``.
-    It is a select, not a multiply: where ``x <= 0`` the result is ``+0.0`` even when
-    ``g`` is NaN or inf; where ``x`` is NaN, ``g`` passes through.
-
-    Raises
-    ------
-    TypeError
-        If an input is not float16/32/64, the two dtypes differ, or ``out`` is not an
-        ndarray of the right dtype.
-    ValueError
-        If ``grad_output`` and ``x`` differ in shape (there is no broadcasting), or ``out``
-        has the wrong shape or is read-only.
-    """
-    result = _compiled.relu_backward(grad_output, x, out)
-    if result is not None:
-        return result
-    return _fallback("relu_backward", (("grad_output", grad_output), ("x", x)), out)
-
-
-def leaky_relu_backward(
-    grad_output: Any,
-    x: Any,
-    negative_slope: float = 0.01,
-    out: np.ndarray | None = None,
-) -> Any:
-    """Backward pass of :func:`leaky_relu`: ``grad_output * leaky_relu_grad(x)``, fused.
-
-    Parameters
-    ----------
-    grad_output : array_like
-        Gradient of the loss with respect to ``leaky_relu(x)``; same shape and dtype as
-        ``x``.
-    x : array_like
-        float16, float32 or float64: the input of the forward ``leaky_relu``.
-    negative_slope : float, default 0.01
-        Slope ``s`` for ``x <= 0``; any real number.
-    out : ndarray, optional
-        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
-        ``grad_output`` or ``x`` itself (in place).
-
-    Returns
-    -------
-    ndarray or scalar
-        The gradient with respect to ``x``.
-
-    Notes
-    -----
-    The rule is ``x > 0 ? g : g * s``, as ``torch.ops.aten.leaky_relu_backward``. It is a
-    multiply: a NaN gradient stays NaN everywhere, and an infinite one times ``s = 0``
-    gives NaN. Rounding follows :func:`leaky_relu` (float16 multiplies in float32).
-
-    Raises
-    ------
-    TypeError
-        If an input is not float16/32/64, the two dtypes differ, ``negative_slope`` is not
-        a real number, or ``out`` is not an ndarray of the right dtype.
-    ValueError
-        If ``grad_output`` and ``x`` differ in shape (there is no broadcasting), or ``out``
-        has the wrong shape or is read-only.
-    """
-    result = _compiled.leaky_relu_backward(grad_output, x, negative_slope, out)
-    if result is not None:
-        return result
-    return _fallback(
-        "leaky_relu_backward", (("grad_output", grad_output), ("x", x)), out, negative_slope
+    if _ufuncs is not None and any(_is_duck_array(value) for value in inputs):
+        return _apply_ufunc(spec, inputs, params, out)
+    arrays = tuple(
+        _as_array(value, arg, spec.name, spec.integers)
+        for arg, value in zip(spec.operands, inputs, strict=True)
     )
+    if spec.is_backward:
+        g, x = arrays
+        _check_same((g.shape, x.shape), (g.dtype, x.dtype), spec.name)
+    _check_out(out, arrays[-1], spec.name)
+    checked = _check_params(spec, params, arrays[-1].dtype)
+    return _run(spec, op, arrays, checked, out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,9 +310,7 @@ def leaky_relu_backward(
 
 __all__ += ["dead_fraction", "dead_units"]
 
-_compiled_dead_units: Callable[[Any, Any], np.ndarray | None] = (
-    _kernels.dead_units if _kernels is not None else _NoKernels._decline
-)
+_compiled_dead_units: Callable[[Any, Any], np.ndarray | None] = _compiled.dead_units
 
 
 def _check_axis(axis: Any, ndim: int, func: str) -> int:

@@ -6,7 +6,16 @@ happens to -0.0 and NaN, so they are written exactly as the contract states them
 float16 and bfloat16 are computed in float32, rounding once, as torch does.
 """
 
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
+from libc.stdint cimport (
+    int8_t,
+    int16_t,
+    int32_t,
+    int64_t,
+    uint8_t,
+    uint16_t,
+    uint32_t,
+    uint64_t,
+)
 
 # 16-bit floats (float16, bfloat16) are stored as their bits, each in a struct of its own
 # so that fused types tell them apart. Comparisons against zero read the bits alone (the
@@ -108,6 +117,17 @@ ctypedef fused element_t:
     int16_t
     int32_t
     int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+    float
+    double
+    float16_t
+    bfloat16_t
+
+# The four float formats: every function takes these (relu takes integers too).
+ctypedef fused floating_t:
     float
     double
     float16_t

@@ -4,20 +4,14 @@
 The typed loops, for another Cython project to call inside its own ``nogil`` loops (they
 are inline: they compile with the caller's flags). Each reads ``n`` contiguous elements
 and writes ``n`` contiguous elements; ``out`` may be the very same pointer as an input (in
-place), any other overlap is the caller's business. ``relu_kernel`` takes int8 to int64,
-float and double; the others float and double (and fastact's 16-bit float structs).
+place), any other overlap is the caller's business. ``relu_kernel`` takes every integer
+type, float and double; the others float and double (and fastact's 16-bit float structs).
 """
 from libc.stdint cimport uint8_t
 
-from fastact._loops cimport (
-    LoopTable,
-    leaky_relu_backward_kernel,
-    leaky_relu_grad_kernel,
-    leaky_relu_kernel,
-    relu_backward_kernel,
-    relu_grad_kernel,
-    relu_kernel,
-)
+# Every function's contiguous kernel, ``<name>_kernel``, generated from the function table
+# (see _ops_dispatch.pxi): operands, ``out``, ``n``, then the parameters as doubles.
+from fastact._loops cimport *
 
 # The loop build this process uses (chosen at import by CPU features).
 cdef const LoopTable* active_loops() noexcept nogil

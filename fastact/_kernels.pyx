@@ -15,6 +15,8 @@ from cython.parallel cimport prange
 from libc.stdint cimport uint8_t
 from numpy cimport ndarray, npy_intp
 
+from libc.math cimport fabs, isfinite
+
 from fastact._loops cimport (
     FASTACT_LOOP_TABLE_NAME,
     BFLOAT16,
@@ -25,13 +27,11 @@ from fastact._loops cimport (
     INT16,
     INT32,
     INT64,
-    LEAKY_RELU,
-    LEAKY_RELU_BACKWARD,
-    LEAKY_RELU_GRAD,
-    RELU,
-    RELU_BACKWARD,
-    RELU_GRAD,
-    UNSIGNED,
+    N_OPS,
+    UINT8,
+    UINT16,
+    UINT32,
+    UINT64,
     UNSUPPORTED,
     ElementType,
     LoopTable,
@@ -43,6 +43,7 @@ import importlib
 import os
 import sys
 
+from fastact._functions import COMPUTE, FUNCTIONS
 from fastact._threads import get_num_threads
 
 cnp.import_array()
@@ -182,17 +183,15 @@ cdef const LoopTable* active_loops() noexcept nogil:
 # ---------------------------------------------------------------------------------------
 # What the loops cover, and how the build came out.
 
+_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+_INTEGER_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+#: Per function, the dtypes the loops cover (from the function table).
 KERNEL_DTYPES = {
-    "relu": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
-             "uint8", "uint16", "uint32", "uint64"),
-    "leaky_relu": ("float16", "bfloat16", "float32", "float64"),
-    "relu_grad": ("float16", "bfloat16", "float32", "float64"),
-    "leaky_relu_grad": ("float16", "bfloat16", "float32", "float64"),
-    "relu_backward": ("float16", "bfloat16", "float32", "float64"),
-    "leaky_relu_backward": ("float16", "bfloat16", "float32", "float64"),
-    "dead_units": ("float32", "float64"),
-    "dead_fraction": ("float32", "float64"),
+    func.name: _FLOAT_NAMES + (_INTEGER_NAMES if func.integers else ())
+    for func in FUNCTIONS
 }
+KERNEL_DTYPES["dead_units"] = KERNEL_DTYPES["dead_fraction"] = ("float32", "float64")
 
 BUILD_INFO = {
     "compiler": FASTACT_COMPILER.decode(),
@@ -235,7 +234,7 @@ cdef ElementType element_type(ndarray a) noexcept:
     if typenum == cnp.NPY_FLOAT16:
         return FLOAT16
     # By width, not type number: C long and long long are distinct NumPy types of one size.
-    if cnp.PyTypeNum_ISSIGNED(typenum) and cnp.PyTypeNum_ISINTEGER(typenum):
+    if cnp.PyTypeNum_ISINTEGER(typenum) and cnp.PyTypeNum_ISSIGNED(typenum):
         if itemsize == 1:
             return INT8
         if itemsize == 2:
@@ -245,7 +244,14 @@ cdef ElementType element_type(ndarray a) noexcept:
         if itemsize == 8:
             return INT64
     if cnp.PyTypeNum_ISUNSIGNED(typenum):
-        return UNSIGNED
+        if itemsize == 1:
+            return UINT8
+        if itemsize == 2:
+            return UINT16
+        if itemsize == 4:
+            return UINT32
+        if itemsize == 8:
+            return UINT64
     if cnp.PyTypeNum_ISUSERDEF(typenum) and (typenum == bfloat16_typenum
                                        or (bfloat16_typenum < 0
                                            and typenum == find_bfloat16_typenum())):
@@ -321,18 +327,22 @@ cdef enum:
     STREAM_BLOCK_BYTES = 4096
 
 
+ctypedef struct Params:
+    # A function's scalar parameters, unused ones 0.0.
+    double p0
+    double p1
+
+
 cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* x, char* out,
-                           Py_ssize_t n, Py_ssize_t itemsize,
-                           double negative_slope) noexcept nogil:
-    if g == NULL:
-        LOOPS.unary(op, etype, x, itemsize, out, itemsize, n, itemsize, negative_slope)
-    else:
-        LOOPS.binary(op, etype, g, itemsize, x, itemsize, out, itemsize, n, negative_slope)
+                           Py_ssize_t n, Py_ssize_t itemsize, Params p) noexcept nogil:
+    # A forward op reads x in g's place (its rule ignores g).
+    LOOPS.run(op, etype, x if g == NULL else g, itemsize, x, itemsize, out, itemsize, n,
+              p.p0, p.p1)
 
 
 cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const char* x,
                               char* out, Py_ssize_t n, Py_ssize_t itemsize,
-                              double negative_slope) noexcept nogil:
+                              Params p) noexcept nogil:
     cdef uint8_t scratch[2 * STREAM_BLOCK_BYTES]
     cdef Py_ssize_t per_block = STREAM_BLOCK_BYTES // itemsize
     # The leading elements up to a 64-byte boundary of out go the plain way.
@@ -342,20 +352,20 @@ cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const cha
     # as a pending store to the block would wait for it (4K aliasing; it halved leaky_relu).
     cdef size_t x_offset = <size_t>(x + head * itemsize)
     cdef uint8_t* block = scratch + (x_offset + 2048 - <size_t>scratch) % 4096
-    run_slice(op, etype, g, x, out, head, itemsize, negative_slope)
+    run_slice(op, etype, g, x, out, head, itemsize, p)
     while i + per_block <= n:
         offset = i * itemsize
         run_slice(op, etype, g + offset if g != NULL else NULL, x + offset, <char*>block,
-                  per_block, itemsize, negative_slope)
+                  per_block, itemsize, p)
         fastact_stream_copy(out + offset, block, STREAM_BLOCK_BYTES)
         i += per_block
     offset = i * itemsize
     run_slice(op, etype, g + offset if g != NULL else NULL, x + offset, out + offset, n - i,
-              itemsize, negative_slope)
+              itemsize, p)
 
 
 cdef void run(Op op, ElementType etype, const char* g, const char* x, char* out, Py_ssize_t n,
-              Py_ssize_t itemsize, double negative_slope, int n_threads,
+              Py_ssize_t itemsize, Params p, int n_threads,
               bint streaming) noexcept nogil:
     """Run the loop over all ``n`` elements: ``g`` is NULL for a unary op."""
     cdef Py_ssize_t align = SLICE_ALIGN_BYTES // itemsize
@@ -363,10 +373,10 @@ cdef void run(Op op, ElementType etype, const char* g, const char* x, char* out,
     cdef Py_ssize_t t, start, count, offset
     if n_threads == 1:
         if streaming:
-            run_slice_streaming(op, etype, g, x, out, n, itemsize, negative_slope)
+            run_slice_streaming(op, etype, g, x, out, n, itemsize, p)
             fastact_stream_fence()
         else:
-            run_slice(op, etype, g, x, out, n, itemsize, negative_slope)
+            run_slice(op, etype, g, x, out, n, itemsize, p)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         start = t * slice_len
@@ -375,15 +385,15 @@ cdef void run(Op op, ElementType etype, const char* g, const char* x, char* out,
             offset = start * itemsize
             if streaming:
                 run_slice_streaming(op, etype, g + offset if g != NULL else NULL, x + offset,
-                                    out + offset, count, itemsize, negative_slope)
+                                    out + offset, count, itemsize, p)
                 fastact_stream_fence()
             else:
                 run_slice(op, etype, g + offset if g != NULL else NULL, x + offset,
-                          out + offset, count, itemsize, negative_slope)
+                          out + offset, count, itemsize, p)
 
 
 cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x, ndarray out,
-                                  double negative_slope):
+                                  Params p):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
     cdef const char* g_data = NULL if g is None else <const char*>cnp.PyArray_DATA(g)
@@ -394,7 +404,7 @@ cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x
     cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= STREAM_MIN_BYTES
                            and out_data != x_data and out_data != g_data)
     with nogil:
-        run(op, etype, g_data, x_data, out_data, n, itemsize, negative_slope, n_threads,
+        run(op, etype, g_data, x_data, out_data, n, itemsize, p, n_threads,
             streaming)
     return out
 
@@ -479,7 +489,7 @@ cdef inline bint same_shape(ndarray a, ndarray b) noexcept:
 
 
 cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object out,
-                         double negative_slope):
+                         Params p):
     if out is not None and not (is_iterable_array(out) and same_shape(x, <ndarray>out)
                                 and cnp.PyArray_ISWRITEABLE(<ndarray>out)):
         return None
@@ -509,7 +519,7 @@ cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object o
     cdef npy_intp* strides
     cdef npy_intp* size
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
-    cdef bint backward = g is not None
+    cdef int x_index = 1 if g is not None else 0
     try:
         # Where an overlap made NumPy write through a temporary, that is the operand here.
         result = out
@@ -522,12 +532,10 @@ cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object o
             size = cnp.NpyIter_GetInnerLoopSizePtr(it)
             with nogil:
                 while True:
-                    if backward:
-                        LOOPS.binary(op, etype, data[0], strides[0], data[1], strides[1],
-                                     data[2], strides[2], size[0], negative_slope)
-                    else:
-                        LOOPS.unary(op, etype, data[0], strides[0], data[1], strides[1],
-                                    size[0], itemsize, negative_slope)
+                    # data[0] is g, or x itself for a forward op (its rule ignores g).
+                    LOOPS.run(op, etype, data[0], strides[0], data[x_index],
+                              strides[x_index], data[x_index + 1], strides[x_index + 1],
+                              size[0], p.p0, p.p1)
                     if not iternext(it):
                         break
     finally:
@@ -536,67 +544,85 @@ cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object o
     return result
 
 
-cdef object unary(Op op, object x, object out, double negative_slope):
+cdef object run_op_on(Op op, object grad_output, object x, object out, Params p):
+    """Run ``op`` (``grad_output`` None for a forward op), or None to decline."""
     if not is_iterable_array(x):
         return None
     cdef ndarray xa = <ndarray>x
+    cdef ndarray ga = None
     cdef ElementType etype = element_type(xa)
-    if not is_covered(op, etype):
+    if not is_covered(op, etype) or not params_ok(op, etype, p):
         return None
-    if is_kernel_array(xa):
+    if grad_output is not None:
+        if not (is_iterable_array(grad_output) and same_shape(xa, <ndarray>grad_output)):
+            return None
+        ga = <ndarray>grad_output
+    if is_kernel_array(xa) and (ga is None or (is_kernel_array(ga) and same_geometry(xa, ga))):
         result = output_for(xa, out)
-        if result is not None:
-            return run_with_gil_released(op, etype, None, xa, <ndarray>result, negative_slope)
-    return run_iterated(op, etype, None, xa, out, negative_slope)
-
-
-cdef object binary(Op op, object grad_output, object x, object out, double negative_slope):
-    if not (is_iterable_array(x) and is_iterable_array(grad_output)):
-        return None
-    cdef ndarray xa = <ndarray>x
-    cdef ndarray ga = <ndarray>grad_output
-    cdef ElementType etype = element_type(xa)
-    if not is_covered(op, etype) or not same_shape(xa, ga):
-        return None
-    if is_kernel_array(xa) and is_kernel_array(ga) and same_geometry(xa, ga):
-        result = output_for(xa, out)
-        if result is not None and not overlaps_partially(ga, <ndarray>result):
-            return run_with_gil_released(op, etype, ga, xa, <ndarray>result, negative_slope)
-    return run_iterated(op, etype, ga, xa, out, negative_slope)
+        if result is not None and (ga is None or not overlaps_partially(ga, <ndarray>result)):
+            return run_with_gil_released(op, etype, ga, xa, <ndarray>result, p)
+    return run_iterated(op, etype, ga, xa, out, p)
 
 
 # ---------------------------------------------------------------------------------------
-# Entry points. The slope must already be a Python float (the Python layer converts and
-# validates anything else), so the common call pays no conversion.
+# Parameters: the checks the Python layer makes (and raises for), made here on the fast
+# path so that a call with a parameter torch refuses declines instead of computing. Filled
+# once at import from the function table.
 
-def relu(x, out):
-    return unary(RELU, x, out, 0.0)
+cdef int N_PARAMS[N_OPS]
+cdef bint ROUNDED_TO_ELEMENT[N_OPS][2]
+cdef bint ORDERED[N_OPS]
+
+for _k, _func in enumerate(FUNCTIONS):
+    N_PARAMS[_k] = 0 if _func.fixed else len(_func.parameters)
+    for _j, _param in enumerate(_func.parameters):
+        ROUNDED_TO_ELEMENT[_k][_j] = _param.rounding != COMPUTE
+    ORDERED[_k] = _func.ordered
+
+cdef extern from "float.h":
+    const double FLT_MAX
+    const double DBL_MAX
 
 
-def leaky_relu(x, negative_slope, out):
-    if type(negative_slope) is not float:
+cdef inline double largest(ElementType etype, bint to_element) noexcept nogil:
+    """The largest finite value of the type a parameter is rounded to."""
+    if etype == FLOAT64:
+        return DBL_MAX
+    if to_element and etype == FLOAT16:
+        return 65504.0
+    if to_element and etype == BFLOAT16:
+        return 3.3895313892515355e38
+    return FLT_MAX
+
+
+cdef inline bint params_ok(Op op, ElementType etype, Params p) noexcept nogil:
+    cdef int k, index = <int>op
+    cdef double value
+    for k in range(N_PARAMS[index]):
+        value = p.p0 if k == 0 else p.p1
+        # As torch: a finite value beyond the type's range is refused; inf and NaN are not.
+        if isfinite(value) and fabs(value) > largest(etype, ROUNDED_TO_ELEMENT[index][k]):
+            return False
+    return not (ORDERED[index] and p.p0 > p.p1)
+
+
+# ---------------------------------------------------------------------------------------
+# Entry points, one per arity: the op is the function's index in the table. Parameters
+# must already be Python floats (the Python layer converts and validates anything else),
+# so the common call pays no conversion; a function without parameters passes 0.0.
+
+def unary(int op, x, out, p0, p1):
+    if not 0 <= op < N_OPS or type(p0) is not float or type(p1) is not float:
         return None
-    return unary(LEAKY_RELU, x, out, <double>negative_slope)
+    return run_op_on(<Op>op, None, x, out, Params(p0, p1))
 
 
-def relu_grad(x, out):
-    return unary(RELU_GRAD, x, out, 0.0)
-
-
-def leaky_relu_grad(x, negative_slope, out):
-    if type(negative_slope) is not float:
+def binary(int op, grad_output, x, out, p0, p1):
+    if not 0 <= op < N_OPS or type(p0) is not float or type(p1) is not float:
         return None
-    return unary(LEAKY_RELU_GRAD, x, out, <double>negative_slope)
-
-
-def relu_backward(grad_output, x, out):
-    return binary(RELU_BACKWARD, grad_output, x, out, 0.0)
-
-
-def leaky_relu_backward(grad_output, x, negative_slope, out):
-    if type(negative_slope) is not float:
+    if not is_iterable_array(grad_output):  # None included: it would mean a forward op
         return None
-    return binary(LEAKY_RELU_BACKWARD, grad_output, x, out, <double>negative_slope)
+    return run_op_on(<Op>op, grad_output, x, out, Params(p0, p1))
 
 
 # ---------------------------------------------------------------------------------------

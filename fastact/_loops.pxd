@@ -1,50 +1,25 @@
 # cython: language_level=3
-"""The typed elementwise loops: one fused-type body per function, and their dispatch.
+"""The typed elementwise loops: one fused-type body for every op, and their dispatch.
 
 Everything here is ``inline``, so each module that cimports it compiles its own copy with
 its own flags: ``_loops_baseline`` (the platform's baseline ISA) and, on x86-64,
 ``_loops_avx2``; ``_kernels`` picks one at import. Another Cython project that cimports
 the kernels (through ``fastact._kernels``) compiles them with its flags too.
 
-Each kernel reads ``n`` contiguous elements and writes ``n`` contiguous elements. ``out``
-may be the very same pointer as an input (in place); any other overlap is the caller's
-business. A slope is passed as a double and rounded to the element type first (float32 for
-16-bit floats), as torch rounds it.
+The ops come from the function table (``_functions.py``) through the generated
+``_ops.pxi`` (the ``Op`` enum, one tag type per op, the op -> rule mapping) and
+``_ops_dispatch.pxi`` (the run-time dispatch and the Cython API kernels). A loop here is
+written once over ``op_t`` and ``element_t``; the compiler gets one copy per op and type,
+with the rule inlined. Parameters come as doubles and the rules round them as torch does.
 """
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
-from libc.string cimport memcpy
 
-from fastact._elementwise cimport (
-    bfloat16_t,
-    element_t,
-    float16_t,
-    leaky_relu_backward_rule,
-    leaky_relu_grad_rule,
-    leaky_relu_rule,
-    relu_backward_rule,
-    relu_grad_rule,
-    relu_rule,
-)
+from fastact._elementwise cimport *
 
 # ---------------------------------------------------------------------------------------
-# The element types, in one place. relu also covers signed integers (unsigned relu is the
-# identity); every function covers the four float formats.
-
-ctypedef fused floating_t:
-    float
-    double
-    float16_t
-    bfloat16_t
-
-cdef enum Op:
-    RELU
-    LEAKY_RELU
-    RELU_GRAD
-    LEAKY_RELU_GRAD
-    RELU_BACKWARD
-    LEAKY_RELU_BACKWARD
+# The element types, in one place.
 
 cdef enum ElementType:
     UNSUPPORTED
@@ -56,122 +31,44 @@ cdef enum ElementType:
     INT16
     INT32
     INT64
-    UNSIGNED  # any width
+    UINT8
+    UINT16
+    UINT32
+    UINT64
 
 
-cdef inline bint is_covered(Op op, ElementType etype) noexcept nogil:
-    if op == RELU:
-        return etype != UNSUPPORTED
+cdef inline bint is_float_type(ElementType etype) noexcept nogil:
     return etype == FLOAT16 or etype == BFLOAT16 or etype == FLOAT32 or etype == FLOAT64
 
 
+include "_ops.pxi"
+
 # ---------------------------------------------------------------------------------------
-# The loops, each written once over element steps: the public contiguous kernels call them
-# with literal steps of 1, which the compiler propagates (the functions are inline) into a
-# unit-stride loop that it vectorises; any other step gives the strided loop. Every operand
-# is loaded before the select, so the compiler turns the ternary into a vector compare +
-# blend instead of a branch (random signs would make a branch mispredict half the time).
-# The rules, with the reason for each comparison, are in _elementwise.pxd (for 16-bit
-# floats they compute the product before choosing, for the same reason).
+# The loop, written once over element steps: the contiguous paths call it with literal
+# steps of 1, which the compiler propagates (it is inline) into a unit-stride loop that it
+# vectorises; any other step gives the strided loop. Every operand is loaded before the
+# select, so the compiler turns the rule's ternary into a vector compare + blend instead of
+# a branch (random signs would make a branch mispredict half the time). A forward op gets
+# ``g = x``: its rule ignores ``g``, and the dead load goes away. The rules, with the reason
+# for each comparison, are in _elementwise.pxd.
 
-cdef inline void relu_loop(const element_t* x, Py_ssize_t x_step, element_t* out,
-                           Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
+cdef inline void elementwise_loop(op_t* op, const element_t* g, Py_ssize_t g_step,
+                                  const element_t* x, Py_ssize_t x_step, element_t* out,
+                                  Py_ssize_t out_step, Py_ssize_t n, double p0,
+                                  double p1) noexcept nogil:
     cdef Py_ssize_t i
-    cdef element_t xi
+    cdef element_t gi, xi
     for i in range(n):
+        gi = g[i * g_step]
         xi = x[i * x_step]
-        out[i * out_step] = relu_rule(xi)
-
-
-cdef inline void leaky_relu_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
-                                 Py_ssize_t out_step, Py_ssize_t n,
-                                 double negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i * x_step]
-        out[i * out_step] = leaky_relu_rule(xi, negative_slope)
-
-
-cdef inline void relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
-                                Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i * x_step]
-        out[i * out_step] = relu_grad_rule(xi)
-
-
-cdef inline void leaky_relu_grad_loop(const floating_t* x, Py_ssize_t x_step, floating_t* out,
-                                      Py_ssize_t out_step, Py_ssize_t n,
-                                      double negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t xi
-    for i in range(n):
-        xi = x[i * x_step]
-        out[i * out_step] = leaky_relu_grad_rule(xi, negative_slope)
-
-
-cdef inline void relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_step,
-                                    const floating_t* x, Py_ssize_t x_step, floating_t* out,
-                                    Py_ssize_t out_step, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t gi, xi
-    for i in range(n):
-        gi = grad_output[i * g_step]
-        xi = x[i * x_step]
-        out[i * out_step] = relu_backward_rule(gi, xi)
-
-
-cdef inline void leaky_relu_backward_loop(const floating_t* grad_output, Py_ssize_t g_step,
-                                          const floating_t* x, Py_ssize_t x_step,
-                                          floating_t* out, Py_ssize_t out_step, Py_ssize_t n,
-                                          double negative_slope) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating_t gi, xi
-    for i in range(n):
-        gi = grad_output[i * g_step]
-        xi = x[i * x_step]
-        out[i * out_step] = leaky_relu_backward_rule(gi, xi, negative_slope)
-
-
-# The contiguous kernels: the Cython API (see _kernels.pxd).
-
-cdef inline void relu_kernel(const element_t* x, element_t* out, Py_ssize_t n) noexcept nogil:
-    relu_loop(x, 1, out, 1, n)
-
-
-cdef inline void leaky_relu_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
-                                   double negative_slope) noexcept nogil:
-    leaky_relu_loop(x, 1, out, 1, n, negative_slope)
-
-
-cdef inline void relu_grad_kernel(const floating_t* x, floating_t* out,
-                                  Py_ssize_t n) noexcept nogil:
-    relu_grad_loop(x, 1, out, 1, n)
-
-
-cdef inline void leaky_relu_grad_kernel(const floating_t* x, floating_t* out, Py_ssize_t n,
-                                        double negative_slope) noexcept nogil:
-    leaky_relu_grad_loop(x, 1, out, 1, n, negative_slope)
-
-
-cdef inline void relu_backward_kernel(const floating_t* grad_output, const floating_t* x,
-                                      floating_t* out, Py_ssize_t n) noexcept nogil:
-    relu_backward_loop(grad_output, 1, x, 1, out, 1, n)
-
-
-cdef inline void leaky_relu_backward_kernel(const floating_t* grad_output,
-                                            const floating_t* x, floating_t* out,
-                                            Py_ssize_t n, double negative_slope) noexcept nogil:
-    leaky_relu_backward_loop(grad_output, 1, x, 1, out, 1, n, negative_slope)
+        out[i * out_step] = apply_op(op, gi, xi, p0, p1)
 
 
 # ---------------------------------------------------------------------------------------
 # float16 products with F16C (the AVX2 build: every AVX2 CPU has it): a block of halves is
 # widened to float32 by the hardware, run through the float32 loop and narrowed back, ties
-# to even. The same result as the portable rule (x > 0 selects x, whose round trip is
-# exact; otherwise float32(x) * s rounded once), at a fraction of the bit-twiddling cost.
+# to even. The same result as the portable rule for the ops whose 16-bit rule is the
+# float32 rule rounded once (``op_widens``), at a fraction of the bit-twiddling cost.
 
 cdef extern from *:
     """
@@ -209,158 +106,154 @@ cdef enum:
     F16C_BLOCK = 256
 
 
-cdef inline void float16_product_via_f16c(Op op, const float16_t* grad_output,
-                                          const float16_t* x, float16_t* out, Py_ssize_t n,
-                                          double negative_slope) noexcept nogil:
-    """leaky_relu (grad_output NULL) or leaky_relu_backward over contiguous float16."""
+cdef inline void float16_via_f16c(op_t* op, const float16_t* g, const float16_t* x,
+                                  float16_t* out, Py_ssize_t n, double p0,
+                                  double p1) noexcept nogil:
     cdef float g_block[F16C_BLOCK]
     cdef float x_block[F16C_BLOCK]
     cdef float out_block[F16C_BLOCK]
     cdef Py_ssize_t start = 0, m
+    # A forward op has g == x: its block is x's.
+    cdef const float* g_widened = &g_block[0]
+    if g == x:
+        g_widened = &x_block[0]
     while start < n:
         m = min(<Py_ssize_t>F16C_BLOCK, n - start)
         fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
-        if op == LEAKY_RELU:
-            leaky_relu_loop(<const float*>x_block, 1, <float*>out_block, 1, m, negative_slope)
-        else:
-            fastact_widen_float16(<const uint16_t*>(grad_output + start), g_block, m)
-            leaky_relu_backward_loop(<const float*>g_block, 1, <const float*>x_block, 1,
-                                     <float*>out_block, 1, m, negative_slope)
+        if g != x:
+            fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
+        elementwise_loop(op, g_widened, 1, <const float*>x_block, 1, <float*>out_block, 1, m,
+                         p0, p1)
         fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
         start += m
 
 
 # ---------------------------------------------------------------------------------------
-# Dispatch from (operation, element type, steps) to a loop, behind one signature per arity
-# so that a table of two function pointers selects a whole instruction-set build. Steps
-# are in bytes here (NumPy's strides) and in elements below; the arrays are aligned, so
-# they divide exactly.
+# From byte strides and an element type to a typed loop. Strides are in bytes here
+# (NumPy's) and in elements in the loop; the arrays are aligned, so they divide exactly.
 
-cdef inline void unary_op(Op op, const element_t* x, Py_ssize_t x_step, element_t* out,
-                          Py_ssize_t out_step, Py_ssize_t n,
-                          double negative_slope) noexcept nogil:
-    if op == RELU:
-        relu_loop(x, x_step, out, out_step, n)
-    elif element_t is float or element_t is double or element_t is float16_t \
-            or element_t is bfloat16_t:
-        if op == LEAKY_RELU:
-            leaky_relu_loop(x, x_step, out, out_step, n, negative_slope)
-        elif op == RELU_GRAD:
-            relu_grad_loop(x, x_step, out, out_step, n)
-        else:
-            leaky_relu_grad_loop(x, x_step, out, out_step, n, negative_slope)
-
-
-cdef inline void run_typed_unary(Op op, const element_t* x, Py_ssize_t x_stride, element_t* out,
-                                 Py_ssize_t out_stride, Py_ssize_t n,
-                                 double negative_slope) noexcept nogil:
-    if x_stride == sizeof(element_t) and out_stride == sizeof(element_t):
-        if element_t is float16_t:
-            if FASTACT_HAS_F16C and op == LEAKY_RELU:
-                float16_product_via_f16c(op, NULL, x, out, n, negative_slope)
-                return
-        unary_op(op, x, 1, out, 1, n, negative_slope)
-    else:
-        unary_op(op, x, x_stride // <Py_ssize_t>sizeof(element_t), out,
-                 out_stride // <Py_ssize_t>sizeof(element_t), n, negative_slope)
-
-
-cdef inline void run_typed_binary(Op op, const floating_t* grad_output, Py_ssize_t g_stride,
-                                  const floating_t* x, Py_ssize_t x_stride, floating_t* out,
-                                  Py_ssize_t out_stride, Py_ssize_t n,
-                                  double negative_slope) noexcept nogil:
-    cdef Py_ssize_t size = sizeof(floating_t)
+cdef inline void run_typed(op_t* op, const element_t* g, Py_ssize_t g_stride,
+                           const element_t* x, Py_ssize_t x_stride, element_t* out,
+                           Py_ssize_t out_stride, Py_ssize_t n, double p0,
+                           double p1) noexcept nogil:
+    cdef Py_ssize_t size = sizeof(element_t)
     if g_stride == size and x_stride == size and out_stride == size:
-        if floating_t is float16_t:
-            if FASTACT_HAS_F16C and op == LEAKY_RELU_BACKWARD:
-                float16_product_via_f16c(op, grad_output, x, out, n, negative_slope)
+        if element_t is float16_t:
+            if FASTACT_HAS_F16C and op_widens(op):
+                float16_via_f16c(op, g, x, out, n, p0, p1)
                 return
-        if op == RELU_BACKWARD:
-            relu_backward_loop(grad_output, 1, x, 1, out, 1, n)
-        else:
-            leaky_relu_backward_loop(grad_output, 1, x, 1, out, 1, n, negative_slope)
-    elif op == RELU_BACKWARD:
-        relu_backward_loop(grad_output, g_stride // size, x, x_stride // size, out,
-                           out_stride // size, n)
+        elementwise_loop(op, g, 1, x, 1, out, 1, n, p0, p1)
     else:
-        leaky_relu_backward_loop(grad_output, g_stride // size, x, x_stride // size, out,
-                                 out_stride // size, n, negative_slope)
+        elementwise_loop(op, g, g_stride // size, x, x_stride // size, out,
+                         out_stride // size, n, p0, p1)
 
 
-cdef inline void copy_strided(const char* x, Py_ssize_t x_stride, char* out,
-                              Py_ssize_t out_stride, Py_ssize_t n,
-                              Py_ssize_t itemsize) noexcept nogil:
-    cdef Py_ssize_t i
-    if x == out and x_stride == out_stride:
-        return
-    if x_stride == itemsize and out_stride == itemsize:
-        memcpy(out, x, n * itemsize)
-        return
-    for i in range(n):
-        memcpy(out + i * out_stride, x + i * x_stride, itemsize)
-
-
-cdef inline void run_unary(Op op, ElementType etype, const char* x, Py_ssize_t x_stride,
-                           char* out, Py_ssize_t out_stride, Py_ssize_t n, Py_ssize_t itemsize,
-                           double negative_slope) noexcept nogil:
-    """Run a unary op; the caller has checked ``is_covered(op, etype)``."""
+cdef inline void run_float_type(op_t* op, ElementType etype, const char* g,
+                                Py_ssize_t g_stride, const char* x, Py_ssize_t x_stride,
+                                char* out, Py_ssize_t out_stride, Py_ssize_t n, double p0,
+                                double p1) noexcept nogil:
     if etype == FLOAT32:
-        run_typed_unary(op, <const float*>x, x_stride, <float*>out, out_stride, n,
-                        negative_slope)
+        run_typed(op, <const float*>g, g_stride, <const float*>x, x_stride, <float*>out,
+                  out_stride, n, p0, p1)
     elif etype == FLOAT64:
-        run_typed_unary(op, <const double*>x, x_stride, <double*>out, out_stride, n,
-                        negative_slope)
+        run_typed(op, <const double*>g, g_stride, <const double*>x, x_stride, <double*>out,
+                  out_stride, n, p0, p1)
     elif etype == FLOAT16:
-        run_typed_unary(op, <const float16_t*>x, x_stride, <float16_t*>out, out_stride, n,
-                        negative_slope)
+        run_typed(op, <const float16_t*>g, g_stride, <const float16_t*>x, x_stride,
+                  <float16_t*>out, out_stride, n, p0, p1)
     elif etype == BFLOAT16:
-        run_typed_unary(op, <const bfloat16_t*>x, x_stride, <bfloat16_t*>out, out_stride, n,
-                        negative_slope)
-    elif etype == INT8:
-        run_typed_unary(op, <const int8_t*>x, x_stride, <int8_t*>out, out_stride, n, 0.0)
+        run_typed(op, <const bfloat16_t*>g, g_stride, <const bfloat16_t*>x, x_stride,
+                  <bfloat16_t*>out, out_stride, n, p0, p1)
+
+
+cdef inline void run_any_type(op_t* op, ElementType etype, const char* g,
+                              Py_ssize_t g_stride, const char* x, Py_ssize_t x_stride,
+                              char* out, Py_ssize_t out_stride, Py_ssize_t n, double p0,
+                              double p1) noexcept nogil:
+    if etype == INT8:
+        run_typed(op, <const int8_t*>g, g_stride, <const int8_t*>x, x_stride, <int8_t*>out,
+                  out_stride, n, p0, p1)
     elif etype == INT16:
-        run_typed_unary(op, <const int16_t*>x, x_stride, <int16_t*>out, out_stride, n, 0.0)
+        run_typed(op, <const int16_t*>g, g_stride, <const int16_t*>x, x_stride,
+                  <int16_t*>out, out_stride, n, p0, p1)
     elif etype == INT32:
-        run_typed_unary(op, <const int32_t*>x, x_stride, <int32_t*>out, out_stride, n, 0.0)
+        run_typed(op, <const int32_t*>g, g_stride, <const int32_t*>x, x_stride,
+                  <int32_t*>out, out_stride, n, p0, p1)
     elif etype == INT64:
-        run_typed_unary(op, <const int64_t*>x, x_stride, <int64_t*>out, out_stride, n, 0.0)
-    elif etype == UNSIGNED:  # relu of an unsigned integer is the identity
-        copy_strided(x, x_stride, out, out_stride, n, itemsize)
-
-
-cdef inline void run_binary(Op op, ElementType etype, const char* grad_output,
-                            Py_ssize_t g_stride, const char* x, Py_ssize_t x_stride, char* out,
-                            Py_ssize_t out_stride, Py_ssize_t n,
-                            double negative_slope) noexcept nogil:
-    """Run a backward op; the caller has checked ``is_covered(op, etype)``."""
-    if etype == FLOAT32:
-        run_typed_binary(op, <const float*>grad_output, g_stride, <const float*>x, x_stride,
-                         <float*>out, out_stride, n, negative_slope)
-    elif etype == FLOAT64:
-        run_typed_binary(op, <const double*>grad_output, g_stride, <const double*>x, x_stride,
-                         <double*>out, out_stride, n, negative_slope)
-    elif etype == FLOAT16:
-        run_typed_binary(op, <const float16_t*>grad_output, g_stride, <const float16_t*>x,
-                         x_stride, <float16_t*>out, out_stride, n, negative_slope)
+        run_typed(op, <const int64_t*>g, g_stride, <const int64_t*>x, x_stride,
+                  <int64_t*>out, out_stride, n, p0, p1)
+    elif etype == UINT8:
+        run_typed(op, <const uint8_t*>g, g_stride, <const uint8_t*>x, x_stride,
+                  <uint8_t*>out, out_stride, n, p0, p1)
+    elif etype == UINT16:
+        run_typed(op, <const uint16_t*>g, g_stride, <const uint16_t*>x, x_stride,
+                  <uint16_t*>out, out_stride, n, p0, p1)
+    elif etype == UINT32:
+        run_typed(op, <const uint32_t*>g, g_stride, <const uint32_t*>x, x_stride,
+                  <uint32_t*>out, out_stride, n, p0, p1)
+    elif etype == UINT64:
+        run_typed(op, <const uint64_t*>g, g_stride, <const uint64_t*>x, x_stride,
+                  <uint64_t*>out, out_stride, n, p0, p1)
     else:
-        run_typed_binary(op, <const bfloat16_t*>grad_output, g_stride, <const bfloat16_t*>x,
-                         x_stride, <bfloat16_t*>out, out_stride, n, negative_slope)
+        run_float_type(op, etype, g, g_stride, x, x_stride, out, out_stride, n, p0, p1)
 
 
-# Strides in bytes; a contiguous operand has its item size as stride.
-ctypedef void (*unary_loop)(Op op, ElementType etype, const char* x, Py_ssize_t x_stride,
-                            char* out, Py_ssize_t out_stride, Py_ssize_t n,
-                            Py_ssize_t itemsize, double negative_slope) noexcept nogil
-ctypedef void (*binary_loop)(Op op, ElementType etype, const char* grad_output,
-                             Py_ssize_t g_stride, const char* x, Py_ssize_t x_stride,
-                             char* out, Py_ssize_t out_stride, Py_ssize_t n,
-                             double negative_slope) noexcept nogil
+# ---------------------------------------------------------------------------------------
+# A ufunc loop whose parameters vary along the run (a slope per channel, broadcast): the
+# rule element by element. args/steps hold the ufunc's operands in order: [g,] x, the
+# parameters, out. float16 and bfloat16 loops take their parameters as float32, as torch
+# computes in float32; float32 and float64 loops in their own type.
+
+cdef inline double param_at(char** args, Py_ssize_t* steps, int k, Py_ssize_t i,
+                            bint is_double) noexcept nogil:
+    if is_double:
+        return (<double*>(args[k] + i * steps[k]))[0]
+    return (<float*>(args[k] + i * steps[k]))[0]
+
+
+cdef inline void per_element_loop(op_t* op, char** args, Py_ssize_t* steps, Py_ssize_t n,
+                                  int n_operands, int n_params,
+                                  element_t* tag) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int last = n_operands + n_params
+    cdef int xk = n_operands - 1
+    cdef bint is_double = element_t is double
+    cdef double p0, p1
+    cdef element_t g, x
+    for i in range(n):
+        p0 = param_at(args, steps, n_operands, i, is_double) if n_params > 0 else 0.0
+        p1 = param_at(args, steps, n_operands + 1, i, is_double) if n_params > 1 else 0.0
+        g = (<element_t*>(args[0] + i * steps[0]))[0]
+        x = (<element_t*>(args[xk] + i * steps[xk]))[0]
+        (<element_t*>(args[last] + i * steps[last]))[0] = apply_op(op, g, x, p0, p1)
+
+
+cdef inline void per_element_typed(op_t* op, char** args, Py_ssize_t* steps, Py_ssize_t n,
+                                   int n_operands, int n_params,
+                                   char type_char) noexcept nogil:
+    if type_char == b'f':
+        per_element_loop(op, args, steps, n, n_operands, n_params, <float*>NULL)
+    elif type_char == b'd':
+        per_element_loop(op, args, steps, n, n_operands, n_params, <double*>NULL)
+    elif type_char == b'e':
+        per_element_loop(op, args, steps, n, n_operands, n_params, <float16_t*>NULL)
+
+
+include "_ops_dispatch.pxi"
+
+
+# ---------------------------------------------------------------------------------------
+# One build of the loops behind one function pointer, so that a table selects a whole
+# instruction-set build at run time.
+
+ctypedef void (*op_loop)(Op op, ElementType etype, const char* g, Py_ssize_t g_stride,
+                         const char* x, Py_ssize_t x_stride, char* out, Py_ssize_t out_stride,
+                         Py_ssize_t n, double p0, double p1) noexcept nogil
 
 ctypedef struct LoopTable:
     const char* isa  # the instruction set the loops were compiled for
     const char* cflags  # and the compiler flags
-    unary_loop unary
-    binary_loop binary
+    op_loop run
 
 
 cdef extern from *:
@@ -382,6 +275,5 @@ cdef inline object export_loop_table(const char* isa):
         raise MemoryError()
     table.isa = isa
     table.cflags = FASTACT_LOOP_CFLAGS
-    table.unary = run_unary
-    table.binary = run_binary
+    table.run = run_op
     return PyCapsule_New(table, FASTACT_LOOP_TABLE_NAME, NULL)

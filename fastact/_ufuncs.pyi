@@ -1,3 +1,5 @@
+# Generated from fastact/_functions.py by fastact/_codegen.py: do not edit.
+
 import numpy as np
 
 relu: np.ufunc
@@ -6,3 +8,4 @@ relu_grad: np.ufunc
 leaky_relu_grad: np.ufunc
 relu_backward: np.ufunc
 leaky_relu_backward: np.ufunc
+UFUNCS: dict[str, np.ufunc]

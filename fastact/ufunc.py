@@ -16,20 +16,7 @@ slope array with float32 ``x`` gives float64); a 0-d result is a scalar. float16
 take the slope as float32, as torch does.
 """
 
-from ._ufuncs import (
-    leaky_relu,
-    leaky_relu_backward,
-    leaky_relu_grad,
-    relu,
-    relu_backward,
-    relu_grad,
-)
+from . import _ufuncs
+from ._ufuncs import *  # noqa: F403 (one ufunc per function of the table)
 
-__all__ = [
-    "leaky_relu",
-    "leaky_relu_backward",
-    "leaky_relu_grad",
-    "relu",
-    "relu_backward",
-    "relu_grad",
-]
+__all__ = list(_ufuncs.UFUNCS)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import fastact
+from fastact._functions import BY_NAME
+from fastact._functions import FUNCTIONS as TABLE
 
 requires_compiled = pytest.mark.skipif(
     not fastact.COMPILED, reason="FASTACT_DISABLE_COMPILED is set: testing the reference path"
@@ -27,13 +29,32 @@ KERNEL_FLOAT_DTYPES = FLOAT_DTYPES + BFLOAT16_DTYPES
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
 # Slopes that each hit a rule: zero, the default, ordinary, identity, > 1, negative,
-# NaN, infinite, below float16/float32 resolution, and overflowing float32.
-SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5, float("nan"), float("inf"), 1e-45, 1e300)
+# NaN, infinite, below float16/float32 resolution, and the largest float32 (a larger one
+# is refused below float64, as torch refuses it: test_parameters.py).
+SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5, float("nan"), float("inf"), 1e-45, 3.4e38)
 
-UNARY = ("relu", "leaky_relu", "relu_grad", "leaky_relu_grad")
-BINARY = ("relu_backward", "leaky_relu_backward")
-FUNCTIONS = UNARY + BINARY
-WITH_SLOPE = ("leaky_relu", "leaky_relu_grad", "leaky_relu_backward")
+# The functions, from the table: every test that loops over them covers a new one.
+FUNCTIONS = tuple(f.name for f in TABLE)
+UNARY = tuple(f.name for f in TABLE if not f.is_backward)
+BINARY = tuple(f.name for f in TABLE if f.is_backward)
+WITH_SLOPE = tuple(f.name for f in TABLE if [p.name for p in f.parameters] == ["negative_slope"])
+
+
+def parameter_cases(name: str) -> list[tuple[float, ...]]:
+    """Values of a function's parameters that each hit a rule (its boundaries included)."""
+    spec = BY_NAME[name]
+    if not spec.parameters:
+        return [()]
+    if name in WITH_SLOPE:
+        return [(s,) for s in SLOPES]
+    raise KeyError(f"no parameter cases for {name}")
+
+
+def default_parameters(name: str, slope: float) -> tuple[float, ...]:
+    """One set of parameters for ``name``: ``slope`` where it takes a slope."""
+    if name in WITH_SLOPE:
+        return (slope,)
+    return parameter_cases(name)[0]
 
 
 def edge_values(dtype) -> np.ndarray:
@@ -76,10 +97,35 @@ def sample(dtype, n: int, rng: np.random.Generator) -> np.ndarray:
     return values
 
 
-def args_for(name: str, x: np.ndarray, g: np.ndarray, slope: float) -> tuple:
-    """Positional arguments of function ``name`` (without ``out``)."""
+def args_for(name: str, x: np.ndarray, g: np.ndarray, slope: float | tuple) -> tuple:
+    """Positional arguments of function ``name`` (without ``out``).
+
+    ``slope`` is the slope of a function that takes one, or a tuple of all the function's
+    parameters; other functions get their first parameter case.
+    """
     args: tuple = (g, x) if name in BINARY else (x,)
-    return (*args, slope) if name in WITH_SLOPE else args
+    params = slope if isinstance(slope, tuple) else default_parameters(name, slope)
+    return (*args, *params)
+
+
+def compiled_entry(name: str) -> Callable[..., object]:
+    """The compiled entry point of ``name`` called as ``(*args_for(...), out)``.
+
+    Returns the result, or None where the entry point declines the arguments.
+    """
+    from fastact import _kernels
+
+    spec = BY_NAME[name]
+    op = FUNCTIONS.index(name)
+    entry = _kernels.binary if spec.is_backward else _kernels.unary
+    n_arrays = len(spec.operands)
+
+    def call(*args: object) -> object:
+        *given, out = args
+        params = [float(p) for p in given[n_arrays:]] if not spec.fixed else []
+        return entry(op, *given[:n_arrays], out, *(*params, 0.0, 0.0)[:2])
+
+    return call
 
 
 def _native(a: np.ndarray) -> np.ndarray:

@@ -288,6 +288,18 @@ def predict(name: str, d: Draw):
                 slope = float(d.slope)
             except OverflowError:
                 wrong.append((ValueError, "negative_slope"))
+            else:
+                # torch refuses a finite slope beyond the range of the type it computes in
+                # (float32, except for float64 input).
+                x_dtype = arrays["x"].dtype if "x" in arrays else None
+                float32_max = float(np.finfo(np.float32).max)
+                if (
+                    x_dtype is not None
+                    and x_dtype != np.float64
+                    and np.isfinite(slope)
+                    and abs(slope) > float32_max
+                ):
+                    wrong.append((ValueError, "negative_slope"))
         else:
             wrong.append((TypeError, "negative_slope"))
     if d.pass_out and d.out is not None:

@@ -1,0 +1,209 @@
+"""Code derived from the function table (``_functions.py``), written out as files.
+
+- ``_ops.pxi`` and ``_ops_dispatch.pxi``, Cython included by ``_loops.pxd``: the ``Op``
+  enum, one tag type per op, the op -> rule mapping, the run-time dispatch from an op to its
+  compiled loop, and the Cython API kernels. ``setup.py`` writes them before cythonizing;
+  they are build outputs, never edited or committed.
+- ``_api.pyi`` and ``_ufuncs.pyi``, the stubs type checkers read for the functions that
+  ``_api.py`` and ``_ufuncs.pyx`` build at import. They are committed (type checkers read
+  the source tree); ``python fastact/_codegen.py`` rewrites them and a test checks that
+  they match the table.
+
+Runs on the table alone: nothing else of fastact is imported, so ``setup.py`` can call it
+before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    from . import _functions
+except ImportError:  # run by path from setup.py, before the package exists
+    import _functions  # type: ignore[no-redef]
+
+Function = _functions.Function
+FUNCTIONS = _functions.FUNCTIONS
+
+HERE = Path(__file__).resolve().parent
+_HEADER = "# Generated from fastact/_functions.py by fastact/_codegen.py: do not edit.\n"
+
+
+def _tag(func: Function) -> str:
+    return f"{func.name}_op"
+
+
+def _rule_call(func: Function) -> str:
+    operands = "g, x" if func.is_backward else "x"
+    if func.fixed:
+        params = [repr(float(v)) for v in func.fixed]
+    else:
+        params = [f"p{k}" for k in range(len(func.parameters))]
+    return f"{func.rule}_rule({', '.join([operands, *params])})"
+
+
+def ops_pxi() -> str:
+    """The op enum, the op tags and the op -> rule mapping (before the loops)."""
+    lines = [_HEADER, "cdef enum Op:"]
+    lines += [f"    {f.op} = {k}" for k, f in enumerate(FUNCTIONS)]
+    lines.append(f"    N_OPS = {len(FUNCTIONS)}\n")
+    lines.append("# One empty struct per op, so that a fused type tells the ops apart at compile")
+    lines.append("# time: a loop over `op_t* op` is compiled once per op, with its rule inlined.")
+    for f in FUNCTIONS:
+        lines += [f"ctypedef struct {_tag(f)}:", "    char unused", ""]
+    lines.append("ctypedef fused op_t:")
+    lines += [f"    {_tag(f)}" for f in FUNCTIONS]
+    lines.append("")
+    lines.append("")
+    lines.append(
+        "cdef inline element_t apply_op(op_t* op, element_t g, element_t x, double p0,\n"
+        "                               double p1) noexcept nogil:\n"
+        '    """The element rule of ``op``; ``g`` is ignored by a forward op."""'
+    )
+    for k, f in enumerate(FUNCTIONS):
+        keyword = "if" if k == 0 else "elif"
+        lines += [f"    {keyword} op_t is {_tag(f)}:", f"        return {_rule_call(f)}"]
+    lines.append("")
+    lines.append("")
+    lines.append(
+        "cdef inline bint op_widens(op_t* op) noexcept nogil:\n"
+        '    """Whether the 16-bit rule is the float32 rule, rounded once (a product)."""'
+    )
+    widening = [f for f in FUNCTIONS if f.widens]
+    if widening:
+        test = " or ".join(f"op_t is {_tag(f)}" for f in widening)
+        lines.append(f"    return {test}")
+    else:
+        lines.append("    return False")
+    return "\n".join(lines) + "\n"
+
+
+_SIGNATURE = (
+    "(Op op, ElementType etype, const char* g, Py_ssize_t g_stride,\n"
+    "                        const char* x, Py_ssize_t x_stride, char* out,\n"
+    "                        Py_ssize_t out_stride, Py_ssize_t n, double p0,\n"
+    "                        double p1) noexcept nogil:"
+)
+
+
+def ops_dispatch_pxi() -> str:
+    """The run-time dispatch to each op's loops, and the Cython API (after the loops)."""
+    lines = [_HEADER]
+    lines.append(f"cdef inline void run_op{_SIGNATURE}")
+    lines.append(
+        '    """Run ``op`` on ``n`` elements at byte strides; ``g`` is ``x`` for a forward\n'
+        '    op. The caller has checked ``is_covered(op, etype)``."""'
+    )
+    for k, f in enumerate(FUNCTIONS):
+        keyword = "if" if k == 0 else "elif"
+        runner = "run_any_type" if f.integers else "run_float_type"
+        lines.append(f"    {keyword} op == {f.op}:")
+        lines.append(
+            f"        {runner}(<{_tag(f)}*>NULL, etype, g, g_stride, x, x_stride, out,"
+            " out_stride, n, p0, p1)"
+        )
+    lines.append("\n")
+    lines.append("cdef inline bint is_covered(Op op, ElementType etype) noexcept nogil:")
+    integer_ops = [f for f in FUNCTIONS if f.integers]
+    if integer_ops:
+        test = " or ".join(f"op == {f.op}" for f in integer_ops)
+        lines.append(f"    if {test}:")
+        lines.append("        return etype != UNSUPPORTED")
+    lines.append("    return is_float_type(etype)\n\n")
+    lines.append(
+        "cdef inline void run_op_per_element(Op op, char** args, Py_ssize_t* steps,\n"
+        "                                    Py_ssize_t n, char type_char) noexcept nogil:\n"
+        '    """A ufunc loop whose parameters vary along the run (see ``per_element_loop``)."""'
+    )
+    for k, f in enumerate(FUNCTIONS):
+        keyword = "if" if k == 0 else "elif"
+        lines.append(f"    {keyword} op == {f.op}:")
+        lines.append(
+            f"        per_element_typed(<{_tag(f)}*>NULL, args, steps, n, {len(f.operands)}, "
+            f"{f.rule_arity if not f.fixed else 0}, type_char)"
+        )
+    lines.append("\n")
+    lines.append(
+        "# The Cython API: contiguous kernels over a pointer and a length (_kernels.pxd)."
+    )
+    for f in FUNCTIONS:
+        ctype = "element_t" if f.integers else "floating_t"
+        operands = [f"const {ctype}* {name}" for name in f.operands]
+        params = [f"double {p.name}" for p in f.parameters]
+        args = ", ".join([*operands, f"{ctype}* out", "Py_ssize_t n", *params])
+        g = f.operands[0]
+        x = f.operands[-1]
+        values = [p.name for p in f.parameters] + ["0.0"] * (2 - len(f.parameters))
+        lines.append(f"cdef inline void {f.name}_kernel({args}) noexcept nogil:")
+        lines.append(
+            f"    elementwise_loop(<{_tag(f)}*>NULL, {g}, 1, {x}, 1, out, 1, n, "
+            f"{', '.join(values)})\n\n"
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Stubs.
+
+_ARRAY_LIKE = "ArrayLike"
+_LINE_LENGTH = 99  # pyproject.toml's [tool.ruff] line-length
+
+
+def _stub_signature(func: Function) -> str:
+    """A ``def`` line for the stub, laid out as ``ruff format`` lays it out."""
+    parts = [f"{name}: {_ARRAY_LIKE}" for name in func.operands]
+    for p in func.parameters:
+        default = "" if p.default is None else f" = {p.default!r}"
+        parts.append(f"{p.name}: float{default}")
+    parts.append("out: NDArray[Any] | None = None")
+    joined = ", ".join(parts)
+    one_line = f"def {func.name}({joined}) -> Any: ..."
+    if len(one_line) <= _LINE_LENGTH:
+        return one_line
+    if len(joined) + 4 <= _LINE_LENGTH:
+        return f"def {func.name}(\n    {joined}\n) -> Any: ..."
+    body = "".join(f"    {part},\n" for part in parts)
+    return f"def {func.name}(\n{body}) -> Any: ..."
+
+
+def api_stub() -> str:
+    names = sorted(f.name for f in FUNCTIONS)
+    lines = [
+        _HEADER,
+        "from typing import Any",
+        "",
+        "from numpy.typing import ArrayLike, NDArray",
+        "",
+        "__all__ = [",
+        *(f'    "{n}",' for n in names),
+        "]",
+        "",
+    ]
+    lines += [_stub_signature(f) for f in FUNCTIONS]
+    return "\n".join(lines) + "\n"
+
+
+def ufuncs_stub() -> str:
+    lines = [_HEADER, "import numpy as np", ""]
+    lines += [f"{f.name}: np.ufunc" for f in FUNCTIONS]
+    lines.append("UFUNCS: dict[str, np.ufunc]")
+    return "\n".join(lines) + "\n"
+
+
+GENERATED_PXI = {"_ops.pxi": ops_pxi, "_ops_dispatch.pxi": ops_dispatch_pxi}
+STUBS = {"_api.pyi": api_stub, "_ufuncs.pyi": ufuncs_stub}
+
+
+def write(files: dict, folder: Path = HERE) -> None:
+    """Write each file whose text changed (an unchanged file keeps its time stamp)."""
+    for name, make in files.items():
+        path = folder / name
+        text = make()
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+
+
+if __name__ == "__main__":
+    write({**GENERATED_PXI, **STUBS})
+    sys.exit(0)

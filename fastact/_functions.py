@@ -1,0 +1,255 @@
+"""The function table: every elementwise function of fastact, declared once.
+
+Each row says what a function is: its name, its array operands, its scalar parameters
+(with their defaults and the type torch rounds them to), the element rule that computes it
+(``<rule>_rule`` in ``_elementwise.pxd``), which dtypes it takes and its docstring. The
+reference is the function of the same name in ``_reference.py``. Everything else is derived
+from this table, in one direction:
+
+- at build time, ``_codegen.py`` writes ``_ops.pxi`` (the ``Op`` enum, the dispatch from an
+  op to its rule, the Cython API kernels) for ``_loops.pxd``;
+- at import, ``_api.py`` builds the public functions (signature, validation, docstring),
+  ``_kernels`` the dtype coverage, ``_ufuncs`` the NumPy ufuncs, ``fastact.__all__`` and
+  ``fastact.ufunc`` their name lists;
+- the stubs (``__init__.pyi``, ``_ufuncs.pyi``) are written by ``python -m
+  fastact._codegen`` and a test checks that they match;
+- the tests and ``bench/`` parametrise over the table.
+
+This module imports nothing from fastact (``setup.py`` runs it before anything is built).
+Adding a function means one row here, one rule in ``_elementwise.pxd``, one reference
+function and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BY_NAME", "FUNCTIONS", "Function", "Parameter"]
+
+# How torch rounds a scalar parameter before it uses it, which also fixes which values
+# it refuses (a finite value beyond the type's largest is a ValueError, as in torch;
+# ±inf and NaN are accepted):
+#: float32 for float16, bfloat16 and float32 input, float64 for float64 (torch's "opmath").
+COMPUTE = "compute"
+#: the element type itself (float16 bounds for float16 input), as torch's ``to<scalar_t>``.
+ELEMENT = "element"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A scalar parameter: name, default (None: required) and torch's rounding of it."""
+
+    name: str
+    default: float | None
+    rounding: str = COMPUTE
+
+
+@dataclass(frozen=True)
+class Function:
+    """One elementwise function of the table.
+
+    ``operands`` are the array arguments in call order (``grad_output`` first in a
+    backward pass). ``rule`` names the element rule; ``fixed`` are rule parameters the
+    function itself fixes (``relu6`` is the ``hardtanh`` rule at 0 and 6), else the rule
+    takes ``parameters``. ``integers``: the function also takes integer dtypes. ``widens``:
+    the 16-bit rule is the float32 rule on widened values, rounded once (a product), so
+    hardware conversions may run it. ``ordered``: the first parameter may not exceed the
+    second (``min_val <= max_val``).
+    """
+
+    name: str
+    operands: tuple[str, ...]
+    parameters: tuple[Parameter, ...]
+    rule: str
+    doc: str
+    fixed: tuple[float, ...] = ()
+    integers: bool = False
+    widens: bool = False
+    ordered: bool = False
+
+    @property
+    def is_backward(self) -> bool:
+        return len(self.operands) == 2
+
+    @property
+    def rule_arity(self) -> int:
+        """Scalar arguments the rule takes (fixed or given)."""
+        return len(self.fixed) if self.fixed else len(self.parameters)
+
+    @property
+    def op(self) -> str:
+        """The name of the op in the compiled code."""
+        return self.name.upper()
+
+
+# Shared pieces of the docstrings.
+_OUT = """\
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``x``'s shape and dtype. It may be
+        an input itself (in place); any other overlap with an input is handled as if
+        ``out`` were a separate array."""
+_RETURNS = """\
+    Returns
+    -------
+    ndarray or scalar
+        ``out`` if given; else a new array of ``x``'s dtype and shape (a NumPy scalar if
+        ``x`` is 0-d)."""
+_X = """\
+    x : array_like
+        float16, float32, float64 or bfloat16 (ml_dtypes)."""
+_G = """\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output; same shape and dtype as
+        ``x`` (no broadcasting)."""
+_RAISES_UNARY = """\
+    Raises
+    ------
+    TypeError
+        If ``x`` has another dtype (integers included, as in PyTorch), a parameter is not
+        a real number, or ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If a parameter overflows the type it is rounded to, or ``out`` has the wrong shape
+        or is read-only."""
+_RAISES_BINARY = """\
+    Raises
+    ------
+    TypeError
+        If an input is not float16/32/64/bfloat16, the two dtypes differ, a parameter is
+        not a real number, or ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``grad_output`` and ``x`` differ in shape, a parameter overflows the type it is
+        rounded to, or ``out`` has the wrong shape or is read-only."""
+_SLOPE = """\
+    negative_slope : float, default 0.01
+        Slope ``s`` for ``x <= 0``: any real number, including 0, 1, values above 1,
+        negative values, inf and NaN (as in PyTorch). Rounded to float32 for float16,
+        bfloat16 and float32 input; a finite slope beyond that type's range is a
+        ``ValueError`` (torch refuses it too)."""
+_BOUNDS = """\
+    min_val, max_val : float, default -1.0, 1.0
+        The bounds, rounded to ``x``'s dtype as torch rounds them (a finite bound beyond
+        that dtype's range is a ``ValueError``); ``min_val > max_val`` is a
+        ``ValueError``. A NaN bound makes every result NaN, as in torch."""
+_THRESHOLD = """\
+    threshold : float
+        The threshold, rounded to float32 for float16, bfloat16 and float32 input."""
+
+
+def _doc(summary: str, parameters: str, notes: str, raises: str) -> str:
+    return (
+        f"{summary}\n\n    Parameters\n    ----------\n{parameters}\n{_OUT}\n\n{_RETURNS}\n\n"
+        f"    Notes\n    -----\n{notes}\n\n{raises}\n    "
+    )
+
+
+_SLOPE_PARAM = Parameter("negative_slope", 0.01)
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        "relu",
+        ("x",),
+        (),
+        rule="relu",
+        integers=True,
+        doc=_doc(
+            "Rectified linear unit, ``max(x, 0)``, elementwise.",
+            """\
+    x : array_like
+        float16, float32, float64, bfloat16 (ml_dtypes), or any signed or unsigned
+        integer dtype.""",
+            """\
+    The rule is ``x < 0 ? +0 : x``, bit-identical to ``torch.relu`` on CPU:
+    ``relu(-0.0)`` is ``-0.0``, ``relu(nan)`` is ``nan``, ``relu(-inf)`` is ``+0.0`` and
+    subnormals pass through unchanged. For integers the dtype is kept (``int8`` -128
+    gives 0) and unsigned input is returned unchanged.""",
+            """\
+    Raises
+    ------
+    TypeError
+        If ``x`` has another dtype (bool, complex, object, string, float128, ...) or
+        ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``out`` has the wrong shape or is read-only.""",
+        ),
+    ),
+    Function(
+        "leaky_relu",
+        ("x",),
+        (_SLOPE_PARAM,),
+        rule="leaky_relu",
+        widens=True,
+        doc=_doc(
+            "Leaky rectified linear unit, elementwise.",
+            f"{_X}\n{_SLOPE}",
+            """\
+    The rule is ``x > 0 ? x : x * s``, bit-identical to
+    ``torch.nn.functional.leaky_relu`` on CPU. ``±0`` and NaN take the product, so
+    ``-0.0`` gives ``-0.0 * s`` and ``-inf`` with ``s = 0`` gives NaN. float32 multiplies
+    in float32; float16 and bfloat16 compute ``float16(float32(x) * float32(s))``,
+    rounding once.""",
+            _RAISES_UNARY,
+        ),
+    ),
+    Function(
+        "relu_grad",
+        ("x",),
+        (),
+        rule="relu_grad",
+        doc=_doc(
+            "Derivative of :func:`relu` with respect to ``x``, elementwise.",
+            _X,
+            """\
+    The rule is ``x <= 0 ? +0 : 1``, PyTorch's convention: the derivative at ``±0`` is
+    taken as 0, and ``relu_grad(nan)`` is 1 (NaN fails ``x <= 0``).""",
+            _RAISES_UNARY,
+        ),
+    ),
+    Function(
+        "leaky_relu_grad",
+        ("x",),
+        (_SLOPE_PARAM,),
+        rule="leaky_relu_grad",
+        doc=_doc(
+            "Derivative of :func:`leaky_relu` with respect to ``x``, elementwise.",
+            f"{_X}\n{_SLOPE}",
+            """\
+    The rule is ``x > 0 ? 1 : s``, PyTorch's convention: the derivative at ``±0`` and at
+    NaN is ``s``, rounded as the product ``1 * s`` is in :func:`leaky_relu` (float16:
+    ``float16(float32(s))``).""",
+            _RAISES_UNARY,
+        ),
+    ),
+    Function(
+        "relu_backward",
+        ("grad_output", "x"),
+        (),
+        rule="relu_backward",
+        doc=_doc(
+            "Backward pass of :func:`relu`: ``grad_output * relu_grad(x)`` in one pass.",
+            f"{_G}\n{_X}",
+            """\
+    The rule is ``x <= 0 ? +0 : g``, as ``torch.ops.aten.threshold_backward(g, x, 0)``.
+    It is a select, not a multiply: where ``x <= 0`` the result is ``+0.0`` even when
+    ``g`` is NaN or inf; where ``x`` is NaN, ``g`` passes through.""",
+            _RAISES_BINARY,
+        ),
+    ),
+    Function(
+        "leaky_relu_backward",
+        ("grad_output", "x"),
+        (_SLOPE_PARAM,),
+        rule="leaky_relu_backward",
+        widens=True,
+        doc=_doc(
+            "Backward pass of :func:`leaky_relu`: ``grad_output * leaky_relu_grad(x)``.",
+            f"{_G}\n{_X}\n{_SLOPE}",
+            """\
+    The rule is ``x > 0 ? g : g * s``, as ``torch.ops.aten.leaky_relu_backward``. It is a
+    multiply: a NaN gradient stays NaN everywhere, and an infinite one times ``s = 0``
+    gives NaN. Rounding follows :func:`leaky_relu` (16-bit floats multiply in float32).""",
+            _RAISES_BINARY,
+        ),
+    ),
+)
+
+BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}

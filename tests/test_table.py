@@ -1,0 +1,93 @@
+"""The function table is the single source: everything derived from it agrees with it."""
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+from bitwise import requires_compiled
+
+import fastact
+from fastact import _codegen, _reference
+from fastact._functions import BY_NAME, COMPUTE, ELEMENT, FUNCTIONS
+
+
+@pytest.mark.parametrize("stub", sorted(_codegen.STUBS))
+def test_committed_stubs_match_the_table(stub):
+    # The stubs are what type checkers read; regenerate with `python fastact/_codegen.py`.
+    path = _codegen.HERE / stub
+    assert path.read_text() == _codegen.STUBS[stub](), f"{stub} is stale: regenerate it"
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda f: f.name)
+def test_public_function_has_the_table_signature(spec):
+    func = getattr(fastact, spec.name)
+    assert spec.name in fastact.__all__
+    params = list(inspect.signature(func).parameters.values())
+    names = [p.name for p in params]
+    assert names == [*spec.operands, *(p.name for p in spec.parameters), "out"]
+    defaults = {p.name: p.default for p in params}
+    for p in spec.parameters:
+        want = inspect.Parameter.empty if p.default is None else p.default
+        assert defaults[p.name] == want or (math.isnan(want) and math.isnan(defaults[p.name]))
+    assert defaults["out"] is None
+    assert func.__name__ == spec.name and func.__module__ == "fastact"
+    # The docstring states the rule and every parameter.
+    assert func.__doc__ == spec.doc and "Notes" in spec.doc and "Raises" in spec.doc
+    for name in (*spec.operands, *(p.name for p in spec.parameters), "out"):
+        assert name in spec.doc, f"{spec.name}'s docstring does not describe {name}"
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda f: f.name)
+def test_every_function_has_a_reference_and_a_rule_shape(spec):
+    reference = getattr(_reference, spec.name)
+    n_args = len(spec.operands) + len(spec.parameters)
+    assert len(inspect.signature(reference).parameters) == n_args
+    assert spec.name in _reference.__all__
+    assert all(p.rounding in (COMPUTE, ELEMENT) for p in spec.parameters)
+    assert spec.rule_arity <= 2, "the loops pass at most two parameters"
+    assert not (spec.fixed and spec.parameters), "a rule's parameters are fixed or given"
+
+
+@requires_compiled
+def test_compiled_modules_follow_the_table():
+    from fastact import _kernels, ufunc
+
+    assert list(ufunc.__all__) == [f.name for f in FUNCTIONS]
+    for op, spec in enumerate(FUNCTIONS):
+        u = getattr(ufunc, spec.name)
+        assert isinstance(u, np.ufunc)
+        assert u.nin == len(spec.operands) + (0 if spec.fixed else len(spec.parameters))
+        assert ("int8" in _kernels.KERNEL_DTYPES[spec.name]) == spec.integers
+        # The op numbers of the compiled code are the table's order: op k runs function k.
+        x = np.linspace(-3, 3, 13)
+        args = [x] * len(spec.operands)
+        params = [p.default if p.default is not None else 0.5 for p in spec.parameters]
+        entry = _kernels.binary if spec.is_backward else _kernels.unary
+        padded = (*([] if spec.fixed else params), 0.0, 0.0)[:2]
+        got = entry(op, *args, None, *padded)
+        want = getattr(_reference, spec.name)(*args, *params)
+        assert np.array_equal(got, want, equal_nan=True)
+    assert _kernels.unary(len(FUNCTIONS), np.ones(3), None, 0.0, 0.0) is None
+
+
+def test_ufunc_is_an_attribute_after_a_plain_import():
+    # `import fastact; fastact.ufunc.relu` works without `from fastact import ufunc`.
+    import subprocess
+    import sys
+    import tempfile
+
+    code = "import fastact, numpy as np; print(fastact.ufunc.relu(np.float64(-1.0)))"
+    # From a neutral folder: the repository root would import the uncompiled source tree.
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.0"
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        fastact.no_such_thing  # noqa: B018
+
+
+def test_names_are_unique_and_lookup_is_complete():
+    assert len(BY_NAME) == len(FUNCTIONS)
+    assert all(BY_NAME[f.name] is f for f in FUNCTIONS)
