@@ -167,6 +167,15 @@ NUMPY_IDIOMS: dict[str, dict[str, str]] = {
         "where": "np.where(x > 0, g, 0)",
     },
     "leaky_relu_backward": {"np": "np.where(x > 0, g, s * g)"},
+    "hardtanh": {
+        "np": "np.clip(x, min_val, max_val)",
+        "np out": "np.clip(x, min_val, max_val, out=y)",
+    },
+    "hardtanh_backward": {"np": "np.where((x <= min_val) | (x >= max_val), 0, g)"},
+    "relu6": {"np": "np.clip(x, 0, 6)", "np out": "np.clip(x, 0, 6, out=y)"},
+    "relu6_backward": {"np": "np.where((x <= 0) | (x >= 6), 0, g)"},
+    "threshold": {"np": "np.where(x <= threshold, value, x)"},
+    "threshold_backward": {"np": "np.where(x <= threshold, 0, g)"},
 }
 
 # By peer, by column, by function.
@@ -177,6 +186,12 @@ PEER_STATEMENTS: dict[str, dict[str, dict[str, str]]] = {
             "leaky_relu": "F.leaky_relu(tx, s)",
             "relu_backward": "torch.ops.aten.threshold_backward(tg, tx, 0)",
             "leaky_relu_backward": "torch.ops.aten.leaky_relu_backward(tg, tx, s, False)",
+            "hardtanh": "F.hardtanh(tx, min_val, max_val)",
+            "hardtanh_backward": "torch.ops.aten.hardtanh_backward(tg, tx, min_val, max_val)",
+            "relu6": "F.relu6(tx)",
+            "relu6_backward": "torch.ops.aten.hardtanh_backward(tg, tx, 0.0, 6.0)",
+            "threshold": "F.threshold(tx, threshold, value)",
+            "threshold_backward": "torch.ops.aten.threshold_backward(tg, tx, threshold)",
         },
     },
     "numba": {
@@ -258,7 +273,8 @@ def main_competitors(func: Function, peers: Iterable[Peer]) -> list[Competitor]:
         Competitor("fastact", fastact_call(func), "fastact"),
         Competitor("alloc", fastact_call(func, out=None), "ratio"),
     ]
-    found += [Competitor(col, stmt, "ratio") for col, stmt in NUMPY_IDIOMS[func.name].items()]
+    idioms = NUMPY_IDIOMS.get(func.name, {})
+    found += [Competitor(col, stmt, "ratio") for col, stmt in idioms.items()]
     found += [
         Competitor(col, stmts[func.name], "ratio")
         for peer in peers
@@ -1057,7 +1073,7 @@ OVERHEAD_FUNCTIONS = ("relu", "leaky_relu", "relu_backward")
 
 def overhead_competitors(func: Function, peers: list[Peer]) -> list[Competitor]:
     """fastact with and without ``out=``, the NumPy idioms and torch."""
-    keep = {"fastact", "alloc", *NUMPY_IDIOMS[func.name], "torch"}
+    keep = {"fastact", "alloc", *NUMPY_IDIOMS.get(func.name, {}), "torch"}
     return [c for c in main_competitors(func, peers) if c.column in keep]
 
 

@@ -5,12 +5,18 @@ from typing import Any
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "hardtanh",
+    "hardtanh_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "leaky_relu_grad",
     "relu",
+    "relu6",
+    "relu6_backward",
     "relu_backward",
     "relu_grad",
+    "threshold",
+    "threshold_backward",
 ]
 
 def relu(x: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
@@ -29,4 +35,24 @@ def leaky_relu_backward(
     x: ArrayLike,
     negative_slope: float = 0.01,
     out: NDArray[Any] | None = None,
+) -> Any: ...
+def hardtanh(
+    x: ArrayLike, min_val: float = -1.0, max_val: float = 1.0, out: NDArray[Any] | None = None
+) -> Any: ...
+def hardtanh_backward(
+    grad_output: ArrayLike,
+    x: ArrayLike,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    out: NDArray[Any] | None = None,
+) -> Any: ...
+def relu6(x: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
+def relu6_backward(
+    grad_output: ArrayLike, x: ArrayLike, out: NDArray[Any] | None = None
+) -> Any: ...
+def threshold(
+    x: ArrayLike, threshold: float, value: float, out: NDArray[Any] | None = None
+) -> Any: ...
+def threshold_backward(
+    grad_output: ArrayLike, x: ArrayLike, threshold: float, out: NDArray[Any] | None = None
 ) -> Any: ...

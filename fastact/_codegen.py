@@ -67,6 +67,23 @@ def ops_pxi() -> str:
     lines.append("")
     lines.append("")
     lines.append(
+        "cdef inline void round_params(op_t* op, element_t like, double* p0,\n"
+        "                              double* p1) noexcept nogil:\n"
+        '    """Round the parameters as torch does, once, before a loop passes them to the\n'
+        '    rule: to the compute type (float32 below float64) or the element type."""'
+    )
+    rounding = {_functions.COMPUTE: "to_compute_type", _functions.ELEMENT: "to_element_type"}
+    keyword = "if"
+    for f in FUNCTIONS:
+        if f.fixed or not f.parameters:
+            continue
+        lines.append(f"    {keyword} op_t is {_tag(f)}:")
+        for k, p in enumerate(f.parameters):
+            lines.append(f"        p{k}[0] = {rounding[p.rounding]}(p{k}[0], like)")
+        keyword = "elif"
+    lines.append("")
+    lines.append("")
+    lines.append(
         "cdef inline bint op_widens(op_t* op) noexcept nogil:\n"
         '    """Whether the 16-bit rule is the float32 rule, rounded once (a product)."""'
     )
@@ -136,9 +153,11 @@ def ops_dispatch_pxi() -> str:
         x = f.operands[-1]
         values = [p.name for p in f.parameters] + ["0.0"] * (2 - len(f.parameters))
         lines.append(f"cdef inline void {f.name}_kernel({args}) noexcept nogil:")
+        lines.append(f"    cdef double p0 = {values[0]}, p1 = {values[1]}")
+        lines.append("    if n > 0:")
+        lines.append(f"        round_params(<{_tag(f)}*>NULL, {x}[0], &p0, &p1)")
         lines.append(
-            f"    elementwise_loop(<{_tag(f)}*>NULL, {g}, 1, {x}, 1, out, 1, n, "
-            f"{', '.join(values)})\n\n"
+            f"    elementwise_loop(<{_tag(f)}*>NULL, {g}, 1, {x}, 1, out, 1, n, p0, p1)\n\n"
         )
     return "\n".join(lines).rstrip() + "\n"
 

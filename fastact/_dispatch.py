@@ -116,11 +116,11 @@ _LARGEST = {name: float(np.finfo(name).max) for name in ("float16", "float32", "
 _LARGEST["bfloat16"] = 3.3895313892515355e38  # (2 - 2**-7) * 2**127
 
 
-def _rounding_type(param: Parameter, dtype: np.dtype) -> str:
-    """The name of the type torch rounds ``param`` to for input of ``dtype``."""
+def _range_type(param: Parameter, dtype: np.dtype) -> str:
+    """The name of the type whose range ``param`` must fit for input of ``dtype``."""
     if dtype.itemsize == 8 and dtype.kind == "f":
         return "float64"
-    if param.rounding == COMPUTE or dtype.itemsize == 4:
+    if param.range_type == COMPUTE or dtype.itemsize == 4:
         return "float32"
     return "bfloat16" if _is_bfloat16(dtype) else "float16"
 
@@ -139,7 +139,7 @@ def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> fl
         ) from exc
     # torch's rule: a finite value beyond the range of the type it is rounded to is an
     # error, not an infinity; inf and NaN themselves are accepted.
-    target = _rounding_type(param, dtype)
+    target = _range_type(param, dtype)
     if math.isfinite(number) and abs(number) > _LARGEST[target]:
         raise ValueError(
             f"fastact.{func}: {param.name}={value!r} overflows {target}, the type it is "

@@ -230,3 +230,82 @@ cdef inline element_t leaky_relu_backward_rule(element_t g, element_t x,
         return with_bits(g, g.bits if is_positive(x) else product)
     else:
         return g if x > 0 else g * <element_t>negative_slope
+
+
+# The parameters, rounded as torch rounds them before the rules see them (the generated
+# dispatch applies the table's rounding; the rules then use the values exactly).
+
+cdef inline double to_compute_type(double value, element_t like) noexcept nogil:
+    """float32 for every format but float64 (torch's opmath type)."""
+    if element_t is double:
+        return value
+    else:
+        return <float>value
+
+
+cdef inline double to_element_type(double value, element_t like) noexcept nogil:
+    """The element type itself; 16-bit floats round through float32 (c10's conversion)."""
+    if element_t is float16_t or element_t is bfloat16_t:
+        return widen(with_bits(like, narrow(<float>value, like)))
+    elif element_t is double:
+        return value
+    else:
+        return <float>value
+
+
+# In the rules below, conditions combine with `|`, not `or`: Cython's `or` short-circuits
+# into branches, which keep the compiler from vectorising the loop. Parameters are cast to
+# the element type (float32 for 16-bit floats) before comparing, where they are exact.
+
+cdef inline element_t hardtanh_rule(element_t x, double min_val,
+                                    double max_val) noexcept nogil:
+    # torch's clamp, max(x, min_val) then min(_, max_val): x passes where it lies inside
+    # or is NaN, and a NaN bound gives NaN everywhere. `<` and `>`, so ±0 stays as it is
+    # at a bound of 0 (relu6(-0.0) = -0.0).
+    cdef float low_f, high_f, r_f
+    cdef element_t low, high, r
+    if element_t is float16_t or element_t is bfloat16_t:
+        # In float32, where the bounds (already rounded to x's type) are exact, and back:
+        # the result is x or a bound, so the narrowing is exact (NaN stays NaN).
+        low_f, high_f = <float>min_val, <float>max_val
+        r_f = widen(x)
+        r_f = low_f if (r_f < low_f) | (low_f != low_f) else r_f
+        r_f = high_f if (r_f > high_f) | (high_f != high_f) else r_f
+        return with_bits(x, narrow(r_f, x))
+    else:
+        low, high = <element_t>min_val, <element_t>max_val
+        r = low if (x < low) | (low != low) else x
+        return high if (r > high) | (high != high) else r
+
+
+cdef inline element_t hardtanh_backward_rule(element_t g, element_t x, double min_val,
+                                             double max_val) noexcept nogil:
+    # 0 at exactly min_val and max_val (torch); NaN x passes g (torch's scalar rule: its
+    # vector loop gives 0 there, pytorch issue #195075). A select: NaN g outside gives 0.
+    cdef float xf
+    if element_t is float16_t or element_t is bfloat16_t:
+        xf = widen(x)
+        return with_bits(g, 0 if (xf <= <float>min_val) | (xf >= <float>max_val) else g.bits)
+    else:
+        return 0 if (x <= <element_t>min_val) | (x >= <element_t>max_val) else g
+
+
+cdef inline element_t threshold_rule(element_t x, double threshold,
+                                     double value) noexcept nogil:
+    # `<=`: x equal to the threshold is replaced; NaN fails the comparison and passes.
+    cdef float xf
+    if element_t is float16_t or element_t is bfloat16_t:
+        # In float32 and back, exact: the result is x or value (already rounded to x's type).
+        xf = widen(x)
+        return with_bits(x, narrow(<float>value if xf <= <float>threshold else xf, x))
+    else:
+        return <element_t>value if x <= <element_t>threshold else x
+
+
+cdef inline element_t threshold_backward_rule(element_t g, element_t x,
+                                              double threshold) noexcept nogil:
+    # A select, as relu_backward (which is threshold_backward at 0): NaN x passes g.
+    if element_t is float16_t or element_t is bfloat16_t:
+        return with_bits(g, 0 if widen(x) <= <float>threshold else g.bits)
+    else:
+        return 0 if x <= <element_t>threshold else g

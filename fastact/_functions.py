@@ -22,6 +22,7 @@ function and nothing else.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 __all__ = ["BY_NAME", "FUNCTIONS", "Function", "Parameter"]
@@ -37,11 +38,21 @@ ELEMENT = "element"
 
 @dataclass(frozen=True)
 class Parameter:
-    """A scalar parameter: name, default (None: required) and torch's rounding of it."""
+    """A scalar parameter: name, default (None: required) and torch's rounding of it.
+
+    ``limit`` is the type whose range a finite value must fit, else torch refuses it: the
+    rounding type, unless the autograd forward refuses more (``hardtanh_backward`` rounds
+    its bounds to float32, but ``hardtanh`` would have refused any beyond float16).
+    """
 
     name: str
     default: float | None
     rounding: str = COMPUTE
+    limit: str | None = None
+
+    @property
+    def range_type(self) -> str:
+        return self.limit or self.rounding
 
 
 @dataclass(frozen=True)
@@ -101,24 +112,42 @@ _G = """\
     grad_output : array_like
         Gradient of the loss with respect to the forward output; same shape and dtype as
         ``x`` (no broadcasting)."""
-_RAISES_UNARY = """\
-    Raises
-    ------
-    TypeError
-        If ``x`` has another dtype (integers included, as in PyTorch), a parameter is not
-        a real number, or ``out`` is not an ndarray of the right dtype.
-    ValueError
-        If a parameter overflows the type it is rounded to, or ``out`` has the wrong shape
-        or is read-only."""
-_RAISES_BINARY = """\
-    Raises
-    ------
-    TypeError
-        If an input is not float16/32/64/bfloat16, the two dtypes differ, a parameter is
-        not a real number, or ``out`` is not an ndarray of the right dtype.
-    ValueError
-        If ``grad_output`` and ``x`` differ in shape, a parameter overflows the type it is
-        rounded to, or ``out`` has the wrong shape or is read-only."""
+
+
+def _raises(backward: bool, parameters: bool, ordered: bool = False) -> str:
+    """The Raises section, from what the function takes."""
+    inputs = (
+        "an input is not float16/32/64/bfloat16, the two dtypes differ"
+        if backward
+        else "``x`` has another dtype (integers included, as in PyTorch)"
+    )
+    type_errors = [inputs, "a parameter is not a real number"] if parameters else [inputs]
+    type_errors.append("``out`` is not an ndarray of the right dtype")
+    value_errors = ["``grad_output`` and ``x`` differ in shape"] if backward else []
+    if parameters:
+        value_errors.append("a parameter overflows the type it is rounded to")
+    if ordered:
+        value_errors.append("``min_val > max_val``")
+    value_errors.append("``out`` has the wrong shape or is read-only")
+    return (
+        "    Raises\n    ------\n    TypeError\n"
+        + _wrap(f"If {', '.join(type_errors[:-1])} or {type_errors[-1]}.")
+        + "\n    ValueError\n"
+        + _wrap(
+            f"If {', '.join(value_errors[:-1])} or {value_errors[-1]}."
+            if len(value_errors) > 1
+            else f"If {value_errors[0]}."
+        )
+    )
+
+
+def _wrap(text: str) -> str:
+    indent = " " * 8
+    return textwrap.fill(
+        text, 88, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+    )
+
+
 _SLOPE = """\
     negative_slope : float, default 0.01
         Slope ``s`` for ``x <= 0``: any real number, including 0, 1, values above 1,
@@ -130,9 +159,25 @@ _BOUNDS = """\
         The bounds, rounded to ``x``'s dtype as torch rounds them (a finite bound beyond
         that dtype's range is a ``ValueError``); ``min_val > max_val`` is a
         ``ValueError``. A NaN bound makes every result NaN, as in torch."""
+_BOUNDS_BACKWARD = """\
+    min_val, max_val : float, default -1.0, 1.0
+        The bounds of the forward :func:`hardtanh`, rounded to float32 for float16,
+        bfloat16 and float32 input (torch's backward compares in float32). What the
+        forward refuses is a ``ValueError`` here too: a finite bound beyond ``x``'s dtype,
+        ``min_val > max_val``."""
 _THRESHOLD = """\
     threshold : float
-        The threshold, rounded to float32 for float16, bfloat16 and float32 input."""
+        The threshold, rounded to float32 for float16, bfloat16 and float32 input (a finite
+        value beyond float32 is a ``ValueError``)."""
+_VALUE = """\
+    value : float
+        What replaces ``x <= threshold``, rounded to ``x``'s dtype (a finite value beyond
+        that dtype's range is a ``ValueError``, as in torch)."""
+_RELU6_BACKWARD_NOTES = """\
+    The rule is ``(x <= 0 or x >= 6) ? +0 : g``, torch's ``hardtanh_backward(g, x, 0, 6)``:
+    the gradient is 0 at exactly 0 and 6, and a NaN ``x`` passes ``g`` (torch's scalar
+    rule; its vector loop gives 0 there, pytorch issue #195075: fastact takes one rule
+    for every length)."""
 
 
 def _doc(summary: str, parameters: str, notes: str, raises: str) -> str:
@@ -143,6 +188,11 @@ def _doc(summary: str, parameters: str, notes: str, raises: str) -> str:
 
 
 _SLOPE_PARAM = Parameter("negative_slope", 0.01)
+_MIN_MAX = (Parameter("min_val", -1.0, ELEMENT), Parameter("max_val", 1.0, ELEMENT))
+_MIN_MAX_BACKWARD = (
+    Parameter("min_val", -1.0, COMPUTE, limit=ELEMENT),
+    Parameter("max_val", 1.0, COMPUTE, limit=ELEMENT),
+)
 
 FUNCTIONS: tuple[Function, ...] = (
     Function(
@@ -187,7 +237,7 @@ FUNCTIONS: tuple[Function, ...] = (
     ``-0.0`` gives ``-0.0 * s`` and ``-inf`` with ``s = 0`` gives NaN. float32 multiplies
     in float32; float16 and bfloat16 compute ``float16(float32(x) * float32(s))``,
     rounding once.""",
-            _RAISES_UNARY,
+            _raises(False, True),
         ),
     ),
     Function(
@@ -201,7 +251,7 @@ FUNCTIONS: tuple[Function, ...] = (
             """\
     The rule is ``x <= 0 ? +0 : 1``, PyTorch's convention: the derivative at ``±0`` is
     taken as 0, and ``relu_grad(nan)`` is 1 (NaN fails ``x <= 0``).""",
-            _RAISES_UNARY,
+            _raises(False, False),
         ),
     ),
     Function(
@@ -216,7 +266,7 @@ FUNCTIONS: tuple[Function, ...] = (
     The rule is ``x > 0 ? 1 : s``, PyTorch's convention: the derivative at ``±0`` and at
     NaN is ``s``, rounded as the product ``1 * s`` is in :func:`leaky_relu` (float16:
     ``float16(float32(s))``).""",
-            _RAISES_UNARY,
+            _raises(False, True),
         ),
     ),
     Function(
@@ -231,7 +281,7 @@ FUNCTIONS: tuple[Function, ...] = (
     The rule is ``x <= 0 ? +0 : g``, as ``torch.ops.aten.threshold_backward(g, x, 0)``.
     It is a select, not a multiply: where ``x <= 0`` the result is ``+0.0`` even when
     ``g`` is NaN or inf; where ``x`` is NaN, ``g`` passes through.""",
-            _RAISES_BINARY,
+            _raises(True, False),
         ),
     ),
     Function(
@@ -247,7 +297,103 @@ FUNCTIONS: tuple[Function, ...] = (
     The rule is ``x > 0 ? g : g * s``, as ``torch.ops.aten.leaky_relu_backward``. It is a
     multiply: a NaN gradient stays NaN everywhere, and an infinite one times ``s = 0``
     gives NaN. Rounding follows :func:`leaky_relu` (16-bit floats multiply in float32).""",
-            _RAISES_BINARY,
+            _raises(True, True),
+        ),
+    ),
+    Function(
+        "hardtanh",
+        ("x",),
+        _MIN_MAX,
+        rule="hardtanh",
+        widens=True,
+        ordered=True,
+        doc=_doc(
+            "Hard tanh: ``x`` clamped to ``[min_val, max_val]``, elementwise.",
+            f"{_X}\n{_BOUNDS}",
+            """\
+    The rule is torch's clamp, ``min(max(x, min_val), max_val)``, bit-identical to
+    ``torch.nn.functional.hardtanh`` on CPU: NaN passes, a NaN bound makes every result
+    NaN, and ``±0`` is kept as it is at a bound of 0.""",
+            _raises(False, True, ordered=True),
+        ),
+    ),
+    Function(
+        "hardtanh_backward",
+        ("grad_output", "x"),
+        _MIN_MAX_BACKWARD,
+        rule="hardtanh_backward",
+        ordered=True,
+        doc=_doc(
+            "Backward pass of :func:`hardtanh`: ``grad_output`` where ``x`` is inside.",
+            f"{_G}\n{_X}\n{_BOUNDS_BACKWARD}",
+            """\
+    The rule is ``(x <= min_val or x >= max_val) ? +0 : g``, as torch's
+    ``hardtanh_backward``: the gradient is 0 at exactly the bounds (a select: a NaN or inf
+    ``g`` there gives ``+0.0``), and a NaN ``x`` passes ``g`` (torch's scalar rule; its
+    vector loop gives 0 there, pytorch issue #195075: fastact takes one rule for every
+    length).""",
+            _raises(True, True, ordered=True),
+        ),
+    ),
+    Function(
+        "relu6",
+        ("x",),
+        (),
+        rule="hardtanh",
+        widens=True,
+        fixed=(0.0, 6.0),
+        doc=_doc(
+            "ReLU6, ``min(max(x, 0), 6)``, elementwise: :func:`hardtanh` at 0 and 6.",
+            _X,
+            """\
+    Bit-identical to ``torch.nn.functional.relu6`` on CPU: ``relu6(-0.0)`` is ``-0.0``,
+    NaN passes, ``-inf`` gives ``+0.0`` and ``+inf`` gives 6.""",
+            _raises(False, False),
+        ),
+    ),
+    Function(
+        "relu6_backward",
+        ("grad_output", "x"),
+        (),
+        rule="hardtanh_backward",
+        fixed=(0.0, 6.0),
+        doc=_doc(
+            "Backward pass of :func:`relu6`.",
+            f"{_G}\n{_X}",
+            _RELU6_BACKWARD_NOTES,
+            _raises(True, False),
+        ),
+    ),
+    Function(
+        "threshold",
+        ("x",),
+        (Parameter("threshold", None), Parameter("value", None, ELEMENT)),
+        rule="threshold",
+        widens=True,
+        doc=_doc(
+            "Threshold: ``value`` where ``x <= threshold``, else ``x``, elementwise.",
+            f"{_X}\n{_THRESHOLD}\n{_VALUE}",
+            """\
+    The rule is ``x <= threshold ? value : x``, bit-identical to
+    ``torch.nn.functional.threshold`` on CPU: ``x`` equal to the threshold is replaced,
+    NaN passes; ``relu`` would be ``threshold(x, 0, 0)`` but for ``-0.0``, which
+    ``threshold`` replaces by ``value``.""",
+            _raises(False, True),
+        ),
+    ),
+    Function(
+        "threshold_backward",
+        ("grad_output", "x"),
+        (Parameter("threshold", None),),
+        rule="threshold_backward",
+        doc=_doc(
+            "Backward pass of :func:`threshold`: ``grad_output`` where ``x > threshold``.",
+            f"{_G}\n{_X}\n{_THRESHOLD}",
+            """\
+    The rule is ``x <= threshold ? +0 : g``, as ``torch.ops.aten.threshold_backward``: a
+    select, so a NaN or inf ``g`` where ``x <= threshold`` gives ``+0.0``, and a NaN ``x``
+    passes ``g``.""",
+            _raises(True, True),
         ),
     ),
 )

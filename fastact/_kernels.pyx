@@ -570,13 +570,13 @@ cdef object run_op_on(Op op, object grad_output, object x, object out, Params p)
 # once at import from the function table.
 
 cdef int N_PARAMS[N_OPS]
-cdef bint ROUNDED_TO_ELEMENT[N_OPS][2]
+cdef bint IN_ELEMENT_RANGE[N_OPS][2]  # else in the compute type's
 cdef bint ORDERED[N_OPS]
 
 for _k, _func in enumerate(FUNCTIONS):
     N_PARAMS[_k] = 0 if _func.fixed else len(_func.parameters)
     for _j, _param in enumerate(_func.parameters):
-        ROUNDED_TO_ELEMENT[_k][_j] = _param.rounding != COMPUTE
+        IN_ELEMENT_RANGE[_k][_j] = _param.range_type != COMPUTE
     ORDERED[_k] = _func.ordered
 
 cdef extern from "float.h":
@@ -585,7 +585,7 @@ cdef extern from "float.h":
 
 
 cdef inline double largest(ElementType etype, bint to_element) noexcept nogil:
-    """The largest finite value of the type a parameter is rounded to."""
+    """The largest finite value of the type whose range a parameter must fit."""
     if etype == FLOAT64:
         return DBL_MAX
     if to_element and etype == FLOAT16:
@@ -601,7 +601,7 @@ cdef inline bint params_ok(Op op, ElementType etype, Params p) noexcept nogil:
     for k in range(N_PARAMS[index]):
         value = p.p0 if k == 0 else p.p1
         # As torch: a finite value beyond the type's range is refused; inf and NaN are not.
-        if isfinite(value) and fabs(value) > largest(etype, ROUNDED_TO_ELEMENT[index][k]):
+        if isfinite(value) and fabs(value) > largest(etype, IN_ELEMENT_RANGE[index][k]):
             return False
     return not (ORDERED[index] and p.p0 > p.p1)
 

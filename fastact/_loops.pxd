@@ -137,6 +137,9 @@ cdef inline void run_typed(op_t* op, const element_t* g, Py_ssize_t g_stride,
                            Py_ssize_t out_stride, Py_ssize_t n, double p0,
                            double p1) noexcept nogil:
     cdef Py_ssize_t size = sizeof(element_t)
+    if n <= 0:
+        return
+    round_params(op, x[0], &p0, &p1)
     if g_stride == size and x_stride == size and out_stride == size:
         if element_t is float16_t:
             if FASTACT_HAS_F16C and op_widens(op):
@@ -225,6 +228,7 @@ cdef inline void per_element_loop(op_t* op, char** args, Py_ssize_t* steps, Py_s
         p1 = param_at(args, steps, n_operands + 1, i, is_double) if n_params > 1 else 0.0
         g = (<element_t*>(args[0] + i * steps[0]))[0]
         x = (<element_t*>(args[xk] + i * steps[xk]))[0]
+        round_params(op, x, &p0, &p1)
         (<element_t*>(args[last] + i * steps[last]))[0] = apply_op(op, g, x, p0, p1)
 
 

@@ -15,7 +15,17 @@ relu_grad            x <= 0 ? +0 : 1         derivative at 0 is 0; NaN gets 1
 leaky_relu_grad      x > 0 ? 1 : s           derivative at ±0 and NaN is s
 relu_backward        x <= 0 ? +0 : g         a select: g = NaN/inf where x <= 0 gives 0
 leaky_relu_backward  x > 0 ? g : g*s         a multiply: g = NaN stays NaN
+hardtanh             clamp(x, lo, hi)        NaN passes; a NaN bound gives NaN; ±0 kept
+hardtanh_backward    lo < x < hi ? g : +0    0 at the bounds; NaN x passes g
+relu6                hardtanh(x, 0, 6)
+relu6_backward       hardtanh_backward(0, 6)
+threshold            x <= t ? v : x          NaN passes
+threshold_backward   x <= t ? +0 : g         a select, as relu_backward
 ==================== ======================= =========================================
+
+Parameters are rounded first, as torch rounds them: to float32 for 16-bit floats and
+float32 (float64 for float64) where the table says "compute", to the element type itself
+where it says "element".
 """
 
 import functools
@@ -25,13 +35,34 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "hardtanh",
+    "hardtanh_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "leaky_relu_grad",
     "relu",
+    "relu6",
+    "relu6_backward",
     "relu_backward",
     "relu_grad",
+    "threshold",
+    "threshold_backward",
 ]
+
+
+def _compute_type(x: np.ndarray) -> np.dtype:
+    return np.dtype(np.float32 if x.dtype.itemsize <= 4 else np.float64)
+
+
+def _in_compute_type(value: float, x: np.ndarray) -> np.ndarray:
+    """``value`` rounded to float32 (float64 for float64 input), as a 0-d array."""
+    return np.array(value, dtype=_compute_type(x))
+
+
+def _in_element_type(value: float, x: np.ndarray) -> np.ndarray:
+    """``value`` rounded to ``x``'s type, through float32 as c10 rounds it."""
+    with np.errstate(over="ignore"):  # the callers refuse finite values that overflow
+        return _in_compute_type(value, x).astype(x.dtype.newbyteorder("="))
 
 
 def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
@@ -41,11 +72,10 @@ def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
     float16 and bfloat16 multiply in float32 and round once (a float16 product would differ on
     about 12% of inputs).
     """
-    compute = np.dtype(np.float32 if v.dtype.itemsize <= 4 else np.float64)
     # inf * 0 is NaN by the rule, not an error; overflow to inf likewise.
     with np.errstate(all="ignore"):
-        slope = np.array(negative_slope, dtype=compute)
-        product: np.ndarray = np.multiply(v, slope, dtype=compute)
+        slope = _in_compute_type(negative_slope, v)
+        product: np.ndarray = np.multiply(v, slope, dtype=slope.dtype)
         return product.astype(v.dtype, copy=False)
 
 
@@ -100,6 +130,39 @@ def leaky_relu_backward(
     grad_output: np.ndarray, x: np.ndarray, negative_slope: float
 ) -> np.ndarray:
     return np.where(x > 0, grad_output, _times_slope(grad_output, negative_slope))
+
+
+@_quiet
+def hardtanh(x: np.ndarray, min_val: float, max_val: float) -> np.ndarray:
+    low, high = _in_element_type(min_val, x), _in_element_type(max_val, x)
+    clamped_low = np.where((x < low) | np.isnan(low), low, x)
+    return np.where((clamped_low > high) | np.isnan(high), high, clamped_low)
+
+
+@_quiet
+def hardtanh_backward(
+    grad_output: np.ndarray, x: np.ndarray, min_val: float, max_val: float
+) -> np.ndarray:
+    low, high = _in_compute_type(min_val, x), _in_compute_type(max_val, x)
+    return np.where((x <= low) | (x >= high), _zero(grad_output), grad_output)
+
+
+def relu6(x: np.ndarray) -> np.ndarray:
+    return hardtanh(x, 0.0, 6.0)
+
+
+def relu6_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return hardtanh_backward(grad_output, x, 0.0, 6.0)
+
+
+@_quiet
+def threshold(x: np.ndarray, threshold: float, value: float) -> np.ndarray:
+    return np.where(x <= _in_compute_type(threshold, x), _in_element_type(value, x), x)
+
+
+@_quiet
+def threshold_backward(grad_output: np.ndarray, x: np.ndarray, threshold: float) -> np.ndarray:
+    return np.where(x <= _in_compute_type(threshold, x), _zero(grad_output), grad_output)
 
 
 # Dead units: a reduction, not an elementwise rule, so it returns bool, not x's dtype.

@@ -8,4 +8,10 @@ relu_grad: np.ufunc
 leaky_relu_grad: np.ufunc
 relu_backward: np.ufunc
 leaky_relu_backward: np.ufunc
+hardtanh: np.ufunc
+hardtanh_backward: np.ufunc
+relu6: np.ufunc
+relu6_backward: np.ufunc
+threshold: np.ufunc
+threshold_backward: np.ufunc
 UFUNCS: dict[str, np.ufunc]

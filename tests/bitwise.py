@@ -47,6 +47,24 @@ def parameter_cases(name: str) -> list[tuple[float, ...]]:
         return [()]
     if name in WITH_SLOPE:
         return [(s,) for s in SLOPES]
+    names = tuple(p.name for p in spec.parameters)
+    nan, inf = float("nan"), float("inf")
+    if names == ("min_val", "max_val"):
+        # The defaults, relu6's, zeros of both signs, equal bounds, bounds between float16
+        # and bfloat16 grid points, infinite and NaN bounds.
+        return [
+            (-1.0, 1.0), (0.0, 6.0), (-0.0, 0.0), (0.0, -0.0), (0.5, 0.5), (-0.1, 0.1),
+            (-0.09997, 0.10001), (-inf, inf), (-inf, 0.0), (0.0, inf), (nan, 1.0),
+            (-1.0, nan), (nan, nan), (-65504.0, 65504.0), (1e-45, 3e-45),
+        ]  # fmt: skip
+    if names == ("threshold", "value"):
+        return [
+            (0.0, 0.0), (0.0, -0.0), (-0.0, 5.0), (0.1, -5.0), (0.09997, 0.10001),
+            (1.0, nan), (nan, 1.0), (inf, 2.0), (-inf, 2.0), (0.0, inf), (-1e-40, -inf),
+            (65504.0, -65504.0),
+        ]  # fmt: skip
+    if names == ("threshold",):
+        return [(t,) for t in (0.0, -0.0, 0.1, 0.09997, 1.0, nan, inf, -inf, -1e-40, 65504.0)]
     raise KeyError(f"no parameter cases for {name}")
 
 

@@ -14,15 +14,16 @@ from bitwise import (
     FUNCTIONS,
     INT_DTYPES,
     KERNEL_FLOAT_DTYPES,
-    WITH_SLOPE,
     args_for,
     assert_bitwise_equal,
+    default_parameters,
     sample,
 )
 
 import fastact
 from fastact import _reference
 from fastact._dispatch import DISABLE_ENV_VAR
+from fastact._functions import BY_NAME
 
 
 def call(name, *args, **kwargs):
@@ -33,8 +34,8 @@ def expected(name, *args):
     """The reference result, from native-order arrays (the reference's own input rule)."""
     arrays = [np.asarray(a) for a in args if not isinstance(a, float)]
     arrays = [a.astype(a.dtype.newbyteorder("=")) for a in arrays]
-    slope = [a for a in args if isinstance(a, float)]
-    return getattr(_reference, name)(*arrays, *slope)
+    params = [a for a in args if isinstance(a, float)]
+    return getattr(_reference, name)(*arrays, *params)
 
 
 def layouts(dtype, rng):
@@ -167,21 +168,35 @@ def bad_calls(name):
     ]
     if name != "relu":
         rows.append(((x.astype(np.int32),), {}, TypeError, "only relu takes integers"))
-    if name in WITH_SLOPE:
-        rows += [
-            ((x, "0.1"), {}, TypeError, "negative_slope must be a real number, not str"),
-            ((x, 1j), {}, TypeError, "negative_slope must be a real number, not complex"),
-            ((x, None), {}, TypeError, "negative_slope must be a real number, not NoneType"),
-            ((x, np.array([0.1, 0.2])), {}, TypeError, "negative_slope must be a real number"),
-            ((x, 10**400), {}, ValueError, "negative_slope"),
-        ]
+    # Every row passes valid parameters, but for the rows below that spoil one of them.
+    params = default_parameters(name, 0.2)
+    rows = [((*a, *params), k, e, m) for a, k, e, m in rows]
+    for index, param in enumerate(BY_NAME[name].parameters):
+        for bad, error, words in (
+            ("0.1", TypeError, f"{param.name} must be a real number, not str"),
+            (1j, TypeError, f"{param.name} must be a real number, not complex"),
+            (None, TypeError, f"{param.name} must be a real number, not NoneType"),
+            (np.array([0.1, 0.2]), TypeError, f"{param.name} must be a real number"),
+            (10**400, ValueError, f"{param.name}="),
+            (1e39, ValueError, f"{param.name}=1e+39 overflows float32"),
+        ):
+            spoiled = list(params)
+            spoiled[index] = bad
+            rows.append(((x, *spoiled), {}, error, words))
+    if BY_NAME[name].ordered:
+        rows.append(((x, 2.0, 1.0), {}, ValueError, "min_val=2.0 is greater than max_val=1.0"))
     if name in BINARY:
         rows = [((x, *a[:1], *a[1:]), k, e, m) for a, k, e, m in rows]
         rows += [
-            ((x[:4], x), {}, ValueError, "grad_output has shape (4,) but x has shape (8,)"),
-            ((x.reshape(2, 4), x), {}, ValueError, "must be equal"),
-            ((x.astype(np.float64), x), {}, TypeError, "grad_output has dtype float64"),
-            ((x.astype(bool), x), {}, TypeError, "grad_output has dtype bool"),
+            (
+                (x[:4], x, *params),
+                {},
+                ValueError,
+                "grad_output has shape (4,) but x has shape (8,)",
+            ),
+            ((x.reshape(2, 4), x, *params), {}, ValueError, "must be equal"),
+            ((x.astype(np.float64), x, *params), {}, TypeError, "grad_output has dtype float64"),
+            ((x.astype(bool), x, *params), {}, TypeError, "grad_output has dtype bool"),
         ]
     return rows
 
