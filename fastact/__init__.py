@@ -60,8 +60,9 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         ``kernel_dtypes`` (per function, the dtypes the loops cover: everything else runs
         the NumPy reference); ``compiler``, ``cflags``, ``cython`` and
         ``built_against_numpy`` (how the extension was built); ``simd`` (the build of
-        the loops this CPU runs: ``avx2`` or ``baseline``) and ``loops_cflags`` (its
-        compiler flags), ``openmp`` (whether threads
+        the loops in use: ``avx512``, ``avx2`` or ``baseline``; ``FASTACT_SIMD`` picks
+        another), ``simd_runnable`` (every build this machine can run, best first) and
+        ``loops_cflags`` (the build's compiler flags), ``openmp`` (whether threads
         are available), ``streaming_stores`` and ``stream_min_bytes`` (non-temporal stores for
         outputs of at least that size), ``parallel_min_bytes_per_thread`` (the traffic each
         extra thread needs) and ``num_threads`` (the current default);
@@ -80,6 +81,7 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         "cython": build.get("cython"),
         "built_against_numpy": build.get("built_against_numpy"),
         "simd": build.get("simd"),
+        "simd_runnable": build.get("simd_runnable"),
         "loops_cflags": build.get("loops_cflags"),
         "openmp": build.get("openmp"),
         "streaming_stores": build.get("streaming_stores"),

@@ -5,8 +5,10 @@ from typing import Any
 import numpy as np
 
 KERNEL_DTYPES: dict[str, tuple[str, ...]]
-BUILD_INFO: dict[str, str | bool | int]
+BUILD_INFO: dict[str, str | bool | int | tuple[str, ...]]
 SIMD_ENV_VAR: str
+SIMD_BUILDS: tuple[str, ...]
+RUNNABLE_SIMD: tuple[str, ...]
 
 def relu(x: Any, out: Any) -> np.ndarray | None: ...
 def leaky_relu(x: Any, negative_slope: Any, out: Any) -> np.ndarray | None: ...

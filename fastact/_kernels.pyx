@@ -40,8 +40,10 @@ from fastact._loops cimport (
 )
 
 import importlib
+import importlib.util
 import os
 import sys
+import warnings
 
 from fastact._threads import get_num_threads
 
@@ -78,16 +80,32 @@ cdef extern from *:
     #  define FASTACT_OPENMP 0
     #endif
 
-    /* The AVX2 build of the loops (AVX2 + F16C) is used only where the CPU (and the OS,
-       for the YMM state) supports it: a CPUID check at import, no ifunc. */
+    /* Which builds of the loops this CPU can run: a CPUID check at import, no ifunc.
+       1: AVX2 + F16C; 2: also AVX-512 F, BW, VL and DQ. Each needs the OS to save the
+       wider registers on a context switch (XGETBV: XCR0 bits 1-2 for YMM, 5-7 for the
+       opmask and ZMM state); CPUID alone says only that the CPU has them. */
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    static int fastact_cpu_has_avx2(void)
+    #include <cpuid.h>
+    static int fastact_cpu_simd_level(void)
     {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        unsigned int a, b, c, d, xcr0_low, xcr0_high;
+        if (!__get_cpuid(1, &a, &b, &c, &d))
+            return 0;
+        int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+        if (!(osxsave && avx && f16c))
+            return 0;
+        __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+        if ((xcr0_low & 0x06u) != 0x06u || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+            return 0;
+        if (!((b >> 5) & 1))  /* AVX2 */
+            return 0;
+        unsigned int avx512 = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);  /* F DQ BW VL */
+        if ((b & avx512) == avx512 && (xcr0_low & 0xe6u) == 0xe6u)
+            return 2;
+        return 1;
     }
     #else
-    static int fastact_cpu_has_avx2(void) { return 0; }
+    static int fastact_cpu_simd_level(void) { return 0; }
     #endif
     """
     const char* FASTACT_COMPILER
@@ -95,7 +113,7 @@ cdef extern from *:
     const char* FASTACT_CYTHON_VERSION
     const char* FASTACT_NUMPY_VERSION
     const bint FASTACT_OPENMP
-    bint fastact_cpu_has_avx2() noexcept
+    int fastact_cpu_simd_level() noexcept
 
 cdef extern from *:
     """
@@ -152,16 +170,49 @@ cdef extern from *:
 # ---------------------------------------------------------------------------------------
 # Which build of the loops runs, decided once at import.
 
-#: Set to "baseline" to use the baseline build even where AVX2 is available.
+#: Names a build of the loops to use instead of the best one: avx512, avx2 or baseline.
 SIMD_ENV_VAR = "FASTACT_SIMD"
+
+#: The builds of the loops, best first, and the CPUID level each needs.
+SIMD_BUILDS = ("avx512", "avx2", "baseline")
+cdef dict SIMD_LEVEL = {"avx512": 2, "avx2": 1, "baseline": 0}
+
+
+def _runnable_builds():
+    """The builds this CPU can run that were also built (and so can be imported), best first."""
+    cdef int level = fastact_cpu_simd_level()
+    return tuple(
+        name for name in SIMD_BUILDS
+        if SIMD_LEVEL[name] <= level
+        and importlib.util.find_spec(f"fastact._loops_{name}") is not None
+    )
 
 
 def _load_loop_table():
-    """The capsule holding the best loop build this CPU runs."""
-    names = ["baseline"]
-    if os.environ.get(SIMD_ENV_VAR, "") != "baseline" and fastact_cpu_has_avx2():
-        names.insert(0, "avx2")
-    for name in names:
+    """The capsule holding the loop build to use: the best this CPU runs, or the one asked.
+
+    A build that is asked for but cannot run here (the CPU lacks it, or it was not built
+    for this platform) or an unknown name is not an error: fastact warns and uses the best
+    runnable build no better than the one asked (the best one, for an unknown name), so a
+    setting meant for one machine never stops an import on another.
+    """
+    runnable = _runnable_builds()
+    wanted = os.environ.get(SIMD_ENV_VAR, "").strip().lower()
+    candidates = list(runnable)
+    if wanted:
+        if wanted not in SIMD_BUILDS:
+            warnings.warn(
+                f"{SIMD_ENV_VAR}={wanted!r} is not a loop build (one of "
+                f"{', '.join(SIMD_BUILDS)}); using {runnable[0] if runnable else 'none'}",
+                RuntimeWarning, stacklevel=2)
+        else:
+            candidates = [name for name in runnable if SIMD_LEVEL[name] <= SIMD_LEVEL[wanted]]
+            if wanted not in runnable and candidates:
+                warnings.warn(
+                    f"{SIMD_ENV_VAR}={wanted}: this CPU cannot run that build of the loops "
+                    f"(or it was not built here); using {candidates[0]}",
+                    RuntimeWarning, stacklevel=2)
+    for name in candidates:
         try:
             module = importlib.import_module(f"fastact._loops_{name}")
         except ImportError:  # not built for this platform
@@ -170,6 +221,8 @@ def _load_loop_table():
     raise ImportError("fastact: no build of the compiled loops could be imported")
 
 
+#: The builds this machine can run, best first (the tests run every one of them).
+RUNNABLE_SIMD = _runnable_builds()
 _LOOP_CAPSULE = _load_loop_table()
 cdef const LoopTable* LOOPS = <const LoopTable*>PyCapsule_GetPointer(
     _LOOP_CAPSULE, FASTACT_LOOP_TABLE_NAME)
@@ -200,6 +253,7 @@ BUILD_INFO = {
     "cython": FASTACT_CYTHON_VERSION.decode(),
     "built_against_numpy": FASTACT_NUMPY_VERSION.decode(),
     "simd": LOOPS.isa.decode(),
+    "simd_runnable": RUNNABLE_SIMD,
     "loops_cflags": LOOPS.cflags.decode(),
     "openmp": bool(FASTACT_OPENMP),
     "streaming_stores": bool(FASTACT_HAS_STREAMING_STORES),
