@@ -45,6 +45,7 @@ import os
 import sys
 import warnings
 
+from fastact import _tuning
 from fastact._threads import get_num_threads
 
 cnp.import_array()
@@ -257,8 +258,6 @@ BUILD_INFO = {
     "loops_cflags": LOOPS.cflags.decode(),
     "openmp": bool(FASTACT_OPENMP),
     "streaming_stores": bool(FASTACT_HAS_STREAMING_STORES),
-    "stream_min_bytes": STREAM_MIN_BYTES,
-    "parallel_min_bytes_per_thread": PARALLEL_MIN_BYTES,
 }
 
 
@@ -309,13 +308,10 @@ cdef ElementType element_type(ndarray a) noexcept:
 
 # ---------------------------------------------------------------------------------------
 # Threads. Opt-in (fastact.set_num_threads / fastact.threads); a call splits its elements
-# into one contiguous slice per thread, each slice at least PARALLEL_MIN_BYTES of traffic
+# into one contiguous slice per thread, each slice at least parallel_min_bytes of traffic
 # (bytes read + written), so that small arrays never pay the fork/join of a team.
 
 cdef enum:
-    # Measured on a 2-core x86-64 (float32, bench/run.py thread table): two threads break
-    # even at 2^16 elements (512 KiB moved) and win 1.4-1.9x from 2^17 (1 MiB) up.
-    PARALLEL_MIN_BYTES = 512 << 10
     # Slices start on 64-byte boundaries so that no cache line is written by two threads.
     SLICE_ALIGN_BYTES = 64
 
@@ -348,31 +344,81 @@ if hasattr(os, "register_at_fork"):
 
 cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
     """How many threads to use for a call moving ``traffic_bytes``; needs the GIL."""
-    if not FASTACT_OPENMP or traffic_bytes < 2 * PARALLEL_MIN_BYTES or team_unusable:
+    if not FASTACT_OPENMP or traffic_bytes < 2 * parallel_min_bytes or team_unusable:
         return 1
     # fastact's own count, not OpenMP's: OMP_NUM_THREADS or a torch.set_num_threads(1) in
     # the same process (torch shares the libgomp) must not silently undo an explicit
     # fastact.threads(n); the default of 1 already keeps fastact out of others' way.
     cdef Py_ssize_t wanted = get_num_threads()
-    wanted = min(wanted, traffic_bytes // PARALLEL_MIN_BYTES)
+    wanted = min(wanted, traffic_bytes // parallel_min_bytes)
     return <int>max(wanted, 1)
 
 
 # ---------------------------------------------------------------------------------------
-# Streaming stores. Above STREAM_MIN_BYTES of output the result cannot stay in the caches
+# Streaming stores. Above stream_min_bytes of output the result cannot stay in the caches
 # anyway, so it is written with non-temporal stores: it goes to memory without first
 # being read into the cache (plain stores read every line they write). Each slice is
 # computed into a small buffer that stays in L1 and streamed out from there, so the loops
 # stay plain C. Not in place: there the line was just read, and a plain store is free.
 
 cdef enum:
-    # Measured on a 32 MiB-L3 x86-64: streaming loses up to 2x while input and output fit
-    # in the last-level cache and wins 1.2-1.6x beyond it (float32 relu 35 GB/s against 26
-    # at 2^24 elements). 16 MiB of output is where in + out outgrow such a cache. Fixed, not
-    # read from the OS: on this very machine sysconf reports the whole socket's 320 MiB,
-    # not the 32 MiB one core can use.
-    STREAM_MIN_BYTES = 16 << 20
     STREAM_BLOCK_BYTES = 4096
+
+# ---------------------------------------------------------------------------------------
+# The two thresholds, set at import from fastact._tuning (environment, this machine's
+# tuned file, else a default) and by _set_thresholds. Streaming loses up to 2x while input
+# and output fit the last-level cache and wins 1.2-1.6x beyond it, and where that is
+# depends on the machine (16 MiB of output on a 32 MiB-L3 AMD EPYC VM, 32-64 MiB on an
+# Intel Xeon VM), as does the traffic from which a second thread pays for its start: so
+# both are measured (python -m fastact tune), never read from the OS, which inside a VM
+# reports the whole socket's cache. They are read and written only with the GIL held
+# (each call reads them once, before releasing it), so no lock is needed.
+cdef Py_ssize_t stream_min_bytes
+cdef Py_ssize_t parallel_min_bytes
+cdef dict THRESHOLD_SOURCES = {}
+
+
+def _set_thresholds(stream_min_bytes=None, parallel_min_bytes=None, source="set"):
+    """Put thresholds in force for this process (for tuning and tests): bytes, or None to
+    keep one; ``source`` is what ``show_config()`` reports for it."""
+    if stream_min_bytes is not None:
+        if stream_min_bytes < 0:
+            raise ValueError("stream_min_bytes must be >= 0")
+        set_stream_min_bytes(stream_min_bytes)
+        THRESHOLD_SOURCES["stream_min_bytes"] = source
+    if parallel_min_bytes is not None:
+        if parallel_min_bytes < 1:
+            raise ValueError("parallel_min_bytes must be >= 1")
+        set_parallel_min_bytes(parallel_min_bytes)
+        THRESHOLD_SOURCES["parallel_min_bytes"] = source
+
+
+cdef void set_stream_min_bytes(Py_ssize_t value) noexcept:
+    global stream_min_bytes
+    stream_min_bytes = value
+
+
+cdef void set_parallel_min_bytes(Py_ssize_t value) noexcept:
+    global parallel_min_bytes
+    parallel_min_bytes = value
+
+
+def _thresholds():
+    """The thresholds in force, as keyword arguments of _set_thresholds."""
+    return {"stream_min_bytes": stream_min_bytes, "parallel_min_bytes": parallel_min_bytes}
+
+
+def thresholds():
+    """Each threshold in force and where it came from (default, tuned file, env, set)."""
+    return {name: (value, THRESHOLD_SOURCES[name]) for name, value in _thresholds().items()}
+
+
+def _load_thresholds():
+    for name, (value, source) in _tuning.thresholds_in_force().items():
+        _set_thresholds(**{name: value}, source=source)
+
+
+_load_thresholds()
 
 
 cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* x, char* out,
@@ -445,7 +491,7 @@ cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x
     cdef char* out_data = <char*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t out_bytes = n * itemsize
     cdef int n_threads = threads_for(out_bytes * (2 if g is None else 3))
-    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= STREAM_MIN_BYTES
+    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= stream_min_bytes
                            and out_data != x_data and out_data != g_data)
     with nogil:
         run(op, etype, g_data, x_data, out_data, n, itemsize, negative_slope, n_threads,
