@@ -185,19 +185,23 @@ def thresholds_in_force() -> dict[str, tuple[int, str]]:
 # ---------------------------------------------------------------------------------------
 # The calibration.
 
-# Output sizes of the streaming sweep, in MiB: from well inside any last-level cache to
+# Output sizes of the streaming sweep, in MiB: from inside the L2 of most cores to
 # past the largest a VM core is likely to get (the crossover was 16 MiB on a 32 MiB-L3
 # AMD EPYC, 32-64 MiB on an Intel Xeon VM).
-STREAM_SWEEP_MIB = (4, 8, 16, 32, 64, 128)
+STREAM_SWEEP_MIB = (1, 2, 4, 8, 16, 32, 64, 128)
+STREAM_ROUNDS = 3
 # Traffic (bytes read + written) of the thread sweep, in KiB.
 THREAD_SWEEP_KIB = (64, 128, 256, 512, 1024, 2048, 4096)
 # A streamed (or threaded) call must be this much faster to count as a win: the two are
 # timed within a few percent of each other wherever it does not matter.
-WIN_MARGIN = 0.03
+WIN_MARGIN = 0.05
 
 
-def _median_times(calls: list[Callable[[], object]], repeat: int, batch: int = 1) -> list[float]:
-    """Median seconds per call of each, timed in turns so that drift hits all alike.
+def _sample_times(
+    calls: list[Callable[[], object]], repeat: int, batch: int = 1
+) -> list[list[float]]:
+    """Seconds per call of each, ``repeat`` samples, timed in turns so that drift hits all
+    alike.
 
     Each sample first makes one untimed call: a streamed call leaves the output out of the
     cache and a plain one leaves it in, so each kind is timed in its own steady state, as
@@ -211,26 +215,31 @@ def _median_times(calls: list[Callable[[], object]], repeat: int, batch: int = 1
             for _ in range(batch):
                 call()
             times.append((time.perf_counter() - start) / batch)
-    return [statistics.median(times) for times in samples]
+    return samples
+
+
+def _median_times(calls: list[Callable[[], object]], repeat: int, batch: int = 1) -> list[float]:
+    return [statistics.median(t) for t in _sample_times(calls, repeat, batch)]
 
 
 def _first_winning(rows: list[tuple[int, float, float]]) -> int | None:
-    """The smallest size from which the second timing beats the first at every size."""
+    """The smallest size at which the second timing wins (by WIN_MARGIN) with no larger
+    size where it loses by as much: a tie above it is noise, not a crossover."""
     winning = None
     for size, before, after in reversed(rows):
+        if after > before * (1 + WIN_MARGIN):
+            break
         if after < before * (1 - WIN_MARGIN):
             winning = size
-        else:
-            break
     return winning
 
 
 def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> dict[str, Any]:
     """Measure both thresholds on this machine (a few seconds); nothing is saved.
 
-    Streaming: float32 ``relu`` out of place, plain against streamed stores, from 4 to 128
-    MiB of output; the threshold is the smallest size from which streaming wins at every
-    larger size measured (twice the largest size if it never does). Threads: ``relu``
+    Streaming: float32 ``relu`` out of place, plain against streamed stores, from 1 to 128
+    MiB of output; the threshold is the smallest size where streaming wins and loses at no
+    larger size measured (twice the largest size if it never wins). Threads: ``relu``
     over 64 KiB to 4 MiB of traffic on one thread and on two; the per-thread threshold is
     half the traffic from which two threads win (null, keeping the default, without
     OpenMP or a second core).
@@ -247,26 +256,36 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
         x_all = np.linspace(-1.0, 1.0, largest // 4, dtype=np.float32)
         out_all = np.empty_like(x_all)
         out_all.fill(0)  # fault the pages in now, not in the first timing
+        # In rounds over the whole sweep, pooled: a neighbour's burst on a shared machine
+        # then skews one round of each size rather than every sample of one size.
+        pooled: dict[int, list[list[float]]] = {mib: [[], []] for mib in STREAM_SWEEP_MIB}
         with threads(1):
-            for mib in STREAM_SWEEP_MIB:
-                n = (mib << 20) // 4
-                x, out = x_all[:n], out_all[:n]
+            for _ in range(STREAM_ROUNDS):
+                for mib in STREAM_SWEEP_MIB:
+                    n = (mib << 20) // 4
+                    x, out = x_all[:n], out_all[:n]
 
-                def plain(x=x, out=out):
-                    _kernels._set_thresholds(stream_min_bytes=largest * 4)
-                    relu(x, out=out)
+                    def plain(x=x, out=out):
+                        _kernels._set_thresholds(stream_min_bytes=largest * 4)
+                        relu(x, out=out)
 
-                def streamed(x=x, out=out):
-                    _kernels._set_thresholds(stream_min_bytes=0)
-                    relu(x, out=out)
+                    def streamed(x=x, out=out):
+                        _kernels._set_thresholds(stream_min_bytes=0)
+                        relu(x, out=out)
 
-                batch = max(1, (32 << 20) // (mib << 20))
-                t_plain, t_streamed = _median_times([plain, streamed], repeat, batch)
-                stream_rows.append((mib << 20, t_plain, t_streamed))
-                log(
-                    f"stream  {mib:4d} MiB out: plain {2 * n * 4 / t_plain / 1e9:6.1f} GB/s, "
-                    f"streamed {2 * n * 4 / t_streamed / 1e9:6.1f} GB/s"
-                )
+                    batch = max(1, (32 << 20) // (mib << 20))
+                    for times, t in zip(
+                        pooled[mib], _sample_times([plain, streamed], repeat, batch), strict=True
+                    ):
+                        times.extend(t)
+        for mib, (plain_times, streamed_times) in pooled.items():
+            t_plain, t_streamed = statistics.median(plain_times), statistics.median(streamed_times)
+            stream_rows.append((mib << 20, t_plain, t_streamed))
+            n = (mib << 20) // 4
+            log(
+                f"stream  {mib:4d} MiB out: plain {2 * n * 4 / t_plain / 1e9:6.1f} GB/s, "
+                f"streamed {2 * n * 4 / t_streamed / 1e9:6.1f} GB/s"
+            )
         del x_all, out_all
         stream_min = _first_winning(stream_rows)
         if stream_min is None:
@@ -347,7 +366,7 @@ def tune(save: bool = True, verbose: bool = True) -> dict[str, Any]:
     if verbose:
         for name in DEFAULTS:
             value = result[name]
-            shown = "not measured (default kept)" if value is None else f"{value} bytes"
+            shown = "no crossover measured (default kept)" if value is None else f"{value} bytes"
             print(f"{name}: {shown}")
         print(f"saved to {result['path']}" if result["path"] else result.get("error", "not saved"))
     return result

@@ -180,8 +180,11 @@ def test_tune_measures_saves_and_applies(cache_home, monkeypatch):
 
 
 def test_first_winning_size():
-    rows = [(1, 1.0, 1.2), (2, 1.0, 0.5), (4, 1.0, 1.0), (8, 1.0, 0.9), (16, 1.0, 0.8)]
+    rows = [(1, 1.0, 1.2), (2, 1.0, 0.5), (4, 1.0, 1.2), (8, 1.0, 0.9), (16, 1.0, 0.8)]
     assert _tuning._first_winning(rows) == 8
+    # A tie above the crossover is noise; a loss is not.
+    assert _tuning._first_winning([*rows, (32, 1.0, 0.99)]) == 8
+    assert _tuning._first_winning([(1, 1.0, 1.0), (2, 1.0, 0.9), (4, 1.0, 1.01)]) == 2
     assert _tuning._first_winning(rows[:3]) is None
     assert _tuning._first_winning([(1, 1.0, 0.5)]) == 1
 
