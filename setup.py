@@ -9,7 +9,8 @@ Compiler flags, and why:
 - no ``-march=native``: the wheel must run on any x86-64 / aarch64 machine. On x86-64 the
   loops are compiled a second time with ``-mavx2 -mf16c`` (``fastact._loops_avx2``), used
   only when a CPUID check at import finds both: up to 1.4x in cache (float16 products 5x),
-  in a wheel that still runs on any x86-64.
+  in a wheel that still runs on any x86-64; and a third time for AVX-512
+  (``fastact._loops_avx512``), used where the CPU has it and the OS saves the ZMM state.
 - ``-fopenmp`` for the thread driver in ``_kernels``, only if a probe program compiles,
   links and runs with it; otherwise a serial build (``FASTACT_OPENMP=0`` forces that).
 
@@ -35,6 +36,12 @@ DEBUG_BUILD = os.environ.get("FASTACT_DEBUG_BUILD", "") not in ("", "0")
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG_BUILD else ["-O3", "-fno-trapping-math", "-funroll-loops"]
 MSVC_FLAGS = ["/Od", "/Zi"] if DEBUG_BUILD else ["/O2"]
 AVX2_FLAGS = ["-mavx2", "-mf16c"]
+# The AVX-512 subsets every AVX-512 CPU since Skylake-SP has (F, BW for 16-bit lanes, VL and
+# DQ for masked 256-bit forms), with F16C; the import-time check asks for each of them and
+# for the OS's ZMM state. -mavx512f brings FMA: contraction stays off, as every product is
+# rounded once, alone (none is followed by an add today; this keeps it so).
+AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mf16c"]
+AVX512_FLAGS += ["-ffp-contract=off"]
 # GCC's cost model leaves loops over runtime strides scalar, and scalar GCC code branches
 # on the selects (11x slower on random signs); vectorised, even with element-by-element
 # loads, they stay branch-free. GCC only: probed like the rest.
@@ -59,6 +66,14 @@ AVX2_PROBE = r"""
 int main(void) {
     __m256 f = _mm256_cvtph_ps(_mm_set1_epi16(0x3c00));
     return _mm256_cvtsi256_si32(_mm256_cvtps_epi32(f)) - 1;
+}
+"""
+
+AVX512_PROBE = r"""
+#include <immintrin.h>
+int main(void) {
+    __m512 f = _mm512_cvtph_ps(_mm256_set1_epi16(0x3c00));
+    return _mm512_reduce_add_epi32(_mm512_cvtps_epi32(f)) - 16;
 }
 """
 
@@ -120,14 +135,17 @@ class BuildExt(build_ext):
         # The AVX2 build needs GCC/Clang on x86-64: the import-time CPUID check uses
         # __builtin_cpu_supports.
         x86_64 = platform.machine().lower() in ("x86_64", "amd64")
-        if not (kind == "unix" and x86_64 and self.compiles(AVX2_PROBE, AVX2_FLAGS)):
-            self.extensions = [e for e in self.extensions if e.name != "fastact._loops_avx2"]
+        isa_builds = {"fastact._loops_avx2": (AVX2_PROBE, AVX2_FLAGS)}
+        isa_builds["fastact._loops_avx512"] = (AVX512_PROBE, AVX512_FLAGS)
+        for name, (probe, isa_flags) in isa_builds.items():
+            if not (kind == "unix" and x86_64 and self.compiles(probe, isa_flags)):
+                self.extensions = [e for e in self.extensions if e.name != name]
         for ext in self.extensions:
             ext_flags = list(flags)
             if ext.name.startswith("fastact._loops_"):
                 ext_flags += loop_flags
-            if ext.name == "fastact._loops_avx2":
-                ext_flags += AVX2_FLAGS
+            if ext.name in isa_builds:
+                ext_flags += isa_builds[ext.name][1]
             if ext.name == "fastact._kernels" and openmp:
                 ext_flags.append(openmp)
                 ext.extra_link_args = [*ext.extra_link_args, openmp]
@@ -167,6 +185,7 @@ extensions = [
         "fastact._ufuncs",
         "fastact._loops_baseline",
         "fastact._loops_avx2",
+        "fastact._loops_avx512",
     )
 ]
 

@@ -56,16 +56,22 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         ``kernel_dtypes`` (per function, the dtypes the loops cover: everything else runs
         the NumPy reference); ``compiler``, ``cflags``, ``cython`` and
         ``built_against_numpy`` (how the extension was built); ``simd`` (the build of
-        the loops this CPU runs: ``avx2`` or ``baseline``) and ``loops_cflags`` (its
-        compiler flags), ``openmp`` (whether threads
+        the loops in use: ``avx512``, ``avx2`` or ``baseline``; ``FASTACT_SIMD`` picks
+        another), ``simd_runnable`` (every build this machine can run, best first) and
+        ``loops_cflags`` (the build's compiler flags), ``openmp`` (whether threads
         are available), ``streaming_stores`` and ``stream_min_bytes`` (non-temporal stores for
         outputs of at least that size), ``parallel_min_bytes_per_thread`` (the traffic each
-        extra thread needs) and ``num_threads`` (the current default);
+        extra thread needs), each with its ``*_source`` (``default``, ``tuned: <file>``
+        from ``python -m fastact tune``, or ``env: <variable>``), and ``num_threads`` (the
+        current default);
         ``numpy``, ``python`` and ``platform``.
     """
     import numpy
 
     build: dict[str, Any] = dict(_kernels.BUILD_INFO) if _kernels is not None else {}
+    in_force: dict[str, tuple[int, str]] = _kernels.thresholds() if _kernels is not None else {}
+    stream_min, stream_source = in_force.get("stream_min_bytes", (None, None))
+    parallel_min, parallel_source = in_force.get("parallel_min_bytes", (None, None))
     config: dict[str, Any] = {
         "version": __version__,
         "compiled": COMPILED,
@@ -76,11 +82,14 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         "cython": build.get("cython"),
         "built_against_numpy": build.get("built_against_numpy"),
         "simd": build.get("simd"),
+        "simd_runnable": build.get("simd_runnable"),
         "loops_cflags": build.get("loops_cflags"),
         "openmp": build.get("openmp"),
         "streaming_stores": build.get("streaming_stores"),
-        "stream_min_bytes": build.get("stream_min_bytes"),
-        "parallel_min_bytes_per_thread": build.get("parallel_min_bytes_per_thread"),
+        "stream_min_bytes": stream_min,
+        "stream_min_bytes_source": stream_source,
+        "parallel_min_bytes_per_thread": parallel_min,
+        "parallel_min_bytes_source": parallel_source,
         "num_threads": get_num_threads(),
         "numpy": numpy.__version__,
         "python": sys.version.split()[0],

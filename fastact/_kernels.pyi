@@ -5,8 +5,18 @@ from typing import Any
 import numpy as np
 
 KERNEL_DTYPES: dict[str, tuple[str, ...]]
-BUILD_INFO: dict[str, str | bool | int]
+BUILD_INFO: dict[str, str | bool | int | tuple[str, ...]]
 SIMD_ENV_VAR: str
+SIMD_BUILDS: tuple[str, ...]
+RUNNABLE_SIMD: tuple[str, ...]
+
+def thresholds() -> dict[str, tuple[int, str]]: ...
+def _thresholds() -> dict[str, int]: ...
+def _set_thresholds(
+    stream_min_bytes: int | None = None,
+    parallel_min_bytes: int | None = None,
+    source: str = "set",
+) -> None: ...
 
 # ``op`` is the function's index in fastact._functions.FUNCTIONS; p0 and p1 its
 # parameters as Python floats (0.0 where it has fewer).

@@ -40,9 +40,12 @@ from fastact._loops cimport (
 )
 
 import importlib
+import importlib.util
 import os
 import sys
+import warnings
 
+from fastact import _tuning
 from fastact._functions import COMPUTE, FUNCTIONS
 from fastact._threads import get_num_threads
 
@@ -79,16 +82,32 @@ cdef extern from *:
     #  define FASTACT_OPENMP 0
     #endif
 
-    /* The AVX2 build of the loops (AVX2 + F16C) is used only where the CPU (and the OS,
-       for the YMM state) supports it: a CPUID check at import, no ifunc. */
+    /* Which builds of the loops this CPU can run: a CPUID check at import, no ifunc.
+       1: AVX2 + F16C; 2: also AVX-512 F, BW, VL and DQ. Each needs the OS to save the
+       wider registers on a context switch (XGETBV: XCR0 bits 1-2 for YMM, 5-7 for the
+       opmask and ZMM state); CPUID alone says only that the CPU has them. */
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    static int fastact_cpu_has_avx2(void)
+    #include <cpuid.h>
+    static int fastact_cpu_simd_level(void)
     {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        unsigned int a, b, c, d, xcr0_low, xcr0_high;
+        if (!__get_cpuid(1, &a, &b, &c, &d))
+            return 0;
+        int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+        if (!(osxsave && avx && f16c))
+            return 0;
+        __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+        if ((xcr0_low & 0x06u) != 0x06u || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+            return 0;
+        if (!((b >> 5) & 1))  /* AVX2 */
+            return 0;
+        unsigned int avx512 = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);  /* F DQ BW VL */
+        if ((b & avx512) == avx512 && (xcr0_low & 0xe6u) == 0xe6u)
+            return 2;
+        return 1;
     }
     #else
-    static int fastact_cpu_has_avx2(void) { return 0; }
+    static int fastact_cpu_simd_level(void) { return 0; }
     #endif
     """
     const char* FASTACT_COMPILER
@@ -96,7 +115,7 @@ cdef extern from *:
     const char* FASTACT_CYTHON_VERSION
     const char* FASTACT_NUMPY_VERSION
     const bint FASTACT_OPENMP
-    bint fastact_cpu_has_avx2() noexcept
+    int fastact_cpu_simd_level() noexcept
 
 cdef extern from *:
     """
@@ -153,16 +172,49 @@ cdef extern from *:
 # ---------------------------------------------------------------------------------------
 # Which build of the loops runs, decided once at import.
 
-#: Set to "baseline" to use the baseline build even where AVX2 is available.
+#: Names a build of the loops to use instead of the best one: avx512, avx2 or baseline.
 SIMD_ENV_VAR = "FASTACT_SIMD"
+
+#: The builds of the loops, best first, and the CPUID level each needs.
+SIMD_BUILDS = ("avx512", "avx2", "baseline")
+cdef dict SIMD_LEVEL = {"avx512": 2, "avx2": 1, "baseline": 0}
+
+
+def _runnable_builds():
+    """The builds this CPU can run that were also built (and so can be imported), best first."""
+    cdef int level = fastact_cpu_simd_level()
+    return tuple(
+        name for name in SIMD_BUILDS
+        if SIMD_LEVEL[name] <= level
+        and importlib.util.find_spec(f"fastact._loops_{name}") is not None
+    )
 
 
 def _load_loop_table():
-    """The capsule holding the best loop build this CPU runs."""
-    names = ["baseline"]
-    if os.environ.get(SIMD_ENV_VAR, "") != "baseline" and fastact_cpu_has_avx2():
-        names.insert(0, "avx2")
-    for name in names:
+    """The capsule holding the loop build to use: the best this CPU runs, or the one asked.
+
+    A build that is asked for but cannot run here (the CPU lacks it, or it was not built
+    for this platform) or an unknown name is not an error: fastact warns and uses the best
+    runnable build no better than the one asked (the best one, for an unknown name), so a
+    setting meant for one machine never stops an import on another.
+    """
+    runnable = _runnable_builds()
+    wanted = os.environ.get(SIMD_ENV_VAR, "").strip().lower()
+    candidates = list(runnable)
+    if wanted:
+        if wanted not in SIMD_BUILDS:
+            warnings.warn(
+                f"{SIMD_ENV_VAR}={wanted!r} is not a loop build (one of "
+                f"{', '.join(SIMD_BUILDS)}); using {runnable[0] if runnable else 'none'}",
+                RuntimeWarning, stacklevel=2)
+        else:
+            candidates = [name for name in runnable if SIMD_LEVEL[name] <= SIMD_LEVEL[wanted]]
+            if wanted not in runnable and candidates:
+                warnings.warn(
+                    f"{SIMD_ENV_VAR}={wanted}: this CPU cannot run that build of the loops "
+                    f"(or it was not built here); using {candidates[0]}",
+                    RuntimeWarning, stacklevel=2)
+    for name in candidates:
         try:
             module = importlib.import_module(f"fastact._loops_{name}")
         except ImportError:  # not built for this platform
@@ -171,6 +223,8 @@ def _load_loop_table():
     raise ImportError("fastact: no build of the compiled loops could be imported")
 
 
+#: The builds this machine can run, best first (the tests run every one of them).
+RUNNABLE_SIMD = _runnable_builds()
 _LOOP_CAPSULE = _load_loop_table()
 cdef const LoopTable* LOOPS = <const LoopTable*>PyCapsule_GetPointer(
     _LOOP_CAPSULE, FASTACT_LOOP_TABLE_NAME)
@@ -199,11 +253,10 @@ BUILD_INFO = {
     "cython": FASTACT_CYTHON_VERSION.decode(),
     "built_against_numpy": FASTACT_NUMPY_VERSION.decode(),
     "simd": LOOPS.isa.decode(),
+    "simd_runnable": RUNNABLE_SIMD,
     "loops_cflags": LOOPS.cflags.decode(),
     "openmp": bool(FASTACT_OPENMP),
     "streaming_stores": bool(FASTACT_HAS_STREAMING_STORES),
-    "stream_min_bytes": STREAM_MIN_BYTES,
-    "parallel_min_bytes_per_thread": PARALLEL_MIN_BYTES,
 }
 
 
@@ -261,13 +314,10 @@ cdef ElementType element_type(ndarray a) noexcept:
 
 # ---------------------------------------------------------------------------------------
 # Threads. Opt-in (fastact.set_num_threads / fastact.threads); a call splits its elements
-# into one contiguous slice per thread, each slice at least PARALLEL_MIN_BYTES of traffic
+# into one contiguous slice per thread, each slice at least parallel_min_bytes of traffic
 # (bytes read + written), so that small arrays never pay the fork/join of a team.
 
 cdef enum:
-    # Measured on a 2-core x86-64 (float32, bench/run.py thread table): two threads break
-    # even at 2^16 elements (512 KiB moved) and win 1.4-1.9x from 2^17 (1 MiB) up.
-    PARALLEL_MIN_BYTES = 512 << 10
     # Slices start on 64-byte boundaries so that no cache line is written by two threads.
     SLICE_ALIGN_BYTES = 64
 
@@ -300,31 +350,81 @@ if hasattr(os, "register_at_fork"):
 
 cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
     """How many threads to use for a call moving ``traffic_bytes``; needs the GIL."""
-    if not FASTACT_OPENMP or traffic_bytes < 2 * PARALLEL_MIN_BYTES or team_unusable:
+    if not FASTACT_OPENMP or traffic_bytes < 2 * parallel_min_bytes or team_unusable:
         return 1
     # fastact's own count, not OpenMP's: OMP_NUM_THREADS or a torch.set_num_threads(1) in
     # the same process (torch shares the libgomp) must not silently undo an explicit
     # fastact.threads(n); the default of 1 already keeps fastact out of others' way.
     cdef Py_ssize_t wanted = get_num_threads()
-    wanted = min(wanted, traffic_bytes // PARALLEL_MIN_BYTES)
+    wanted = min(wanted, traffic_bytes // parallel_min_bytes)
     return <int>max(wanted, 1)
 
 
 # ---------------------------------------------------------------------------------------
-# Streaming stores. Above STREAM_MIN_BYTES of output the result cannot stay in the caches
+# Streaming stores. Above stream_min_bytes of output the result cannot stay in the caches
 # anyway, so it is written with non-temporal stores: it goes to memory without first
 # being read into the cache (plain stores read every line they write). Each slice is
 # computed into a small buffer that stays in L1 and streamed out from there, so the loops
 # stay plain C. Not in place: there the line was just read, and a plain store is free.
 
 cdef enum:
-    # Measured on a 32 MiB-L3 x86-64: streaming loses up to 2x while input and output fit
-    # in the last-level cache and wins 1.2-1.6x beyond it (float32 relu 35 GB/s against 26
-    # at 2^24 elements). 16 MiB of output is where in + out outgrow such a cache. Fixed, not
-    # read from the OS: on this very machine sysconf reports the whole socket's 320 MiB,
-    # not the 32 MiB one core can use.
-    STREAM_MIN_BYTES = 16 << 20
     STREAM_BLOCK_BYTES = 4096
+
+# ---------------------------------------------------------------------------------------
+# The two thresholds, set at import from fastact._tuning (environment, this machine's
+# tuned file, else a default) and by _set_thresholds. Streaming loses up to 2x while input
+# and output fit the last-level cache and wins 1.2-1.6x beyond it, and where that is
+# depends on the machine (16 MiB of output on a 32 MiB-L3 AMD EPYC VM, 32-64 MiB on an
+# Intel Xeon VM), as does the traffic from which a second thread pays for its start: so
+# both are measured (python -m fastact tune), never read from the OS, which inside a VM
+# reports the whole socket's cache. They are read and written only with the GIL held
+# (each call reads them once, before releasing it), so no lock is needed.
+cdef Py_ssize_t stream_min_bytes
+cdef Py_ssize_t parallel_min_bytes
+cdef dict THRESHOLD_SOURCES = {}
+
+
+def _set_thresholds(stream_min_bytes=None, parallel_min_bytes=None, source="set"):
+    """Put thresholds in force for this process (for tuning and tests): bytes, or None to
+    keep one; ``source`` is what ``show_config()`` reports for it."""
+    if stream_min_bytes is not None:
+        if stream_min_bytes < 0:
+            raise ValueError("stream_min_bytes must be >= 0")
+        set_stream_min_bytes(stream_min_bytes)
+        THRESHOLD_SOURCES["stream_min_bytes"] = source
+    if parallel_min_bytes is not None:
+        if parallel_min_bytes < 1:
+            raise ValueError("parallel_min_bytes must be >= 1")
+        set_parallel_min_bytes(parallel_min_bytes)
+        THRESHOLD_SOURCES["parallel_min_bytes"] = source
+
+
+cdef void set_stream_min_bytes(Py_ssize_t value) noexcept:
+    global stream_min_bytes
+    stream_min_bytes = value
+
+
+cdef void set_parallel_min_bytes(Py_ssize_t value) noexcept:
+    global parallel_min_bytes
+    parallel_min_bytes = value
+
+
+def _thresholds():
+    """The thresholds in force, as keyword arguments of _set_thresholds."""
+    return {"stream_min_bytes": stream_min_bytes, "parallel_min_bytes": parallel_min_bytes}
+
+
+def thresholds():
+    """Each threshold in force and where it came from (default, tuned file, env, set)."""
+    return {name: (value, THRESHOLD_SOURCES[name]) for name, value in _thresholds().items()}
+
+
+def _load_thresholds():
+    for name, (value, source) in _tuning.thresholds_in_force().items():
+        _set_thresholds(**{name: value}, source=source)
+
+
+_load_thresholds()
 
 
 ctypedef struct Params:
@@ -401,7 +501,7 @@ cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x
     cdef char* out_data = <char*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t out_bytes = n * itemsize
     cdef int n_threads = threads_for(out_bytes * (2 if g is None else 3))
-    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= STREAM_MIN_BYTES
+    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= stream_min_bytes
                            and out_data != x_data and out_data != g_data)
     with nogil:
         run(op, etype, g_data, x_data, out_data, n, itemsize, p, n_threads,

@@ -4,8 +4,9 @@ The default is 1, so that fastact composes with dask, joblib and torch workers (
 their own parallelism) without oversubscribing the cores; ``FASTACT_NUM_THREADS`` sets it
 at startup and :func:`set_num_threads` later. ``with threads(n):`` overrides it for the code
 in the block, in the current thread (or asyncio task) only: a context variable, so that
-other threads keep their own setting. Only calls that move at least 1 MiB (bytes read +
-written) use more than one thread; nothing is started until such a call runs.
+other threads keep their own setting. Only calls that move enough bytes (read + written:
+1 MiB by default, measured per machine by ``python -m fastact tune``) use more than one
+thread; nothing is started until such a call runs.
 """
 
 from __future__ import annotations
@@ -69,12 +70,12 @@ def get_num_threads() -> int:
         The count set by the innermost active ``with fastact.threads(n):`` block of the
         calling thread, else the process default (:func:`set_num_threads`,
         ``FASTACT_NUM_THREADS``, else 1). A call uses fewer threads when its arrays are
-        small (each thread needs 512 KiB of traffic, bytes read + written: one thread
-        below 1 MiB), when fastact was built without OpenMP, and in a process forked
-        after fastact had started threads (GNU OpenMP cannot start threads there).
-        ``OMP_NUM_THREADS`` and threadpoolctl's limits do not change it: the count is
-        fastact's own, so that torch or another OpenMP user in the process cannot undo
-        it.
+        small (each thread needs ``show_config()["parallel_min_bytes_per_thread"]`` of
+        traffic, bytes read + written: 512 KiB unless tuned), when fastact was built
+        without OpenMP, and in a process forked after fastact had started threads (GNU
+        OpenMP cannot start threads there). ``OMP_NUM_THREADS`` and threadpoolctl's
+        limits do not change it: the count is fastact's own, so that torch or another
+        OpenMP user in the process cannot undo it.
     """
     scoped = _scoped.get()
     return _default if scoped is None else scoped

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -209,3 +210,18 @@ def python_runs_during(call: Callable[[], object]) -> bool:
         worker.join()
         sys.setswitchinterval(interval)
     return after > before
+
+
+@contextmanager
+def thresholds(**values: int) -> Iterator[None]:
+    """Streaming and thread thresholds in force for the block (``stream_min_bytes=0``
+    streams every out-of-place call), then the values and their sources restored."""
+    from fastact import _kernels
+
+    before = _kernels.thresholds()
+    _kernels._set_thresholds(**values)
+    try:
+        yield
+    finally:
+        for name, (value, source) in before.items():
+            _kernels._set_thresholds(**{name: value}, source=source)

@@ -3,12 +3,12 @@
 Each draw combines a dtype (every NumPy kind, both byte orders), a shape (0-d to 4-d,
 empty included), a layout (C or Fortran order, negative and positive strides, zero strides
 from ``np.broadcast_to``, misaligned buffers, read-only views, windows into a larger
-buffer, nested lists), a ``negative_slope`` (real numbers of every Python and NumPy type,
-and things that are not) and an ``out`` (none, fresh in any layout, an input itself, a
+buffer, nested lists), the function's parameters (real numbers of every Python and NumPy
+type, and things that are not) and an ``out`` (none, fresh in any layout, an input itself, a
 partial overlap with an input, the wrong shape or dtype, read-only, not an array).
 
 The outcome is predicted from the contract alone (README: dtypes, shapes, ``out=``,
-``negative_slope``), never from the implementation. A call must then either match the
+parameters), never from the implementation. A call must then either match the
 NumPy reference bit for bit, or raise TypeError/ValueError whose message names an
 argument that is at fault; after an error, ``out``, the inputs and every buffer they live
 in hold exactly the bytes they held before. Nothing but ``out`` is ever written.
@@ -28,13 +28,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bitwise import BINARY, FLOAT_DTYPES, FUNCTIONS, INT_DTYPES, WITH_SLOPE, assert_bitwise_equal
+from bitwise import BINARY, FLOAT_DTYPES, FUNCTIONS, INT_DTYPES, assert_bitwise_equal
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastact
 from fastact import _reference
+from fastact._functions import BY_NAME, COMPUTE, Parameter
 
 EXAMPLES = int(os.environ.get("FASTACT_FUZZ_EXAMPLES", "500"))
 
@@ -76,7 +77,7 @@ class Draw:
 
     x: Any
     g: Any = None
-    slope: Any = None
+    params: tuple = ()  # one drawn value per parameter of the function
     out: Any = None
     pass_out: bool = False
     out_kind: str = ""
@@ -193,8 +194,7 @@ def calls(draw, name: str) -> Draw:
             }[kind]
             g_shape = shape if draw(st.integers(0, 6)) else draw(shapes)
             d.g = draw(placed(g_dtype, g_shape, d, list_ok=accepts(name, g_dtype)))
-    if name in WITH_SLOPE:
-        d.slope = draw(_slopes())
+    d.params = tuple(draw(_slopes()) for _ in BY_NAME[name].parameters)
     d.out, d.pass_out = draw(outs(name, d, dtype, shape))
     return d
 
@@ -281,27 +281,9 @@ def predict(name: str, d: Draw):
             wrong += [(ValueError, "grad_output"), (ValueError, "x")]
         if not same_element_type(g.dtype, x.dtype):
             wrong += [(TypeError, "grad_output"), (TypeError, "x")]
-    slope = None
-    if name in WITH_SLOPE:
-        if isinstance(d.slope, numbers.Real):
-            try:
-                slope = float(d.slope)
-            except OverflowError:
-                wrong.append((ValueError, "negative_slope"))
-            else:
-                # torch refuses a finite slope beyond the range of the type it computes in
-                # (float32, except for float64 input).
-                x_dtype = arrays["x"].dtype if "x" in arrays else None
-                float32_max = float(np.finfo(np.float32).max)
-                if (
-                    x_dtype is not None
-                    and x_dtype != np.float64
-                    and np.isfinite(slope)
-                    and abs(slope) > float32_max
-                ):
-                    wrong.append((ValueError, "negative_slope"))
-        else:
-            wrong.append((TypeError, "negative_slope"))
+    x_dtype = arrays["x"].dtype if "x" in arrays else None
+    params, param_errors = predict_params(name, d.params, x_dtype)
+    wrong += param_errors
     if d.pass_out and d.out is not None:
         out = d.out
         if not isinstance(out, np.ndarray):
@@ -316,9 +298,37 @@ def predict(name: str, d: Draw):
     if wrong:
         return None, wrong
     args = [arrays[arg] for arg, _ in inputs]
-    if slope is not None:
-        args.append(slope)
-    return getattr(_reference, name)(*args), []
+    return getattr(_reference, name)(*args, *params), []
+
+
+def largest_allowed(param: Parameter, dtype: np.dtype | None) -> float:
+    """The README's rule: a parameter must fit the range of the type torch checks it in."""
+    if dtype is None or dtype == np.float64:
+        return float(np.finfo(np.float64).max)
+    if param.range_type == COMPUTE or dtype == np.float32:
+        return float(np.finfo(np.float32).max)
+    return float(np.finfo(dtype).max)
+
+
+def predict_params(name: str, values: tuple, x_dtype: np.dtype | None) -> tuple[list, list]:
+    """The parameters as floats, and the errors the README promises for them."""
+    spec = BY_NAME[name]
+    params, wrong = [], []
+    for param, value in zip(spec.parameters, values, strict=True):
+        if not isinstance(value, numbers.Real):
+            wrong.append((TypeError, param.name))
+            continue
+        try:
+            number = float(value)
+        except OverflowError:
+            wrong.append((ValueError, param.name))
+            continue
+        if np.isfinite(number) and abs(number) > largest_allowed(param, x_dtype):
+            wrong.append((ValueError, param.name))  # torch refuses it too
+        params.append(number)
+    if spec.ordered and not wrong and params[0] > params[1]:
+        wrong.append((ValueError, spec.parameters[0].name))
+    return params, wrong
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,9 +350,7 @@ def unchanged(value: Any, old: Any) -> bool:
 
 def check_call(name: str, d: Draw) -> str:
     want, wrong = predict(name, d)
-    args: tuple = (d.g, d.x) if name in BINARY else (d.x,)
-    if name in WITH_SLOPE:
-        args = (*args, d.slope)
+    args: tuple = (*((d.g, d.x) if name in BINARY else (d.x,)), *d.params)
     kwargs = {"out": d.out} if d.pass_out else {}
     watched = [v for v in (d.x, d.g, d.out) if v is not None]
     before = [snapshot(v) for v in watched]

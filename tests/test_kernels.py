@@ -176,21 +176,53 @@ def test_kernels_decline_what_they_do_not_cover(name):
             assert kernel(name)(*args_for(name, xx, g, 0.01), None) is None
 
 
-SIMD = fastact.show_config(print_out=False)["simd"]
+CONFIG = fastact.show_config(print_out=False)
+SIMD = CONFIG["simd"]
+RUNNABLE_SIMD = CONFIG.get("simd_runnable") or ()
 
 
 def test_simd_choice_follows_the_environment():
-    if os.environ.get("FASTACT_SIMD") == "baseline":
-        assert SIMD == "baseline"
-    else:
-        assert SIMD in ("baseline", "avx2")
+    assert SIMD in RUNNABLE_SIMD
+    wanted = os.environ.get("FASTACT_SIMD")
+    if wanted in RUNNABLE_SIMD:
+        assert SIMD == wanted
+    elif not wanted:
+        assert SIMD == RUNNABLE_SIMD[0]
+
+
+def _import_with_simd(value):
+    code = "import fastact; print(fastact.show_config(print_out=False)['simd'])"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FASTACT_SIMD": value, "PYTHONWARNINGS": "default"},
+        cwd=tempfile.gettempdir(),
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(SIMD == "baseline", reason="this machine runs the baseline build anyway")
-def test_baseline_build_matches_reference_too():
-    # This process runs the AVX2 build; the same tests in a child forced onto the baseline
-    # build cover the loops that CPUs without AVX2 run.
+@pytest.mark.parametrize("value", ["avx512", "avx2", "baseline", "sse9", ""])
+def test_simd_variable_never_stops_the_import(value):
+    # A build this CPU cannot run, or an unknown name: a warning and the best runnable
+    # build no better than the one asked for, never an import error.
+    result = _import_with_simd(value)
+    assert result.returncode == 0, result.stderr
+    got = result.stdout.strip()
+    if value in RUNNABLE_SIMD or not value:
+        assert got == (value or RUNNABLE_SIMD[0])
+        assert "RuntimeWarning" not in result.stderr
+    else:
+        assert got in RUNNABLE_SIMD
+        assert "RuntimeWarning" in result.stderr and "FASTACT_SIMD" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [name for name in RUNNABLE_SIMD if name != SIMD])
+def test_every_runnable_build_matches_reference_too(build):
+    # This process runs one build; the same tests in a child forced onto each other build
+    # this machine can run cover the loops that other CPUs run.
     repo = Path(__file__).resolve().parent.parent
     # From a neutral folder, with the repository's configuration: `python -m pytest` puts
     # the working directory first on sys.path, and from the repository root that would
@@ -202,7 +234,7 @@ def test_baseline_build_matches_reference_too():
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "FASTACT_SIMD": "baseline"},
+        env={**os.environ, "FASTACT_SIMD": build},
         cwd=tempfile.gettempdir(),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -19,6 +19,7 @@ from bitwise import (
     python_runs_during,
     requires_compiled,
     sample,
+    thresholds,
 )
 
 import fastact
@@ -26,8 +27,9 @@ from fastact import _reference
 
 OPENMP = fastact.show_config(print_out=False)["openmp"]
 
-# Around the size where a second thread starts (2 MiB of traffic) and where streaming
-# stores start (16 MiB of output), with odd lengths so that the slices have tails.
+# Around the size where a second thread starts (1 MiB of traffic by default) and past
+# 16 MiB of output (where streaming stores start on some machines), with odd lengths so
+# that the slices have tails.
 FLOAT32_LENGTHS = (1, 2**17 - 1, 2**18 + 3, 2**20 + 17, (16 << 20) // 4 + 5)
 
 
@@ -136,7 +138,7 @@ def test_misaligned_out_and_in_place(n_threads, offset):
     x, g = sample(np.float32, n, rng), sample(np.float32, n, rng)
     buffer = np.empty(n + offset, np.float32)
     out = buffer[offset:]
-    with fastact.threads(n_threads):
+    with fastact.threads(n_threads), thresholds(stream_min_bytes=0):
         assert fastact.leaky_relu_backward(g, x, 0.2, out=out) is out
         assert_bitwise_equal(out, _reference.leaky_relu_backward(g, x, 0.2))
         want = _reference.relu(x)

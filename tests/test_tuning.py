@@ -1,0 +1,219 @@
+"""The streaming and thread thresholds: where they come from, and exact results either way."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from bitwise import (
+    FUNCTIONS,
+    INT_DTYPES,
+    KERNEL_FLOAT_DTYPES,
+    args_for,
+    assert_bitwise_equal,
+    requires_compiled,
+    sample,
+    thresholds,
+)
+
+import fastact
+from fastact import _reference, _tuning
+
+ENV_VARS = (*_tuning.ENV_VARS.values(), "XDG_CACHE_HOME")
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """An empty cache folder, and no threshold variables."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _config_in_child(env):
+    code = "import json, fastact; print(json.dumps(fastact.show_config(print_out=False)))"
+    clean = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "PYTHONWARNINGS": "default", **env},
+        cwd=tempfile.gettempdir(),
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1]), result.stderr
+
+
+def _record(stream=12 << 20, parallel=200 << 10):
+    return {"stream_min_bytes": stream, "parallel_min_bytes": parallel, "measured": {}}
+
+
+def test_defaults_without_a_file(cache_home):
+    in_force = _tuning.thresholds_in_force()
+    assert in_force == {
+        "stream_min_bytes": (64 << 20, "default"),
+        "parallel_min_bytes": (512 << 10, "default"),
+    }
+
+
+def test_tuned_file_round_trip(cache_home):
+    path = _tuning.save_tuned(_record())
+    assert path == _tuning.tuned_path()
+    assert path.parent == cache_home / "fastact"
+    assert _tuning.load_tuned(path) == {
+        "stream_min_bytes": 12 << 20,
+        "parallel_min_bytes": 200 << 10,
+    }
+    source = f"tuned: {path}"
+    assert _tuning.thresholds_in_force() == {
+        "stream_min_bytes": (12 << 20, source),
+        "parallel_min_bytes": (200 << 10, source),
+    }
+    stored = json.loads(path.read_text())
+    assert stored["machine"] == _tuning.machine_key() and stored["format"] == _tuning.FORMAT
+
+
+def test_unmeasured_threshold_keeps_the_default(cache_home):
+    _tuning.save_tuned(_record(parallel=None))
+    in_force = _tuning.thresholds_in_force()
+    assert in_force["stream_min_bytes"][0] == 12 << 20
+    assert in_force["parallel_min_bytes"] == (512 << 10, "default")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{not json",
+        "[]",
+        '{"format": 1}',
+        '{"format": 99, "stream_min_bytes": 1}',
+        '{"format": 1, "machine": "another-cpu", "stream_min_bytes": 1}',
+        "\x00\xff",
+    ],
+)
+def test_corrupt_or_foreign_file_is_ignored(cache_home, text):
+    path = _tuning.tuned_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(text.encode("latin-1"))
+    assert _tuning.load_tuned(path) == {}
+    assert {v[1] for v in _tuning.thresholds_in_force().values()} == {"default"}
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", True, None])
+def test_bad_values_in_the_file_are_ignored(cache_home, bad):
+    record = _record()
+    path = _tuning.save_tuned(record)
+    data = json.loads(path.read_text())
+    data["stream_min_bytes"] = bad
+    data["parallel_min_bytes"] = 0 if bad is not None else bad
+    path.write_text(json.dumps(data))
+    assert _tuning.load_tuned(path) == {}
+
+
+def test_unwritable_cache_is_an_error_to_tune_only(cache_home, monkeypatch):
+    blocker = cache_home / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "below"))
+    with pytest.raises(OSError):
+        _tuning.save_tuned(_record())
+    assert {v[1] for v in _tuning.thresholds_in_force().values()} == {"default"}
+    config, stderr = _config_in_child({"XDG_CACHE_HOME": str(blocker / "below")})
+    assert config["stream_min_bytes_source"] == "default"
+    assert "Warning" not in stderr
+
+
+def test_environment_wins_over_the_file(cache_home, monkeypatch):
+    _tuning.save_tuned(_record())
+    monkeypatch.setenv("FASTACT_STREAM_MIN_BYTES", "4096")
+    in_force = _tuning.thresholds_in_force()
+    assert in_force["stream_min_bytes"] == (4096, "env: FASTACT_STREAM_MIN_BYTES")
+    assert in_force["parallel_min_bytes"][1].startswith("tuned: ")
+
+
+@pytest.mark.parametrize("text", ["lots", "-5", "1e6", "0x10"])
+def test_bad_environment_value_warns_and_is_ignored(cache_home, monkeypatch, text):
+    monkeypatch.setenv("FASTACT_PARALLEL_MIN_BYTES", text)
+    with pytest.warns(RuntimeWarning, match="FASTACT_PARALLEL_MIN_BYTES"):
+        in_force = _tuning.thresholds_in_force()
+    assert in_force["parallel_min_bytes"] == (512 << 10, "default")
+
+
+@requires_compiled
+@pytest.mark.slow
+def test_show_config_reports_values_and_sources(cache_home):
+    path = _tuning.save_tuned(_record())
+    config, _ = _config_in_child(
+        {"XDG_CACHE_HOME": str(cache_home), "FASTACT_PARALLEL_MIN_BYTES": "65536"}
+    )
+    assert config["stream_min_bytes"] == 12 << 20
+    assert config["stream_min_bytes_source"] == f"tuned: {path}"
+    assert config["parallel_min_bytes_per_thread"] == 65536
+    assert config["parallel_min_bytes_source"] == "env: FASTACT_PARALLEL_MIN_BYTES"
+    config, _ = _config_in_child({"XDG_CACHE_HOME": str(cache_home / "empty")})
+    assert config["stream_min_bytes"] == 64 << 20
+    assert config["stream_min_bytes_source"] == "default"
+
+
+@requires_compiled
+@pytest.mark.slow
+def test_tune_measures_saves_and_applies(cache_home, monkeypatch):
+    # A small sweep: the calibration's logic, not this machine's numbers.
+    monkeypatch.setattr(_tuning, "STREAM_SWEEP_MIB", (1, 2))
+    monkeypatch.setattr(_tuning, "THREAD_SWEEP_KIB", (64, 128))
+    with thresholds():
+        result = _tuning.tune(verbose=False)
+        assert result["path"] == str(_tuning.tuned_path())
+        loaded = _tuning.load_tuned()
+        assert (
+            loaded["stream_min_bytes"] == result["stream_min_bytes"] in (1 << 20, 2 << 20, 4 << 20)
+        )
+        in_force = fastact.show_config(print_out=False)
+        assert in_force["stream_min_bytes"] == result["stream_min_bytes"]
+        assert in_force["stream_min_bytes_source"] == "tuned: this process"
+        assert len(result["measured"]["stream"]) == 2
+
+
+def test_first_winning_size():
+    rows = [(1, 1.0, 1.2), (2, 1.0, 0.5), (4, 1.0, 1.2), (8, 1.0, 0.9), (16, 1.0, 0.8)]
+    assert _tuning._first_winning(rows) == 8
+    # A tie above the crossover is noise; a loss is not.
+    assert _tuning._first_winning([*rows, (32, 1.0, 0.99)]) == 8
+    assert _tuning._first_winning([(1, 1.0, 1.0), (2, 1.0, 0.9), (4, 1.0, 1.01)]) == 2
+    assert _tuning._first_winning(rows[:3]) is None
+    assert _tuning._first_winning([(1, 1.0, 0.5)]) == 1
+
+
+def test_machine_key_is_a_file_name():
+    key = _tuning.machine_key()
+    assert key and "/" not in key and key == _tuning.machine_key()
+
+
+# ---------------------------------------------------------------------------------------
+# Streamed and threaded results are the same bits as plain ones, whatever the thresholds:
+# forced on small arrays here, so that every dtype and every slice tail goes through them.
+
+STREAM_LENGTHS = (0, 1, 15, 63, 64, 65, 1023, 2047, 2048, 2049, 4095, 4096, 4097, 3 * 4096 + 77)
+
+
+@requires_compiled
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES + INT_DTYPES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_streamed_results_match_reference(dtype, n_threads):
+    rng = np.random.default_rng(11)
+    names = FUNCTIONS if np.dtype(dtype).kind not in "iu" else ("relu",)
+    with thresholds(stream_min_bytes=0, parallel_min_bytes=1), fastact.threads(n_threads):
+        for n in STREAM_LENGTHS:
+            x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+            for offset in (0, 1, 3):
+                buffer = np.empty(n + offset, x.dtype)
+                out = buffer[offset:]
+                for name in names:
+                    args = args_for(name, x, g, 0.2)
+                    assert getattr(fastact, name)(*args, out=out) is out
+                    assert_bitwise_equal(out, getattr(_reference, name)(*args))
