@@ -1,4 +1,4 @@
-"""The public elementwise functions, built at import from the function table.
+"""The public functions, built at import from the function table.
 
 Each function is compiled from a few lines of source (as :mod:`dataclasses` builds its
 methods), so that it has the table's exact signature and does as little as possible on
@@ -11,18 +11,21 @@ declines, validate and compute another way (:func:`fastact._dispatch.call`)::
             return result
         return _call(_SPEC, 1, (x,), (negative_slope,), out)
 
-The stubs type checkers read are in ``_api.pyi``, written from the same table.
+The composite functions of the table are imported from their own modules and given the
+table's docstring. The stubs type checkers read are in ``_api.pyi``, written from the same
+table.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from . import _dispatch
-from ._functions import FUNCTIONS, Function
+from ._functions import COMPOSITES, FUNCTIONS, Composite, Function
 
-__all__ = sorted(f.name for f in FUNCTIONS)
+__all__ = sorted(f.name for f in (*FUNCTIONS, *COMPOSITES))
 
 
 def _build(op: int, spec: Function) -> Callable[..., Any]:
@@ -55,4 +58,13 @@ def _build(op: int, spec: Function) -> Callable[..., Any]:
     return func
 
 
+def _composite(spec: Composite) -> Callable[..., Any]:
+    func: Callable[..., Any] = getattr(
+        importlib.import_module(f"fastact.{spec.module}"), spec.name
+    )
+    func.__doc__ = spec.doc
+    return func
+
+
 globals().update({spec.name: _build(op, spec) for op, spec in enumerate(FUNCTIONS)})
+globals().update({spec.name: _composite(spec) for spec in COMPOSITES})

@@ -169,25 +169,29 @@ _ARRAY_LIKE = "ArrayLike"
 _LINE_LENGTH = 99  # pyproject.toml's [tool.ruff] line-length
 
 
-def _stub_signature(func: Function) -> str:
-    """A ``def`` line for the stub, laid out as ``ruff format`` lays it out."""
+def _stub_parameters(func: Function) -> list[str]:
     parts = [f"{name}: {_ARRAY_LIKE}" for name in func.operands]
     for p in func.parameters:
         default = "" if p.default is None else f" = {p.default!r}"
         parts.append(f"{p.name}: float{default}")
     parts.append("out: NDArray[Any] | None = None")
+    return parts
+
+
+def _stub_def(name: str, parts: list[str] | tuple[str, ...], returns: str) -> str:
+    """A ``def`` line for the stub, laid out as ``ruff format`` lays it out."""
     joined = ", ".join(parts)
-    one_line = f"def {func.name}({joined}) -> Any: ..."
+    one_line = f"def {name}({joined}) -> {returns}: ..."
     if len(one_line) <= _LINE_LENGTH:
         return one_line
     if len(joined) + 4 <= _LINE_LENGTH:
-        return f"def {func.name}(\n    {joined}\n) -> Any: ..."
+        return f"def {name}(\n    {joined}\n) -> {returns}: ..."
     body = "".join(f"    {part},\n" for part in parts)
-    return f"def {func.name}(\n{body}) -> Any: ..."
+    return f"def {name}(\n{body}) -> {returns}: ..."
 
 
 def api_stub() -> str:
-    names = sorted(f.name for f in FUNCTIONS)
+    names = sorted(f.name for f in (*FUNCTIONS, *_functions.COMPOSITES))
     lines = [
         _HEADER,
         "from typing import Any",
@@ -199,7 +203,8 @@ def api_stub() -> str:
         "]",
         "",
     ]
-    lines += [_stub_signature(f) for f in FUNCTIONS]
+    lines += [_stub_def(f.name, _stub_parameters(f), "Any") for f in FUNCTIONS]
+    lines += [_stub_def(c.name, c.parameters, c.returns) for c in _functions.COMPOSITES]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""The function table: every elementwise function of fastact, declared once.
+"""The function table: every function of fastact, declared once.
 
 Each row says what a function is: its name, its array operands, its scalar parameters
 (with their defaults and the type torch rounds them to), the element rule that computes it
@@ -18,6 +18,11 @@ from this table, in one direction:
 This module imports nothing from fastact (``setup.py`` runs it before anything is built).
 Adding a function means one row here, one rule in ``_elementwise.pxd``, one reference
 function and nothing else.
+
+Functions that are not one elementwise rule (a per-channel weight with its gradient
+reduction, random draws, bit masks) are ``COMPOSITES``: the table declares their name,
+signature (for the stubs) and docstring, and ``module`` holds the hand-written
+implementation, built from the same compiled loops where it can be.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-__all__ = ["BY_NAME", "FUNCTIONS", "Function", "Parameter"]
+__all__ = ["BY_NAME", "COMPOSITES", "FUNCTIONS", "Composite", "Function", "Parameter"]
 
 # How torch rounds a scalar parameter before it uses it, which also fixes which values
 # it refuses (a finite value beyond the type's largest is a ValueError, as in torch;
@@ -91,6 +96,21 @@ class Function:
     def op(self) -> str:
         """The name of the op in the compiled code."""
         return self.name.upper()
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A function that is not one elementwise rule, implemented in ``fastact.<module>``.
+
+    ``parameters`` are the stub's parameters as written there (``"x: ArrayLike"``,
+    ``"*"``, ``"out: NDArray[Any] | None = None"``) and ``returns`` its return annotation.
+    """
+
+    name: str
+    module: str
+    parameters: tuple[str, ...]
+    returns: str
+    doc: str
 
 
 # Shared pieces of the docstrings.
@@ -397,5 +417,8 @@ FUNCTIONS: tuple[Function, ...] = (
         ),
     ),
 )
+
+# The composite functions, in the order of their issue: none yet.
+COMPOSITES: tuple[Composite, ...] = ()
 
 BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}
