@@ -11,8 +11,9 @@ Compiler flags, and why:
   only when a CPUID check at import finds both: up to 1.4x in cache (float16 products 5x),
   in a wheel that still runs on any x86-64; and a third time for AVX-512
   (``fastact._loops_avx512``), used where the CPU has it and the OS saves the ZMM state.
-- ``-fopenmp`` for the thread driver in ``_kernels``, only if a probe program compiles,
-  links and runs with it; otherwise a serial build (``FASTACT_OPENMP=0`` forces that).
+- ``-fopenmp`` for the thread drivers in ``_kernels`` and ``_channels``, only if a probe
+  program compiles, links and runs with it; otherwise a serial build (``FASTACT_OPENMP=0``
+  forces that).
 
 ``FASTACT_DEBUG_BUILD=1`` builds without optimisation and with Cython's run-time checks
 back on (bounds, wraparound, initialised memoryviews), for debugging and sanitizer runs.
@@ -146,7 +147,7 @@ class BuildExt(build_ext):
                 ext_flags += loop_flags
             if ext.name in isa_builds:
                 ext_flags += isa_builds[ext.name][1]
-            if ext.name == "fastact._kernels" and openmp:
+            if ext.name in THREADED_MODULES and openmp:
                 ext_flags.append(openmp)
                 ext.extra_link_args = [*ext.extra_link_args, openmp]
             ext.extra_compile_args = ext_flags + ext.extra_compile_args
@@ -166,6 +167,8 @@ def write_generated_cython() -> None:
         sys.path.remove(folder)
 
 
+# The modules with an OpenMP thread driver.
+THREADED_MODULES = ("fastact._kernels", "fastact._channels")
 NUMPY_INCLUDE = numpy.get_include()
 MACROS = [
     ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
@@ -183,6 +186,7 @@ extensions = [
     for name in (
         "fastact._kernels",
         "fastact._ufuncs",
+        "fastact._channels",
         "fastact._loops_baseline",
         "fastact._loops_avx2",
         "fastact._loops_avx512",

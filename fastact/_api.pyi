@@ -10,6 +10,8 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_backward",
     "leaky_relu_grad",
+    "prelu",
+    "prelu_backward",
     "relu",
     "relu6",
     "relu6_backward",
@@ -56,3 +58,5 @@ def threshold(
 def threshold_backward(
     grad_output: ArrayLike, x: ArrayLike, threshold: float, out: NDArray[Any] | None = None
 ) -> Any: ...
+def prelu(x: ArrayLike, weight: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
+def prelu_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike) -> tuple[Any, Any]: ...

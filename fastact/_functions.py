@@ -418,7 +418,83 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
 )
 
-# The composite functions, in the order of their issue: none yet.
-COMPOSITES: tuple[Composite, ...] = ()
+_WEIGHT = """\
+    weight : float or array_like
+        The slopes: a number, a 0-d array, or a 1-D array of 1 or C values, where C is
+        ``x.shape[1]`` (the channel axis, as in torch; 1 for 1-D and 0-d ``x``). An array
+        must have ``x``'s dtype (torch does not promote either); a Python number takes
+        ``x``'s dtype."""
+
+COMPOSITES: tuple[Composite, ...] = (
+    Composite(
+        "prelu",
+        "_prelu",
+        ("x: ArrayLike", "weight: ArrayLike", "out: NDArray[Any] | None = None"),
+        "Any",
+        doc=f"""PReLU: Leaky ReLU with one learned slope per channel (He et al., 2015).
+
+    Parameters
+    ----------
+{_X}
+{_WEIGHT}
+{_OUT}
+
+{_RETURNS}
+
+    Notes
+    -----
+    The rule is ``x > 0 ? x : w[c] * x`` for channel ``c``, bit-identical to
+    ``torch.nn.functional.prelu`` on CPU: :func:`leaky_relu`'s rule and rounding, with the
+    channel's weight as the slope (±0 and NaN take the product; 16-bit floats multiply in
+    float32 and round once).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float16/32/64/bfloat16, ``weight`` is an array of another dtype or
+        not a number or array, or ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``weight`` has more than one dimension or a length other than 1 or C (the
+        message names both shapes), or ``out`` has the wrong shape or is read-only.
+    """,
+    ),
+    Composite(
+        "prelu_backward",
+        "_prelu",
+        ("grad_output: ArrayLike", "x: ArrayLike", "weight: ArrayLike"),
+        "tuple[Any, Any]",
+        doc=f"""Backward pass of :func:`prelu`: the input gradient and the weight gradient.
+
+    Parameters
+    ----------
+{_G}
+{_X}
+{_WEIGHT}
+
+    Returns
+    -------
+    grad_input : ndarray or scalar
+        ``x > 0 ? g : w[c] * g``, bit-identical to torch's autograd input gradient.
+    grad_weight : ndarray or scalar
+        In ``weight``'s shape and dtype: for each channel, the sum over every other axis
+        of ``x > 0 ? 0 : x * g`` (over everything, for a single weight), accumulated in
+        float64 (compensated, for float64 input) and rounded once: within 1 ulp of the
+        exact sum (4 ulp for float64), and the same bits for any thread count.
+
+    Notes
+    -----
+    One pass over ``grad_output`` and ``x`` computes both results. A NaN in ``x`` or in
+    ``g`` where ``x <= 0`` makes the channel's weight gradient NaN, as in torch.
+
+    Raises
+    ------
+    TypeError
+        If an input is not float16/32/64/bfloat16, the dtypes differ, or ``weight`` is
+        not a number or an array of ``x``'s dtype.
+    ValueError
+        If ``grad_output`` and ``x`` differ in shape, or ``weight`` has a wrong shape.
+    """,
+    ),
+)
 
 BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}

@@ -13,8 +13,15 @@ from libc.stdint cimport uint8_t
 # (see _ops_dispatch.pxi): operands, ``out``, ``n``, then the parameters as doubles.
 from fastact._loops cimport *
 
+from numpy cimport ndarray
+
 # The loop build this process uses (chosen at import by CPU features).
 cdef const LoopTable* active_loops() noexcept nogil
+
+# The element type the loops see in an array (UNSUPPORTED for any other dtype), and how
+# many threads a call moving ``traffic_bytes`` may use (needs the GIL).
+cdef ElementType element_type(ndarray a) noexcept
+cdef int threads_for(Py_ssize_t traffic_bytes) except -1
 
 ctypedef fused real_t:
     float

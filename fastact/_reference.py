@@ -29,6 +29,7 @@ where it says "element".
 """
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,8 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_backward",
     "leaky_relu_grad",
+    "prelu",
+    "prelu_backward",
     "relu",
     "relu6",
     "relu6_backward",
@@ -163,6 +166,52 @@ def threshold(x: np.ndarray, threshold: float, value: float) -> np.ndarray:
 @_quiet
 def threshold_backward(grad_output: np.ndarray, x: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(x <= _in_compute_type(threshold, x), _zero(grad_output), grad_output)
+
+
+# PReLU: the leaky rule with a slope per channel (axis 1; one channel below 2-D). The weight
+# has x's dtype and one value, or one per channel.
+
+
+def _per_channel(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The weight shaped to broadcast along x's channel axis."""
+    if x.ndim < 2 or w.size == 1:
+        return w.reshape(())
+    return w.reshape((w.size,) + (1,) * (x.ndim - 2))
+
+
+@_quiet
+def prelu(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    w = _per_channel(weight, x)
+    with np.errstate(all="ignore"):
+        product = np.multiply(x, w, dtype=_compute_type(x)).astype(x.dtype)
+    return np.where(x > 0, x, product)
+
+
+@_quiet
+def prelu_backward(
+    grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    w = _per_channel(weight, x)
+    with np.errstate(all="ignore"):
+        product = np.multiply(grad_output, w, dtype=_compute_type(x)).astype(x.dtype)
+        grad_input = np.where(x > 0, grad_output, product)
+        # The weight gradient: every term x * g in float64 (exact below float64), summed
+        # exactly (math.fsum) over all but the channel axis, rounded once.
+        terms = np.where(x > 0, 0.0, x.astype(np.float64) * grad_output.astype(np.float64))
+    if weight.size == 1 or x.ndim < 2:
+        sums = [_exact_sum(terms.ravel())]
+    else:
+        by_channel = np.moveaxis(terms, 1, 0).reshape(x.shape[1], -1)
+        sums = [_exact_sum(row) for row in by_channel]
+    with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
+        return grad_input, np.array(sums).astype(weight.dtype).reshape(weight.shape)
+
+
+def _exact_sum(values: np.ndarray) -> float:
+    """The correctly rounded sum; with a NaN or infinity, IEEE's (fsum refuses inf - inf)."""
+    if not np.isfinite(values).all():
+        return float(np.sum(values))
+    return math.fsum(values.tolist())
 
 
 # Dead units: a reduction, not an elementwise rule, so it returns bool, not x's dtype.

@@ -9,7 +9,7 @@ from bitwise import requires_compiled
 
 import fastact
 from fastact import _codegen, _reference
-from fastact._functions import BY_NAME, COMPUTE, ELEMENT, FUNCTIONS
+from fastact._functions import BY_NAME, COMPOSITES, COMPUTE, ELEMENT, FUNCTIONS
 
 
 @pytest.mark.parametrize("stub", sorted(_codegen.STUBS))
@@ -91,3 +91,13 @@ def test_ufunc_is_an_attribute_after_a_plain_import():
 def test_names_are_unique_and_lookup_is_complete():
     assert len(BY_NAME) == len(FUNCTIONS)
     assert all(BY_NAME[f.name] is f for f in FUNCTIONS)
+
+
+@pytest.mark.parametrize("spec", COMPOSITES, ids=lambda c: c.name)
+def test_composite_function_has_the_table_signature_and_docstring(spec):
+    func = getattr(fastact, spec.name)
+    assert spec.name in fastact.__all__
+    params = inspect.signature(func).parameters
+    declared = [p.split(":")[0].strip() for p in spec.parameters if p.strip() != "*"]
+    assert list(params) == declared
+    assert func.__doc__ == spec.doc and "Returns" in spec.doc and "Raises" in spec.doc

@@ -1,0 +1,146 @@
+"""PReLU (He et al., 2015): Leaky ReLU whose slope is learned, one per channel.
+
+The channel axis is axis 1, as in torch (``(N, C, ...)``; a 1-D or 0-d input has one
+channel). The forward pass is :func:`leaky_relu`'s rule with channel ``c``'s weight as the
+slope; the backward pass gives ``grad_input`` by :func:`leaky_relu_backward`'s rule and the
+weight gradient, ``sum(x > 0 ? 0 : x * g)`` over every axis but the channel axis, in the
+same pass. Contiguous native arrays run the compiled loops of ``_channels``; any other
+layout is copied to one first (the result is the same); without the compiled extension,
+the NumPy reference runs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from . import _dispatch, _reference
+
+try:
+    from . import _channels
+except ImportError:  # a source tree that was never built
+    _channels = None
+
+
+def _channel_count(x: np.ndarray) -> int:
+    return x.shape[1] if x.ndim >= 2 else 1
+
+
+def _check_weight(weight: Any, x: np.ndarray, func: str) -> np.ndarray:
+    """``weight`` as an array of ``x``'s dtype: 0-d, or 1-D of one or C values."""
+    if isinstance(weight, (numbers.Real, np.bool_)) and not isinstance(weight, np.generic):
+        # A Python number has no dtype of its own: it takes x's, as a NumPy scalar would.
+        with np.errstate(over="ignore"):
+            w = np.asarray(float(weight), dtype=x.dtype.newbyteorder("="))
+        if math.isfinite(float(weight)) and not np.isfinite(w):
+            raise ValueError(f"fastact.{func}: weight={weight!r} overflows {x.dtype}")
+        return w
+    if not isinstance(weight, (np.ndarray, np.generic)):
+        raise TypeError(
+            f"fastact.{func}: weight must be a real number or an array of x's dtype, "
+            f"not {type(weight).__name__}"
+        )
+    w = np.asarray(weight)
+    if not _dispatch._same_type(w.dtype, x.dtype):
+        raise TypeError(
+            f"fastact.{func}: weight has dtype {w.dtype} but x has dtype {x.dtype}; "
+            "they must be equal (as in torch, which does not promote)"
+        )
+    channels = _channel_count(x)
+    if w.ndim > 1 or (w.ndim == 1 and w.size not in (1, channels)):
+        raise ValueError(
+            f"fastact.{func}: weight has shape {w.shape} but x has shape {x.shape}, "
+            f"{channels} channel{'s' if channels != 1 else ''} (axis 1): the weight must "
+            f"be a scalar or hold 1 or {channels} values"
+        )
+    return w.astype(w.dtype.newbyteorder("="), copy=False)
+
+
+def _weight_per_channel(w: np.ndarray, channels: int) -> np.ndarray:
+    """The weight as float64, one value per channel (every value exact)."""
+    return np.ascontiguousarray(np.broadcast_to(w.astype(np.float64).ravel(), (channels,)))
+
+
+def _as_kernel_array(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, aligned, native order, at least 1-D: a copy only where needed."""
+    native = np.require(a, a.dtype.newbyteorder("="), ["C_CONTIGUOUS", "ALIGNED"])
+    return native.reshape(1) if native.ndim == 0 else native
+
+
+def _writable_directly(out: np.ndarray | None, inputs: tuple[np.ndarray, ...]) -> bool:
+    """Whether the loops can write ``out`` itself: C-contiguous, aligned, native, and no
+    partial overlap with an input (being the very same array is fine)."""
+    if out is None or not (out.flags.c_contiguous and out.flags.aligned):
+        return False
+    if not out.dtype.isnative or out.ndim == 0:
+        return False
+    return all(
+        a is out
+        or not np.shares_memory(a, out)
+        or (
+            a.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            and a.strides == out.strides
+        )
+        for a in inputs
+    )
+
+
+def _duck_prelu(x: Any, weight: Any, out: Any) -> Any:
+    """Duck arrays (dask, xarray): the ufunc with the weight broadcast along axis 1."""
+    from . import ufunc
+
+    dtype = np.dtype(x.dtype)
+    _dispatch._check_dtype(dtype, "x", "prelu", False)
+    w = np.asarray(weight, dtype=dtype)
+    if w.ndim == 1 and x.ndim >= 2:
+        w = w.reshape((w.size,) + (1,) * (x.ndim - 2))
+    kwargs = {} if out is None else {"out": out}
+    return ufunc.leaky_relu(x, w, **kwargs)
+
+
+def prelu(x: Any, weight: Any, out: np.ndarray | None = None) -> Any:
+    if _dispatch._is_duck_array(x) and _dispatch._ufuncs is not None:
+        return _duck_prelu(x, weight, out)
+    x = _dispatch._as_array(x, "x", "prelu")
+    w = _check_weight(weight, x, "prelu")
+    _dispatch._check_out(out, x, "prelu")
+    if not _dispatch.COMPILED or _channels is None:
+        result = _reference.prelu(x.astype(x.dtype.newbyteorder("="), copy=False), w)
+    else:
+        xk = _as_kernel_array(x)
+        weights = _weight_per_channel(w, _channel_count(x))
+        if _writable_directly(out, (x,)) and xk is x:
+            return _channels.prelu(xk, weights, out)
+        result = _channels.prelu(xk, weights, np.empty_like(xk)).reshape(x.shape)
+    if out is None:
+        return result[()] if result.ndim == 0 else result
+    np.copyto(out, result)
+    return out
+
+
+def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
+    g = _dispatch._as_array(grad_output, "grad_output", "prelu_backward")
+    x = _dispatch._as_array(x, "x", "prelu_backward")
+    _dispatch._check_same((g.shape, x.shape), (g.dtype, x.dtype), "prelu_backward")
+    w = _check_weight(weight, x, "prelu_backward")
+    if not _dispatch.COMPILED or _channels is None:
+        native = x.dtype.newbyteorder("=")
+        grad_input, grad_weight = _reference.prelu_backward(
+            g.astype(native, copy=False), x.astype(native, copy=False), w
+        )
+    else:
+        gk, xk = _as_kernel_array(g), _as_kernel_array(x)
+        channels = _channel_count(x)
+        grad_input = np.empty_like(xk)
+        sums = _channels.prelu_backward(gk, xk, _weight_per_channel(w, channels), grad_input)
+        if w.size == 1 and channels > 1:  # one weight shared by every channel
+            sums = np.array([math.fsum(sums)])
+        with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
+            grad_weight = sums.astype(w.dtype).reshape(w.shape)
+        grad_input = grad_input.reshape(x.shape)
+    if grad_input.ndim == 0:
+        return grad_input[()], grad_weight[()] if grad_weight.ndim == 0 else grad_weight
+    return grad_input, grad_weight[()] if grad_weight.ndim == 0 else grad_weight

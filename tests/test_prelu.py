@@ -1,0 +1,192 @@
+"""PReLU: the per-channel leaky rule and its fused backward with the weight gradient."""
+
+import math
+
+import numpy as np
+import pytest
+from bitwise import KERNEL_FLOAT_DTYPES, assert_bitwise_equal, edge_values, is_bfloat16, sample
+
+import fastact
+from fastact import _reference
+
+DTYPE_IDS = [np.dtype(d).name for d in KERNEL_FLOAT_DTYPES]
+# (shape, channels): NCHW with long runs, an (N, C) batch (runs of one), NCL, 1-D, 0-d.
+SHAPES = [((3, 4, 5, 7), 4), ((9, 6), 6), ((2, 3, 70), 3), ((2, 5, 1, 3), 5), ((37,), 1)]
+
+
+def weights(dtype, channels, rng):
+    w = sample(dtype, channels, rng)
+    return w
+
+
+def data(dtype, shape, rng):
+    n = math.prod(shape)
+    return sample(dtype, n, rng).reshape(shape), sample(dtype, n, rng).reshape(shape)
+
+
+def ulp(value: float, dtype) -> float:
+    dtype = np.dtype(dtype)
+    if is_bfloat16(dtype):
+        import ml_dtypes
+
+        eps, tiny = float(ml_dtypes.finfo(dtype).eps), float(ml_dtypes.finfo(dtype).tiny)
+    else:
+        eps, tiny = float(np.finfo(dtype).eps), float(np.finfo(dtype).tiny)
+    return max(abs(value), tiny) * eps
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(("shape", "channels"), SHAPES)
+def test_matches_reference(dtype, shape, channels):
+    rng = np.random.default_rng(1)
+    g, x = data(dtype, shape, rng)
+    for w in (weights(dtype, channels, rng), weights(dtype, 1, rng), weights(dtype, 1, rng)[0]):
+        assert_bitwise_equal(fastact.prelu(x, w), _reference.prelu(x, np.asarray(w)))
+        gi, gw = fastact.prelu_backward(g, x, w)
+        gi_ref, gw_ref = _reference.prelu_backward(g, x, np.asarray(w))
+        assert_bitwise_equal(gi, gi_ref)
+        assert np.shape(gw) == np.shape(w)
+        assert_bitwise_equal(gw, gw_ref)  # both within an ulp of the exact sum: see below
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_edge_values_against_leaky_relu(dtype):
+    # Every edge value of x with every edge value as a weight: the leaky rule exactly.
+    edges = edge_values(dtype)
+    x = np.tile(edges, (edges.size, 1))[:, :, None]  # (C, edges, 1) -> channel axis 1
+    x = np.ascontiguousarray(np.moveaxis(x, 0, 1))  # (edges, C, 1)
+    for w_index, w in enumerate(edges):
+        want = _reference.leaky_relu(x[:, w_index], float(w))
+        assert_bitwise_equal(fastact.prelu(x, edges)[:, w_index], want)
+    g = np.ones_like(x)
+    gi, _ = fastact.prelu_backward(g, x, edges)
+    for w_index, w in enumerate(edges):
+        assert_bitwise_equal(
+            gi[:, w_index], _reference.leaky_relu_backward(g[:, w_index], x[:, w_index], float(w))
+        )
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype):
+    rng = np.random.default_rng(2)
+    # Terms of both signs and many magnitudes, none so large that the sum overflows.
+    x = rng.standard_normal((4, 5, 300)) * 10.0 ** rng.integers(-3, 3, (4, 5, 300))
+    x = x.astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    _, gw = fastact.prelu_backward(g, x, np.full(5, 0.25, dtype))
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    terms = np.moveaxis(np.where(x64 > 0, 0.0, x64 * g64), 1, 0).reshape(5, -1)
+    exact = [math.fsum(row.tolist()) for row in terms]
+    tolerance = 4 if np.dtype(dtype) == np.float64 else 1
+    for got, want in zip(gw.astype(np.float64), exact, strict=True):
+        assert abs(got - want) <= tolerance * ulp(want, dtype), (got, want)
+
+
+@pytest.mark.slow
+def test_same_bits_for_any_thread_count():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 16, 64, 64)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w = rng.standard_normal(16).astype(np.float32)
+    with fastact.threads(1):
+        one = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
+    for n in (2, 3, 4):
+        with fastact.threads(n):
+            many = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
+        for a, b in zip(one, many, strict=True):
+            assert_bitwise_equal(a, b)
+
+
+def test_any_layout_gives_the_same_result():
+    rng = np.random.default_rng(4)
+    g, x = data(np.float32, (6, 4, 10), rng)
+    w = weights(np.float32, 4, rng)
+    want = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
+    for convert in (
+        np.asfortranarray,
+        lambda a: a.astype(">f4"),
+        lambda a: np.repeat(a, 2, axis=2)[:, :, ::2],
+        lambda a: np.frombuffer(b"\0" + a.tobytes(), np.float32, offset=1).reshape(a.shape),
+    ):
+        got = fastact.prelu(convert(x), w), *fastact.prelu_backward(convert(g), convert(x), w)
+        for a, b in zip(got, want, strict=True):
+            assert_bitwise_equal(a, b)
+    out = np.empty_like(x)
+    assert fastact.prelu(x, w, out=out) is out
+    assert_bitwise_equal(out, want[0])
+    y = x.copy()
+    assert fastact.prelu(y, w, out=y) is y
+    assert_bitwise_equal(y, want[0])
+
+
+def test_zero_d_and_empty():
+    w = np.float32(0.5)
+    assert fastact.prelu(np.float32(-2.0), w) == np.float32(-1.0)
+    gi, gw = fastact.prelu_backward(np.float32(3.0), np.float32(-2.0), w)
+    assert gi == np.float32(1.5) and gw == np.float32(-6.0)
+    empty = np.empty((0, 3, 2), np.float32)
+    assert fastact.prelu(empty, np.ones(3, np.float32)).shape == (0, 3, 2)
+    gi, gw = fastact.prelu_backward(empty, empty, np.ones(3, np.float32))
+    assert gi.shape == (0, 3, 2) and np.array_equal(gw, np.zeros(3, np.float32))
+
+
+def test_bad_weight_is_a_clear_error():
+    x = np.ones((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"weight has shape \(4,\) but x has shape \(2, 3, 4\)"):
+        fastact.prelu(x, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="weight has shape"):
+        fastact.prelu_backward(x, x, np.ones((1, 3), np.float32))
+    with pytest.raises(TypeError, match="weight has dtype float64 but x has dtype float32"):
+        fastact.prelu(x, np.ones(3))
+    with pytest.raises(TypeError, match="weight must be"):
+        fastact.prelu(x, "0.25")
+    with pytest.raises(TypeError, match="x has dtype int64"):
+        fastact.prelu(np.ones(3, np.int64), 0.25)
+    out = np.full((2, 3, 4), 7.0, np.float32)
+    with pytest.raises(ValueError, match="weight"):
+        fastact.prelu(x, np.ones(5, np.float32), out=out)
+    assert (out == 7.0).all()
+
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def to_torch(a):
+    if is_bfloat16(a.dtype):
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+def from_torch(t, dtype):
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(dtype)
+    return t.numpy()
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(("shape", "channels"), SHAPES)
+def test_matches_torch(dtype, shape, channels):
+    rng = np.random.default_rng(5)
+    g, x = data(dtype, shape, rng)
+    w = weights(dtype, channels, rng)
+    xt, wt = to_torch(x).requires_grad_(True), to_torch(w).requires_grad_(True)
+    yt = F.prelu(xt, wt)
+    assert_bitwise_equal(fastact.prelu(x, w), from_torch(yt, dtype))
+    gi_t, gw_t = torch.autograd.grad(yt, (xt, wt), to_torch(g))
+    gi, gw = fastact.prelu_backward(g, x, w)
+    assert_bitwise_equal(gi, from_torch(gi_t, dtype))
+    # The weight gradient: torch sums in its own order and precision, so close, not the
+    # same bits; on ordinary values, where neither sum overflows.
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    xt, wt = to_torch(x).requires_grad_(True), to_torch(w).requires_grad_(True)
+    (gw_t,) = torch.autograd.grad(F.prelu(xt, wt), (wt,), to_torch(g))
+    _, gw = fastact.prelu_backward(g, x, w)
+    terms = np.where(x.astype(np.float64) > 0, 0.0, x.astype(np.float64) * g.astype(np.float64))
+    by_channel = np.moveaxis(terms, min(1, x.ndim - 1), 0).reshape(channels, -1)
+    scale = np.maximum(np.abs(by_channel).sum(1), 1.0)
+    tolerance = 0.01 if np.dtype(dtype).itemsize == 2 else 1e-5
+    got, want = gw.astype(np.float64), from_torch(gw_t, dtype).astype(np.float64)
+    assert (np.abs(got - want) <= tolerance * scale).all(), (got, want)
