@@ -187,6 +187,7 @@ extensions = [
         "fastact._kernels",
         "fastact._ufuncs",
         "fastact._channels",
+        "fastact._noise",
         "fastact._loops_baseline",
         "fastact._loops_avx2",
         "fastact._loops_avx512",

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "relu6_backward",
     "relu_backward",
     "relu_grad",
+    "rrelu",
+    "rrelu_backward",
     "threshold",
     "threshold_backward",
 ]
@@ -60,3 +63,20 @@ def threshold_backward(
 ) -> Any: ...
 def prelu(x: ArrayLike, weight: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
 def prelu_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike) -> tuple[Any, Any]: ...
+def rrelu(
+    x: ArrayLike,
+    lower: float = 0.125,
+    upper: float = 0.3333333333333333,
+    training: bool = False,
+    *,
+    rng: np.random.Generator | int | None = None,
+    out: NDArray[Any] | None = None,
+) -> Any: ...
+def rrelu_backward(
+    grad_output: ArrayLike,
+    x: ArrayLike,
+    lower: float = 0.125,
+    upper: float = 0.3333333333333333,
+    training: bool = False,
+    noise: ArrayLike | None = None,
+) -> Any: ...

@@ -196,6 +196,7 @@ def api_stub() -> str:
         _HEADER,
         "from typing import Any",
         "",
+        "import numpy as np",
         "from numpy.typing import ArrayLike, NDArray",
         "",
         "__all__ = [",

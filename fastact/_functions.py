@@ -425,6 +425,14 @@ _WEIGHT = """\
         must have ``x``'s dtype (torch does not promote either); a Python number takes
         ``x``'s dtype."""
 
+_BOUNDS_RRELU = """\
+    lower, upper : float, default 1/8, 1/3
+        The range of the random slopes; ``lower > upper`` is a ``ValueError`` (as in
+        torch). In evaluation the slope is ``(lower + upper) / 2``, computed in float64
+        and then rounded as :func:`leaky_relu` rounds a slope.
+    training : bool, default False
+        Draw a random slope per element (training) or use the mean slope (evaluation)."""
+
 COMPOSITES: tuple[Composite, ...] = (
     Composite(
         "prelu",
@@ -493,6 +501,90 @@ COMPOSITES: tuple[Composite, ...] = (
         not a number or an array of ``x``'s dtype.
     ValueError
         If ``grad_output`` and ``x`` differ in shape, or ``weight`` has a wrong shape.
+    """,
+    ),
+    Composite(
+        "rrelu",
+        "_rrelu",
+        (
+            "x: ArrayLike",
+            "lower: float = 0.125",
+            "upper: float = 0.3333333333333333",
+            "training: bool = False",
+            "*",
+            "rng: np.random.Generator | int | None = None",
+            "out: NDArray[Any] | None = None",
+        ),
+        "Any",
+        doc=f"""Randomized leaky ReLU (Xu et al., 2015), elementwise.
+
+    Parameters
+    ----------
+{_X}
+{_BOUNDS_RRELU}
+    rng : numpy.random.Generator, int or None, optional
+        Where the training draws come from: a Generator (its bit generator is used
+        through NumPy's C API, under its lock), a seed, or None for fresh entropy.
+{_OUT}
+
+    Returns
+    -------
+    y : ndarray or scalar
+        In evaluation: ``x > 0 ? x : x * s`` with ``s = (lower + upper) / 2``,
+        bit-identical to ``torch.nn.functional.rrelu(x, lower, upper, training=False)``.
+    (y, noise) : tuple of ndarrays
+        In training: for each element with ``x <= 0`` (NaN excluded, as in torch) a slope
+        ``r`` drawn uniformly from ``[lower, upper]`` in float64 and rounded to float32
+        (float64 for float64 input); ``y = x * r`` rounded once and ``noise = r`` in
+        ``x``'s dtype; elsewhere ``y = x`` and ``noise = 1``. The draws follow ``x``'s
+        C order, one ``next_double`` each: the same seed gives the same bits.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float16/32/64/bfloat16, a bound is not a real number, ``rng`` is
+        not a Generator, seed or None, or ``out`` is not an ndarray of the right dtype.
+    ValueError
+        If ``lower > upper``, a bound (training) or the mean slope (evaluation) overflows
+        float32 below float64 input, or ``out`` has the wrong shape or is read-only.
+    """,
+    ),
+    Composite(
+        "rrelu_backward",
+        "_rrelu",
+        (
+            "grad_output: ArrayLike",
+            "x: ArrayLike",
+            "lower: float = 0.125",
+            "upper: float = 0.3333333333333333",
+            "training: bool = False",
+            "noise: ArrayLike | None = None",
+        ),
+        "Any",
+        doc=f"""Backward pass of :func:`rrelu`.
+
+    Parameters
+    ----------
+{_G}
+{_X}
+{_BOUNDS_RRELU}
+    noise : array_like, optional
+        The ``noise`` :func:`rrelu` returned in training (required then).
+
+    Returns
+    -------
+    ndarray or scalar
+        In evaluation, :func:`leaky_relu_backward` at the mean slope, bit-identical to
+        torch's evaluation gradient; in training ``grad_output * noise``, rounded once in
+        ``x``'s dtype, as torch computes it.
+
+    Raises
+    ------
+    TypeError
+        If an input is not float16/32/64/bfloat16, the dtypes differ, or a bound is not a
+        real number.
+    ValueError
+        If ``lower > upper``, shapes differ, or ``training`` is set without ``noise``.
     """,
     ),
 )

@@ -1,0 +1,161 @@
+"""RReLU: the mean slope in evaluation, NumPy-drawn slopes in training."""
+
+import numpy as np
+import pytest
+from bitwise import KERNEL_FLOAT_DTYPES, assert_bitwise_equal, edge_values, is_bfloat16, sample
+
+import fastact
+from fastact import _reference, _rrelu
+
+DTYPE_IDS = [np.dtype(d).name for d in KERNEL_FLOAT_DTYPES]
+BOUNDS = [(1 / 8, 1 / 3), (0.0, 0.0), (0.2, 0.2), (-0.5, 0.5), (0.1, 3.0), (1e-45, 2e-45)]
+
+
+def data(dtype):
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    edges = edge_values(dtype)
+    x, g = (a.ravel() for a in np.meshgrid(edges, edges))
+    return np.concatenate([g, sample(dtype, 2000, rng)]), np.concatenate(
+        [x, sample(dtype, 2000, rng)]
+    )
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_evaluation_is_leaky_relu_at_the_mean_slope(dtype):
+    g, x = data(dtype)
+    for lower, upper in BOUNDS:
+        slope = (lower + upper) / 2
+        assert_bitwise_equal(fastact.rrelu(x, lower, upper), _reference.leaky_relu(x, slope))
+        assert_bitwise_equal(
+            fastact.rrelu_backward(g, x, lower, upper),
+            _reference.leaky_relu_backward(g, x, slope),
+        )
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_training_draws_are_reproducible_and_follow_the_rule(dtype):
+    _, x = data(dtype)
+    y, noise = fastact.rrelu(x, 0.1, 0.3, training=True, rng=7)
+    y2, noise2 = fastact.rrelu(x, 0.1, 0.3, training=True, rng=np.random.default_rng(7))
+    assert_bitwise_equal(y, y2)
+    assert_bitwise_equal(noise, noise2)
+    # The same stream of doubles as NumPy's own Generator.random, drawn in C order.
+    y_ref, noise_ref = np.empty_like(x), np.empty_like(x)
+    _rrelu._draw_with_numpy(x, y_ref, noise_ref, 0.1, 0.3, np.random.default_rng(7))
+    assert_bitwise_equal(y, y_ref)
+    assert_bitwise_equal(noise, noise_ref)
+    x64 = x.astype(np.float64)
+    drew = x64 <= 0
+    assert (noise.astype(np.float64)[~drew] == 1).all()  # x > 0 and NaN: noise 1, y = x
+    assert_bitwise_equal(y[~drew], x[~drew])
+    r = noise.astype(np.float64)[drew]
+    assert ((r >= 0.1 * (1 - 1e-2)) & (r <= 0.3 * (1 + 1e-2))).all()
+    if not np.dtype(dtype).itemsize == 2:  # there noise is r rounded to 16 bits, y is not
+        with np.errstate(invalid="ignore", over="ignore"):
+            assert_bitwise_equal(y[drew], x[drew] * noise[drew])
+
+
+def test_training_draws_are_uniform():
+    # Kolmogorov-Smirnov against U[lower, upper]: the largest gap between the empirical
+    # and the uniform distribution function, below its 0.1% critical value.
+    x = -np.ones(200_000)
+    _, noise = fastact.rrelu(x, 0.25, 0.75, training=True, rng=2024)
+    r = np.sort((noise - 0.25) / 0.5)
+    n = r.size
+    gap = max(np.max(np.arange(1, n + 1) / n - r), np.max(r - np.arange(n) / n))
+    assert gap < 1.95 / np.sqrt(n), gap
+    # And the draws differ between seeds and between calls on one Generator.
+    gen = np.random.default_rng(5)
+    a, b = (fastact.rrelu(x[:100], training=True, rng=gen)[1] for _ in range(2))
+    assert not np.array_equal(a, b)
+
+
+def test_training_is_the_same_for_any_thread_count_and_layout():
+    x = np.random.default_rng(0).standard_normal((300, 400)).astype(np.float32)
+    with fastact.threads(1):
+        want = fastact.rrelu(x, training=True, rng=3)
+    with fastact.threads(2):
+        got = fastact.rrelu(np.asfortranarray(x), training=True, rng=3)
+    for a, b in zip(want, got, strict=True):
+        assert_bitwise_equal(a, b)
+    out = np.empty_like(x)
+    y, _ = fastact.rrelu(x, training=True, rng=3, out=out)
+    assert y is out
+    assert_bitwise_equal(out, want[0])
+
+
+def test_training_backward_is_grad_times_noise():
+    rng = np.random.default_rng(1)
+    g, x = rng.standard_normal((2, 50)).astype(np.float32)
+    _, noise = fastact.rrelu(x, training=True, rng=1)
+    assert_bitwise_equal(fastact.rrelu_backward(g, x, training=True, noise=noise), g * noise)
+
+
+def test_errors():
+    x = np.array([-1.0, 1.0], np.float32)
+    with pytest.raises(ValueError, match=r"lower=0\.5 is greater than upper=0\.25"):
+        fastact.rrelu(x, 0.5, 0.25)
+    with pytest.raises(ValueError, match=r"lower=0\.5 is greater than upper=0\.25"):
+        fastact.rrelu_backward(x, x, 0.5, 0.25)
+    with pytest.raises(ValueError, match="needs the noise"):
+        fastact.rrelu_backward(x, x, training=True)
+    with pytest.raises(ValueError, match="noise has shape"):
+        fastact.rrelu_backward(x, x, training=True, noise=np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="rng must be"):
+        fastact.rrelu(x, training=True, rng="seed")
+    with pytest.raises(TypeError, match="lower must be a real number"):
+        fastact.rrelu(x, "0.1")
+    with pytest.raises(ValueError, match=r"\(lower \+ upper\) / 2"):
+        fastact.rrelu(x, 1e39, 1e39)
+    with pytest.raises(ValueError, match="upper=1e\\+39 overflows"):
+        fastact.rrelu(x, 0.1, 1e39, training=True)
+    fastact.rrelu(x.astype(np.float64), 0.1, 1e39, training=True)  # float64 takes it
+    with pytest.raises(TypeError, match="x has dtype int64"):
+        fastact.rrelu(np.ones(2, np.int64), training=True)
+
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def to_torch(a):
+    if is_bfloat16(a.dtype):
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
+
+
+def from_torch(t, dtype):
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(dtype)
+    return t.numpy()
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_evaluation_matches_torch(dtype):
+    g, x = data(dtype)
+    for lower, upper in BOUNDS:
+        xt = to_torch(x).requires_grad_(True)
+        yt = F.rrelu(xt, lower, upper, training=False)
+        assert_bitwise_equal(fastact.rrelu(x, lower, upper), from_torch(yt, dtype))
+        (gt,) = torch.autograd.grad(yt, xt, to_torch(g))
+        assert_bitwise_equal(fastact.rrelu_backward(g, x, lower, upper), from_torch(gt, dtype))
+
+
+@pytest.mark.parametrize(
+    "dtype", [d for d in KERNEL_FLOAT_DTYPES if np.dtype(d) != np.float16], ids=str
+)
+def test_training_backward_matches_torch_with_its_noise(dtype):
+    # torch's draws cannot be reproduced, but given its noise the gradient must match.
+    # (torch has no float16 training kernel on CPU.)
+    g, x = data(dtype)
+    xt = to_torch(x).requires_grad_(True)
+    noise_t = torch.empty_like(xt)
+    yt = torch.ops.aten.rrelu_with_noise(xt, noise_t, 0.1, 0.3, True)
+    (gt,) = torch.autograd.grad(yt, xt, to_torch(g))
+    noise = from_torch(noise_t, dtype)
+    got = fastact.rrelu_backward(g, x, 0.1, 0.3, training=True, noise=noise)
+    assert_bitwise_equal(got, from_torch(gt, dtype))
+    # torch's own draws obey the rule fastact follows: noise 1 where x > 0 or NaN.
+    drew = x.astype(np.float64) <= 0
+    assert (noise.astype(np.float64)[~drew] == 1).all()
