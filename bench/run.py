@@ -981,6 +981,87 @@ THREAD_STATEMENTS: dict[str, dict[str, str]] = {
 }
 
 
+# ---------------------------------------------------------------------------------------
+# PReLU on (N, C, H, W) float32 with one weight per channel: the forward against the
+# copy roofline of its bytes, torch and the NumPy idiom; the backward (input gradient and
+# the weight-gradient reduction) against the roofline of its three streams and torch's
+# autograd backward, which runs the elementwise kernel and then a separate reduction.
+
+PRELU_SHAPES = {18: (16, 64, 16, 16), 22: (16, 64, 64, 64)}
+PRELU_FORWARD = {
+    "fastact": "fastact.prelu(x, w, out=y)",
+    "np": "np.where(x > 0, x, w4 * x)",
+    "torch": "F.prelu(tx, tw)",
+    "copyto": "np.copyto(y, x)",
+}
+PRELU_BACKWARD = {
+    "fastact": "fastact.prelu_backward(g, x, w)",
+    "np": "(np.where(x > 0, g, w4 * g), np.where(x > 0, 0, x * g).sum(axis=(0, 2, 3)))",
+    "torch": "torch.autograd.grad(ty, (txr, twr), tg, retain_graph=True)",
+    "or": "np.bitwise_or(gu, xu, out=yu)",
+}
+
+
+def prelu_namespace(shape: tuple[int, ...], peers: list[Peer]) -> dict[str, Any]:
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    w = np.full(shape[1], 0.25, np.float32)
+    ns: dict[str, Any] = {"np": np, "fastact": fastact, "x": x, "g": g, "w": w}
+    ns.update(w4=w[:, None, None], y=np.empty_like(x), xu=x.view(np.uint32))
+    ns.update(gu=g.view(np.uint32), yu=ns["y"].view(np.uint32))
+    if any(peer.name == "torch" for peer in peers):
+        import torch
+
+        txr = torch.from_numpy(x).requires_grad_(True)
+        twr = torch.from_numpy(w.copy()).requires_grad_(True)
+        ns.update(torch=torch, F=torch.nn.functional, tx=torch.from_numpy(x))
+        ns.update(tw=torch.from_numpy(w), tg=torch.from_numpy(g), txr=txr, twr=twr)
+        ns["ty"] = torch.nn.functional.prelu(txr, twr)
+    return ns
+
+
+def prelu_table(cfg: Settings, peers: list[Peer]) -> list[dict[str, Any]]:
+    rows = []
+    for exponent, shape in PRELU_SHAPES.items():
+        ns = prelu_namespace(shape, peers)
+        for direction, stmts, streams, roofline in (
+            ("forward", PRELU_FORWARD, 2, "copyto"),
+            ("backward", PRELU_BACKWARD, 3, "or"),
+        ):
+            usable = {k: v for k, v in stmts.items() if k != "torch" or "torch" in ns}
+            medians = {k: t.median for k, t in time_statements(usable, ns, cfg).items()}
+            n = 2**exponent
+            rows.append(
+                {
+                    "direction": direction,
+                    "shape": list(shape),
+                    "n": n,
+                    "median_s": medians,
+                    "gbps": gbps(streams, n, np.dtype(np.float32), medians["fastact"]),
+                    "of_roofline": medians[roofline] / medians["fastact"],
+                    "ratios": {k: v / medians["fastact"] for k, v in medians.items()},
+                }
+            )
+        del ns
+        gc.collect()
+    return rows
+
+
+def print_prelu(rows: list[dict[str, Any]]) -> None:
+    print("\nprelu, float32 (N, C, H, W), one weight per channel: fastact time, GB/s of its")
+    print("streams, %roof (np.copyto forward, an OR of g and x backward), and other/fastact")
+    for row in rows:
+        others = "  ".join(
+            f"{k} {v:.2f}" for k, v in row["ratios"].items() if k not in ("fastact",)
+        )
+        print(
+            f"  {row['direction']:<8} {tuple(row['shape'])!s:<18} "
+            f"{format_time(row['median_s']['fastact']):>9} {row['gbps']:6.1f} GB/s "
+            f"{100 * row['of_roofline']:4.0f}%roof  {others}"
+        )
+
+
 def thread_counts(cores: int) -> list[int]:
     """1, 2, 4, ... up to the core count, and the core count itself."""
     counts = [2**k for k in range(cores.bit_length()) if 2**k <= cores]
@@ -1575,7 +1656,7 @@ def count_list(text: str) -> list[int]:
     return sorted(set(int_list(text, 1, 4096, "counts")))
 
 
-SECTIONS = ("main", "patterns", "strided", "threads", "overhead")
+SECTIONS = ("main", "patterns", "strided", "threads", "overhead", "prelu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1731,6 +1812,10 @@ def main(argv: list[str] | None = None) -> int:
         if "threads" in sections:
             with clock.section("threads"):
                 run_threads(report, funcs, peers, cfg, args.threads)
+        if "prelu" in sections:
+            with clock.section("prelu"):
+                report["prelu"] = prelu_table(cfg, peers)
+                print_prelu(report["prelu"])
         if "overhead" in sections:
             with clock.section("overhead"):
                 chosen = [f for f in funcs if f.name in OVERHEAD_FUNCTIONS]

@@ -15,6 +15,7 @@ same bits for any thread count.
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.math cimport fabs, isfinite
+from libc.stdint cimport uint16_t
 from libc.stdlib cimport free, malloc
 from numpy cimport ndarray
 
@@ -50,6 +51,63 @@ cdef enum:
 # but float64 itself, whose lanes are Neumaier-compensated. Eight independent lanes, so
 # the compiler can keep them in vector registers without reordering any sum.
 
+cdef extern from *:
+    """
+    /* The weight-gradient terms x > 0 ? 0 : x * g of a contiguous run, added into eight
+     * float64 lanes (lane j takes elements j, j + 8, ...): independent lanes, so the
+     * compiler vectorises the loop without reordering any sum, and the select is a blend.
+     * x * g is exact in float64 below float64; float64 lanes carry Neumaier compensation.
+     * One body for every element type, through its conversion to double. */
+    #define FASTACT_DEFINE_TERM_SUM(NAME, T, TO_DOUBLE)                                   \
+    static inline void NAME(const T *g, const T *x, ptrdiff_t n, double *sum,         \
+                            double *comp, int compensated)                             \
+    {                                                                                  \
+        ptrdiff_t i = 0;                                                               \
+        for (; i + 8 <= n; i += 8)                                                     \
+            for (int j = 0; j < 8; j++) {                                              \
+                double xd = TO_DOUBLE(x[i + j]), p = xd * TO_DOUBLE(g[i + j]);         \
+                double term = xd > 0 ? 0.0 : p;                                        \
+                if (compensated) {                                                     \
+                    double t = sum[j] + term;                                          \
+                    comp[j] += fabs(sum[j]) >= fabs(term) ? (sum[j] - t) + term        \
+                                                          : (term - t) + sum[j];       \
+                    sum[j] = t;                                                        \
+                } else {                                                               \
+                    sum[j] += term;                                                    \
+                }                                                                      \
+            }                                                                          \
+        for (int j = 0; i < n; i++, j++) {                                             \
+            double xd = TO_DOUBLE(x[i]), p = xd * TO_DOUBLE(g[i]);                     \
+            double term = xd > 0 ? 0.0 : p, t = sum[j] + term;                         \
+            comp[j] += fabs(sum[j]) >= fabs(term) ? (sum[j] - t) + term                \
+                                                  : (term - t) + sum[j];               \
+            sum[j] = t;                                                                \
+        }                                                                              \
+    }
+    #define FASTACT_AS_DOUBLE(v) ((double)(v))
+    #define FASTACT_HALF_AS_DOUBLE(v) ((double)fastact_float16_to_float(v))
+    #define FASTACT_BF16_AS_DOUBLE(v) ((double)fastact_bfloat16_to_float(v))
+    """
+    # Declared per type where the element structs are known (see below).
+
+cdef extern from *:
+    """
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f32, float, FASTACT_AS_DOUBLE)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f64, double, FASTACT_AS_DOUBLE)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f16, uint16_t, FASTACT_HALF_AS_DOUBLE)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_bf16, uint16_t, FASTACT_BF16_AS_DOUBLE)
+    """
+    void fastact_term_sum_f32(const float* g, const float* x, Py_ssize_t n, double* sum,
+                              double* comp, int compensated) nogil
+    void fastact_term_sum_f64(const double* g, const double* x, Py_ssize_t n, double* sum,
+                              double* comp, int compensated) nogil
+    # 16-bit floats by their bits.
+    void fastact_term_sum_f16(const uint16_t* g, const uint16_t* x, Py_ssize_t n,
+                              double* sum, double* comp, int compensated) nogil
+    void fastact_term_sum_bf16(const uint16_t* g, const uint16_t* x, Py_ssize_t n,
+                               double* sum, double* comp, int compensated) nogil
+
+
 cdef inline double as_double(floating_t v) noexcept nogil:
     if floating_t is float16_t or floating_t is bfloat16_t:
         return widen(v)
@@ -65,13 +123,21 @@ cdef inline void add_compensated(double* total, double* compensation,
     total[0] = t
 
 
+cdef inline double term_of(floating_t g, floating_t x) noexcept nogil:
+    """``x > 0 ? 0 : x * g`` in float64; both operands loaded before the select."""
+    cdef double xd = as_double(x)
+    cdef double product = xd * as_double(g)
+    # `> 0`, as the rule: NaN and ±0 take the product (a NaN propagates to the sum).
+    return 0.0 if xd > 0 else product
+
+
 cdef inline void sum_terms(const floating_t* g, const floating_t* x, Py_ssize_t step,
                            Py_ssize_t n, double* total,
                            double* compensation) noexcept nogil:
     """Add the ``n`` terms ``x > 0 ? 0 : x * g`` (element step ``step``) to the total."""
     cdef double lane_sum[LANES]
     cdef double lane_comp[LANES]
-    cdef double xi, term, t
+    cdef double term, t
     cdef Py_ssize_t i, j, block, blocked = n - n % LANES
     for j in range(LANES):
         lane_sum[j] = 0.0
@@ -79,9 +145,7 @@ cdef inline void sum_terms(const floating_t* g, const floating_t* x, Py_ssize_t 
     for block in range(n // LANES):
         i = block * LANES
         for j in range(LANES):
-            xi = as_double(x[(i + j) * step])
-            # `> 0`, as the rule: NaN and ±0 take the product (NaN propagates).
-            term = 0.0 if xi > 0 else xi * as_double(g[(i + j) * step])
+            term = term_of(g[(i + j) * step], x[(i + j) * step])
             if floating_t is double:
                 t = lane_sum[j] + term
                 lane_comp[j] += ((lane_sum[j] - t) + term if fabs(lane_sum[j]) >= fabs(term)
@@ -90,10 +154,32 @@ cdef inline void sum_terms(const floating_t* g, const floating_t* x, Py_ssize_t 
             else:
                 lane_sum[j] += term
     for i in range(blocked, n):
-        xi = as_double(x[i * step])
-        term = 0.0 if xi > 0 else xi * as_double(g[i * step])
-        add_compensated(&lane_sum[0], &lane_comp[0], term)
+        add_compensated(&lane_sum[0], &lane_comp[0], term_of(g[i * step], x[i * step]))
     for j in range(LANES):
+        add_compensated(total, compensation, lane_sum[j])
+        compensation[0] += lane_comp[j]
+
+
+cdef inline void sum_contiguous_terms(ElementType etype, const char* g, const char* x,
+                                      Py_ssize_t n, double* total,
+                                      double* compensation) noexcept nogil:
+    """The terms of a contiguous run, in eight lanes, folded into the total."""
+    cdef double lane_sum[8]
+    cdef double lane_comp[8]
+    cdef int j
+    for j in range(8):
+        lane_sum[j] = 0.0
+        lane_comp[j] = 0.0
+    if etype == FLOAT32:
+        fastact_term_sum_f32(<const float*>g, <const float*>x, n, lane_sum, lane_comp, 0)
+    elif etype == FLOAT64:
+        fastact_term_sum_f64(<const double*>g, <const double*>x, n, lane_sum, lane_comp, 1)
+    elif etype == FLOAT16:
+        fastact_term_sum_f16(<const uint16_t*>g, <const uint16_t*>x, n, lane_sum, lane_comp, 0)
+    elif etype == BFLOAT16:
+        fastact_term_sum_bf16(<const uint16_t*>g, <const uint16_t*>x, n, lane_sum, lane_comp,
+                              0)
+    for j in range(8):
         add_compensated(total, compensation, lane_sum[j])
         compensation[0] += lane_comp[j]
 
@@ -140,8 +226,8 @@ cdef void run_rows(Op op, const Layout* L, const char* g, const char* x, char* o
                 active_loops().run(op, L.etype, src_g, L.itemsize, x + offset, L.itemsize,
                                    out + offset, L.itemsize, L.inner, weight[c], 0.0)
                 if total != NULL:
-                    sum_terms_of(L.etype, src_g, x + offset, 1, L.inner, &total[c],
-                                 &compensation[c])
+                    sum_contiguous_terms(L.etype, src_g, x + offset, L.inner, &total[c],
+                                         &compensation[c])
         return
     # Short runs: a tile of rows, then one strided pass per (channel, inner position).
     tile_rows = max(<Py_ssize_t>1, TILE_ELEMENTS // max(L.channels * L.inner, 1))
