@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -18,17 +19,33 @@ requires_compiled = pytest.mark.skipif(
 
 try:
     import ml_dtypes
-except ImportError:  # optional: bfloat16 is tested where it is installed
+except ImportError:  # optional: bfloat16 cases skip without it (and fail in CI, conftest.py)
     ml_dtypes = None
 
+#: ml_dtypes' bfloat16, or None where that package is missing.
+BFLOAT16 = None if ml_dtypes is None else np.dtype(ml_dtypes.bfloat16)
+requires_ml_dtypes = pytest.mark.skipif(
+    ml_dtypes is None, reason="bfloat16 needs the optional ml_dtypes package (not installed)"
+)
+
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-BFLOAT16_DTYPES = () if ml_dtypes is None else (np.dtype(ml_dtypes.bfloat16),)
+# bfloat16 is always a parameter: without ml_dtypes its cases skip and say why, rather than
+# vanish from the parametrisation.
+BFLOAT16_DTYPES = (
+    pytest.param(
+        BFLOAT16 if BFLOAT16 is not None else "bfloat16", id="bfloat16", marks=requires_ml_dtypes
+    ),
+)
 KERNEL_FLOAT_DTYPES = FLOAT_DTYPES + BFLOAT16_DTYPES
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
 # Slopes that each hit a rule: zero, the default, ordinary, identity, > 1, negative,
 # NaN, infinite, below float16/float32 resolution, and overflowing float32.
 SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5, float("nan"), float("inf"), 1e-45, 1e300)
+
+# Built with AddressSanitizer (tests/sanitize.sh preloads its runtime): everything is
+# several times slower, so time limits meant for a normal build do not apply.
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 UNARY = ("relu", "leaky_relu", "relu_grad", "leaky_relu_grad")
 BINARY = ("relu_backward", "leaky_relu_backward")

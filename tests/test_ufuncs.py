@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from bitwise import (
-    BFLOAT16_DTYPES,
+    BFLOAT16,
     FLOAT_DTYPES,
     FUNCTIONS,
     INT_DTYPES,
@@ -12,6 +12,7 @@ from bitwise import (
     args_for,
     assert_bitwise_equal,
     edge_values,
+    requires_ml_dtypes,
     sample,
 )
 
@@ -155,10 +156,10 @@ def test_main_functions_still_validate_duck_arrays():
     assert fastact.relu(Wrapped(np.ones(3, np.int8))).data.dtype == np.int8
 
 
-@pytest.mark.skipif(not BFLOAT16_DTYPES, reason="needs ml_dtypes")
+@requires_ml_dtypes
 def test_bfloat16_duck_arrays_are_refused_not_widened():
     with pytest.raises(TypeError, match="bfloat16"):
-        fastact.leaky_relu(Wrapped(np.ones(3, BFLOAT16_DTYPES[0])), 0.1)
+        fastact.leaky_relu(Wrapped(np.ones(3, BFLOAT16)), 0.1)
 
 
 @pytest.mark.parametrize("name", WITH_SLOPE)
