@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from bitwise import FUNCTIONS, args_for, assert_bitwise_equal
+from bitwise import FUNCTIONS, args_for, assert_bitwise_equal, requires_compiled
 
 import fastact
 from fastact import _reference
@@ -127,9 +127,10 @@ def test_resident_memory_is_flat():
 
 
 # ---------------------------------------------------------------------------------------
-# More than 2^31 elements: a 32-bit index anywhere would wrap, stop early or write out of
-# bounds. The input repeats a pattern of prime length, so every element's expected value
-# depends on its own index.
+# More than 2^31 elements: a 32-bit index anywhere in the loops would wrap, stop early or
+# write out of bounds. The loops' hazard alone (the reference's NumPy temporaries would
+# need several times the memory). The input repeats a pattern of prime length, so every
+# element's expected value depends on its own index.
 
 HUGE = 2**31 + 17
 PERIOD = 251
@@ -169,6 +170,7 @@ def assert_periodic(a: np.ndarray, pattern: np.ndarray) -> None:
 
 
 @pytest.mark.slow
+@requires_compiled
 def test_int8_relu_past_2_31_elements():
     require_memory(2 * HUGE)
     pattern = np.arange(-(PERIOD // 2), PERIOD - PERIOD // 2, dtype=np.int8)
@@ -183,6 +185,7 @@ def test_int8_relu_past_2_31_elements():
 
 
 @pytest.mark.slow
+@requires_compiled
 def test_float32_in_place_past_2_31_elements():
     # In place (out=x) to need one 8.6 GB buffer, not two: a unary and a binary loop.
     require_memory(4 * HUGE)
