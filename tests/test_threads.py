@@ -27,6 +27,9 @@ import fastact
 from fastact import _reference
 
 OPENMP = fastact.show_config(print_out=False)["openmp"]
+# FASTACT_OPENMP=0 asks the build for the serial fallback (the tests run with the same
+# environment as the build); anything else must give OpenMP threads.
+BUILT_WITH_OPENMP = os.environ.get("FASTACT_OPENMP") != "0"
 
 # Around the size where a second thread starts (2 MiB of traffic) and where streaming
 # stores start (16 MiB of output), with odd lengths so that the slices have tails.
@@ -48,7 +51,7 @@ def test_openmp_is_in_unless_turned_off():
     # FASTACT_OPENMP=0 at build time must give the serial build, and say so; otherwise a
     # GCC build must have OpenMP (a failed probe would silently make every call serial).
     cfg = fastact.show_config(print_out=False)
-    if os.environ.get("FASTACT_OPENMP") == "0":
+    if not BUILT_WITH_OPENMP:
         assert not OPENMP
     elif cfg["compiler"].startswith("gcc"):
         assert OPENMP, f"built without OpenMP ({cfg['compiler']}; {cfg['cflags']})"
@@ -226,7 +229,7 @@ def test_fork_after_threads_does_not_hang():
 
 def _start_openmp_team_elsewhere():
     """Run an OpenMP parallel region through libgomp itself, as another library would."""
-    libgomp = ctypes.CDLL("libgomp.so.1")  # the copy already loaded by fastact
+    libgomp = ctypes.CDLL("libgomp.so.1")  # the copy fastact loaded, if built with OpenMP
     callback_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
     do_nothing = callback_type(lambda data: None)
     libgomp.GOMP_parallel(do_nothing, None, ctypes.c_uint(2), ctypes.c_uint(0))
@@ -235,10 +238,9 @@ def _start_openmp_team_elsewhere():
 @requires_compiled
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not OPENMP
-    or "fork" not in multiprocessing.get_all_start_methods()
+    "fork" not in multiprocessing.get_all_start_methods()
     or ctypes.util.find_library("gomp") is None,
-    reason="needs GNU OpenMP and fork",
+    reason="needs GNU OpenMP (libgomp) and fork",
 )
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 def test_fork_after_another_librarys_threads_does_not_hang():
@@ -289,7 +291,6 @@ print(json.dumps(started))
 
 # What the README promises: no thread below the threshold (1 MiB of traffic for two
 # threads, one more per 512 KiB), none for strided views, and fastact's own count.
-BUILT_WITH_OPENMP = os.environ.get("FASTACT_OPENMP") != "0"
 EXPECTED_THREADS = {
     "below the threshold": 0,
     "strided": 0,
@@ -353,7 +354,7 @@ def test_env_var_sets_the_default():
 
 @requires_compiled
 @pytest.mark.slow
-@pytest.mark.skipif(not OPENMP, reason="built without OpenMP")
+@pytest.mark.skipif(not BUILT_WITH_OPENMP, reason="FASTACT_OPENMP=0: a serial build")
 def test_visible_to_threadpoolctl():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     result = _run_python(
