@@ -151,7 +151,11 @@ class BuildExt(build_ext):
                 ext_flags.append(openmp)
                 ext.extra_link_args = [*ext.extra_link_args, openmp]
             ext.extra_compile_args = ext_flags + ext.extra_compile_args
-            ext.define_macros.append(("FASTACT_CFLAGS", f'"{" ".join(ext_flags)}"'))
+            # CFLAGS from the environment go on the command line too (before these), so
+            # show_config() reports them: an -ffast-math there is as harmful as here.
+            shown = " ".join([*shlex.split(os.environ.get("CFLAGS", "")), *ext_flags])
+            shown = shown.replace("\\", "\\\\").replace('"', '\\"')
+            ext.define_macros.append(("FASTACT_CFLAGS", f'"{shown}"'))
         super().build_extensions()
 
 

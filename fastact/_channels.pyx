@@ -20,7 +20,7 @@ from libc.stdlib cimport free, malloc
 from numpy cimport ndarray
 
 from fastact._elementwise cimport bfloat16_t, float16_t, floating_t, widen
-from fastact._kernels cimport active_loops, element_type, threads_for
+from fastact._kernels cimport active_loops, array_element_type, threads_for
 from fastact._loops cimport (
     BFLOAT16,
     FLOAT16,
@@ -272,7 +272,7 @@ cdef Layout layout_of(ndarray x, Py_ssize_t channels):
     cdef Layout L
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef int ndim = cnp.PyArray_NDIM(x)
-    L.etype = element_type(x)
+    L.etype = array_element_type(x)
     L.itemsize = cnp.PyArray_ITEMSIZE(x)
     L.channels = channels
     L.outer = cnp.PyArray_DIMS(x)[0] if ndim >= 2 else 1

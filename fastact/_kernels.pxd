@@ -13,14 +13,13 @@ from libc.stdint cimport uint8_t
 # (see _ops_dispatch.pxi): operands, ``out``, ``n``, then the parameters as doubles.
 from fastact._loops cimport *
 
-from numpy cimport ndarray
-
 # The loop build this process uses (chosen at import by CPU features).
 cdef const LoopTable* active_loops() noexcept nogil
 
-# The element type the loops see in an array (UNSUPPORTED for any other dtype), and how
-# many threads a call moving ``traffic_bytes`` may use (needs the GIL).
-cdef ElementType element_type(ndarray a) noexcept
+# For fastact's own modules: the element type the loops see in an ndarray (UNSUPPORTED for
+# any other dtype), and how many threads a call moving ``traffic_bytes`` may use (both
+# need the GIL). Declared without NumPy's headers, which a user extension need not have.
+cdef ElementType array_element_type(object array) noexcept
 cdef int threads_for(Py_ssize_t traffic_bytes) except -1
 
 ctypedef fused real_t:

@@ -277,6 +277,10 @@ cdef int find_bfloat16_typenum() noexcept:
     return bfloat16_typenum
 
 
+cdef ElementType array_element_type(object array) noexcept:
+    return element_type(<ndarray>array)
+
+
 cdef ElementType element_type(ndarray a) noexcept:
     cdef int typenum = cnp.PyArray_TYPE(a)
     cdef npy_intp itemsize = cnp.PyArray_ITEMSIZE(a)

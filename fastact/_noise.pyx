@@ -18,7 +18,7 @@ from fastact._elementwise cimport (
     widen,
     with_bits,
 )
-from fastact._kernels cimport element_type
+from fastact._kernels cimport array_element_type
 from fastact._loops cimport BFLOAT16, FLOAT16, FLOAT32, FLOAT64, ElementType
 
 cnp.import_array()
@@ -57,7 +57,7 @@ cdef inline void draw_typed(const floating_t* x, floating_t* y, floating_t* nois
 def rrelu_train(ndarray x, ndarray y, ndarray noise, double lower, double upper,
                 bit_generator):
     """Fill ``y`` and ``noise`` (C-contiguous, native, x's type) from ``x``'s draws."""
-    cdef ElementType etype = element_type(x)
+    cdef ElementType etype = array_element_type(x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef void* xp = cnp.PyArray_DATA(x)
     cdef void* yp = cnp.PyArray_DATA(y)

@@ -31,9 +31,12 @@ where it says "element".
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 import numpy as np
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 __all__ = [
     "hardtanh",
@@ -85,11 +88,11 @@ def _times_slope(v: np.ndarray, negative_slope: float) -> np.ndarray:
 # ml_dtypes' bfloat16 comparisons flag NaN as "invalid" (NumPy's own do not): NaN is an
 # ordinary input here, so no comparison may warn. A fresh errstate per call: one instance
 # is not meant to be entered from several threads at once.
-def _quiet(func: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+def _quiet(func: Callable[_P, _R]) -> Callable[_P, _R]:
     @functools.wraps(func)
-    def quiet(*args: Any) -> np.ndarray:
+    def quiet(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with np.errstate(invalid="ignore"):
-            return func(*args)
+            return func(*args, **kwargs)
 
     return quiet
 

@@ -11,8 +11,9 @@ dims and coords::
 
 Differences from the main functions, all NumPy's own rules: inputs broadcast (the
 backward ufuncs too); dtypes follow NumPy's casting (integer input to the float-only
-ufuncs is cast to the smallest float that holds it, bfloat16 to float32, and a float64
-slope array with float32 ``x`` gives float64); a 0-d result is a scalar. float16 loops
+ufuncs is cast to the smallest float that holds it, or to float64 beside a Python-float
+slope; bfloat16 to float32; a float64 slope array with float32 ``x`` gives float64); a
+0-d result is a scalar. float16 loops
 take the slope as float32, as torch does.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -21,11 +22,23 @@ requires_compiled = pytest.mark.skipif(
 
 try:
     import ml_dtypes
-except ImportError:  # optional: bfloat16 is tested where it is installed
+except ImportError:  # optional: bfloat16 cases skip without it (and fail in CI, conftest.py)
     ml_dtypes = None
 
+#: ml_dtypes' bfloat16, or None where that package is missing.
+BFLOAT16 = None if ml_dtypes is None else np.dtype(ml_dtypes.bfloat16)
+requires_ml_dtypes = pytest.mark.skipif(
+    ml_dtypes is None, reason="bfloat16 needs the optional ml_dtypes package (not installed)"
+)
+
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-BFLOAT16_DTYPES = () if ml_dtypes is None else (np.dtype(ml_dtypes.bfloat16),)
+# bfloat16 is always a parameter: without ml_dtypes its cases skip and say why, rather than
+# vanish from the parametrisation.
+BFLOAT16_DTYPES = (
+    pytest.param(
+        BFLOAT16 if BFLOAT16 is not None else "bfloat16", id="bfloat16", marks=requires_ml_dtypes
+    ),
+)
 KERNEL_FLOAT_DTYPES = FLOAT_DTYPES + BFLOAT16_DTYPES
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
@@ -33,6 +46,10 @@ INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uin
 # NaN, infinite, below float16/float32 resolution, and the largest float32 (a larger one
 # is refused below float64, as torch refuses it: test_parameters.py).
 SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5, float("nan"), float("inf"), 1e-45, 3.4e38)
+
+# Built with AddressSanitizer (tests/sanitize.sh preloads its runtime): everything is
+# several times slower, so time limits meant for a normal build do not apply.
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 # The functions, from the table: every test that loops over them covers a new one.
 FUNCTIONS = tuple(f.name for f in TABLE)

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Run the test suite against a build of fastact's extension with AddressSanitizer,
-# UndefinedBehaviorSanitizer and Cython's run-time checks (FASTACT_DEBUG_BUILD=1: -O0,
-# boundscheck, wraparound, initializedcheck).
+# UndefinedBehaviorSanitizer and, by default, Cython's run-time checks (FASTACT_DEBUG_BUILD=1:
+# -O0, boundscheck, wraparound, initializedcheck).
 #
 #   tests/sanitize.sh                  # the whole suite
 #   tests/sanitize.sh -m "not slow"    # any other arguments go to pytest
+#   SANITIZE_BUILD=optimised tests/sanitize.sh tests/test_kernels.py
+#
+# SANITIZE_BUILD=optimised keeps the release flags (-O3 ..., the vectorised loops users
+# run) instead of FASTACT_DEBUG_BUILD's -O0: a vectorised loop or an unrolled tail reads
+# and writes other addresses than the scalar code, and only this build checks those.
 #
 # Needs gcc (with libasan and libubsan) and, in the active Python environment, the test
 # dependencies (pip install ".[test]") and the build requirements: Cython, setuptools and
@@ -36,10 +41,16 @@ done
 rm -rf "$scratch"/fastact/*.so "$scratch"/fastact/__pycache__
 for pyx in "$scratch"/fastact/*.pyx; do rm -f "${pyx%.pyx}.c"; done
 
-echo "== building the sanitized extension in $scratch"
+case "${SANITIZE_BUILD:-debug}" in
+    debug) debug_build=1 ;;
+    optimised) debug_build=0 ;;
+    *) echo "sanitize.sh: SANITIZE_BUILD must be debug or optimised" >&2; exit 1 ;;
+esac
+
+echo "== building the sanitized extension (${SANITIZE_BUILD:-debug}) in $scratch"
 (
     cd "$scratch"
-    FASTACT_DEBUG_BUILD=1 \
+    FASTACT_DEBUG_BUILD=$debug_build \
         CC="$cc" \
         CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
         LDFLAGS="-fsanitize=address,undefined" \

@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bitwise import BINARY, FLOAT_DTYPES, FUNCTIONS, INT_DTYPES, assert_bitwise_equal
+from bitwise import (
+    BFLOAT16,
+    BFLOAT16_DTYPES,
+    BINARY,
+    FLOAT_DTYPES,
+    FUNCTIONS,
+    INT_DTYPES,
+    assert_bitwise_equal,
+    is_bfloat16,
+)
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -46,10 +55,13 @@ _NATIVE = [
 ]
 _BASE_DTYPES = [np.dtype(t) for t in _NATIVE]
 _BASE_DTYPES += [np.dtype([("a", "<f4"), ("b", ">i2")]), np.dtypes.StringDType()]
+# bfloat16 where ml_dtypes is installed (test_fuzz_bfloat16 says so where it is not).
+_BFLOAT16 = [] if BFLOAT16 is None else [BFLOAT16]
+_BASE_DTYPES += _BFLOAT16
 # Every dtype that has a byte order also comes byte-swapped.
 ALL_DTYPES = _BASE_DTYPES + [d.newbyteorder() for d in _BASE_DTYPES if d.byteorder == "="]
 
-_ACCEPTED_FLOATS = [np.dtype(t) for t in FLOAT_DTYPES]
+_ACCEPTED_FLOATS = [np.dtype(t) for t in FLOAT_DTYPES] + _BFLOAT16
 _ACCEPTED_INTS = [np.dtype(t) for t in INT_DTYPES]
 
 
@@ -58,13 +70,15 @@ def native(dtype: np.dtype) -> np.dtype:
 
 
 def accepts(name: str, dtype: np.dtype) -> bool:
-    """The README's dtype rule: float16/32/64 in either byte order; integers for relu."""
+    """The README's dtype rule: float16/32/64 and bfloat16 in either byte order; integers
+    for relu."""
     allowed = _ACCEPTED_FLOATS + (_ACCEPTED_INTS if name == "relu" else [])
-    return dtype.kind in "iuf" and any(native(dtype) == d for d in allowed)
+    kind_ok = dtype.kind in "iuf" or is_bfloat16(dtype)
+    return kind_ok and any(native(dtype) == d for d in allowed)
 
 
 def same_element_type(a: np.dtype, b: np.dtype) -> bool:
-    return a.kind == b.kind and a.itemsize == b.itemsize
+    return a.kind == b.kind and a.itemsize == b.itemsize and is_bfloat16(a) == is_bfloat16(b)
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,14 +185,14 @@ def _slopes() -> st.SearchStrategy:
 
 
 @st.composite
-def calls(draw, name: str) -> Draw:
+def calls(draw, name: str, x_dtypes: list[np.dtype] | None = None) -> Draw:
     shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)
     # Half the draws take a dtype the compiled loops cover (where a layout or overlap
     # mistake would do harm), a quarter another dtype the function accepts, a quarter any.
     accepted = [t for t in ALL_DTYPES if accepts(name, t)]
     compiled = [t for t in accepted if t.byteorder in "=|" and (t.kind in "iu" or t.itemsize >= 4)]
     pool = [compiled, compiled, accepted, ALL_DTYPES][draw(st.integers(0, 3))]
-    dtype = draw(st.sampled_from(pool))
+    dtype = draw(st.sampled_from(x_dtypes or pool))
     shape = draw(shapes)
     d = Draw(x=None)
     d.x = draw(placed(dtype, shape, d, list_ok=accepts(name, dtype)))
@@ -245,7 +259,9 @@ def outs(draw, name: str, d: Draw, dtype: np.dtype, shape: tuple[int, ...]):
         return np.zeros(shape, other), True
     zeros = np.zeros(shape, result_dtype)
     options = [zeros.tolist(), tuple(np.zeros(shape).ravel()), 0.0, "out", {}]
-    options += [memoryview(zeros), result_dtype.type(0), np.zeros(shape).tolist()]
+    # The buffer protocol has no bfloat16 format: its raw bits instead.
+    raw = zeros.view(np.uint16) if is_bfloat16(result_dtype) else zeros
+    options += [memoryview(raw), result_dtype.type(0), np.zeros(shape).tolist()]
     return options[draw(st.integers(0, len(options) - 1))], True
 
 
@@ -420,3 +436,18 @@ def test_fuzz(name, data):
     # Hypothesis reports how often each occurred (--hypothesis-show-statistics).
     event(outcome)
     event(f"{outcome}, out: {d.out_kind}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", BFLOAT16_DTYPES)
+@pytest.mark.parametrize("name", FUNCTIONS)
+@settings(
+    max_examples=max(EXAMPLES // 3, 1),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_fuzz_bfloat16(name, dtype, data):
+    # x is bfloat16 in either byte order; grad_output and out are drawn as above.
+    d = data.draw(calls(name, [dtype, dtype.newbyteorder()]))
+    event(check_call(name, d))

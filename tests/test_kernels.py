@@ -1,8 +1,11 @@
 """The compiled loops against the NumPy reference, bit for bit."""
 
+import importlib.util
 import os
+import pkgutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -99,6 +102,34 @@ def test_large_array(name):
     assert_bitwise_equal(out, getattr(_reference, name)(*args))
 
 
+# Outputs from this size up are written with streaming stores, a path of its own: each
+# slice is computed into a block in L1 and copied out, after a plain head up to a 64-byte
+# boundary and before a plain tail.
+STREAM_MIN_BYTES = fastact.show_config(print_out=False)["stream_min_bytes"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES + INT_DTYPES)
+def test_streaming_stores_every_element_type(dtype):
+    rng = np.random.default_rng(15)
+    itemsize = np.dtype(dtype).itemsize
+    n = STREAM_MIN_BYTES // itemsize + 67  # a partial last block
+    x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+    # out starting one element past a 64-byte boundary: a head before the first block.
+    buffer = np.empty(n + 64 // itemsize, dtype)
+    skip = (-buffer.ctypes.data % 64) // itemsize + 1
+    out = buffer[skip : skip + n]
+    names = FUNCTIONS if np.dtype(dtype).kind not in "iu" else ("relu",)
+    for name in names:
+        args = args_for(name, x, g, 0.2)
+        want = getattr(_reference, name)(*args)
+        for n_threads in (1, 2):
+            with fastact.threads(n_threads):
+                assert_bitwise_equal(getattr(fastact, name)(*args), want)
+                assert getattr(fastact, name)(*args, out=out) is out
+                assert_bitwise_equal(out, want)
+
+
 def strided_views(x: np.ndarray) -> list[np.ndarray]:
     """Views of a 24-element base no flat loop can read as one run."""
     return [
@@ -176,18 +207,106 @@ def test_kernels_decline_what_they_do_not_cover(name):
             assert kernel(name)(*args_for(name, xx, g, 0.01), None) is None
 
 
+# ---------------------------------------------------------------------------------------
+# The loop build in use is the best one the CPU runs, and every build the CPU runs is tested.
+
 CONFIG = fastact.show_config(print_out=False)
 SIMD = CONFIG["simd"]
+
+# The loop builds, best first, each with the /proc/cpuinfo flags its run-time CPU check
+# requires (the baseline build runs anywhere). Adding a build is adding its row.
+LOOP_BUILDS = {
+    "avx512": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "f16c"),
+    "avx2": ("avx2", "f16c"),
+    "baseline": (),
+}
+# Builds that count only where the installed package has their module (not yet built on
+# every machine whose compiler could); every other row must be built where the CPU runs it.
+OPTIONAL_BUILDS = ("avx512",)
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags as Linux lists them (x86 "flags", Arm "Features")."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def is_installed(build: str) -> bool:
+    return importlib.util.find_spec(f"fastact._loops_{build}") is not None
+
+
+def counts(build: str, flags: set[str]) -> bool:
+    """The CPU runs ``build``, and the package must (or does) have it."""
+    return set(LOOP_BUILDS[build]) <= flags and (
+        build not in OPTIONAL_BUILDS or is_installed(build)
+    )
+
+
+def expected_build(flags: set[str], forced: str) -> str:
+    """The best build that counts, at or below the one FASTACT_SIMD names."""
+    names = list(LOOP_BUILDS)
+    if forced in names:
+        names = names[names.index(forced) :]
+    return next(name for name in names if counts(name, flags))
+
+
+FLAGS = cpu_flags()
+needs_cpuinfo = pytest.mark.skipif(FLAGS is None, reason="needs Linux /proc/cpuinfo")
+
+
+def test_every_build_has_a_row():
+    # A build the table does not know would never be checked or rerun below.
+    modules = [m.name for m in pkgutil.iter_modules(fastact.__path__)]
+    builds = {name.removeprefix("_loops_") for name in modules if name.startswith("_loops_")}
+    assert builds <= set(LOOP_BUILDS), builds
+    assert SIMD in builds
+
+
+@needs_cpuinfo
+def test_build_in_use_is_the_best_the_cpu_runs():
+    # FASTACT_SIMD may force a lesser build; otherwise a CPU with AVX2 + F16C must get the
+    # AVX2 loops (a build that silently lost them would still pass every other test).
+    forced = os.environ.get("FASTACT_SIMD", "")
+    want = expected_build(FLAGS, forced)
+    assert SIMD == want, (
+        f"loop build in use: {SIMD}; this CPU runs {want} "
+        f"(FASTACT_SIMD={forced!r}, {want} installed: {is_installed(want)})"
+    )
+
+
+# -ffast-math, or any part of it, would break the NaN and -0.0 rules, and linked into a
+# shared object can switch the whole process to flush-to-zero.
+UNSAFE_MATH_FLAGS = {
+    "-ffast-math",
+    "-Ofast",
+    "-funsafe-math-optimizations",
+    "-ffinite-math-only",
+    "-fno-signed-zeros",
+    "-fassociative-math",
+    "-freciprocal-math",
+    "-fno-honor-nans",
+    "-fno-honor-infinities",
+    "/fp:fast",
+}
+
+
+def test_no_unsafe_math_flags():
+    # The build in use here; the rerun under each other build checks that one.
+    flags = [CONFIG["cflags"], CONFIG["loops_cflags"], os.environ.get("CFLAGS", "")]
+    flags.append(sysconfig.get_config_var("CFLAGS") or "")  # what setuptools adds
+    unsafe = [f for f in " ".join(flags).split() if f in UNSAFE_MATH_FLAGS]
+    assert not unsafe, flags
+
+
 RUNNABLE_SIMD = CONFIG.get("simd_runnable") or ()
-
-
-def test_simd_choice_follows_the_environment():
-    assert SIMD in RUNNABLE_SIMD
-    wanted = os.environ.get("FASTACT_SIMD")
-    if wanted in RUNNABLE_SIMD:
-        assert SIMD == wanted
-    elif not wanted:
-        assert SIMD == RUNNABLE_SIMD[0]
 
 
 def _import_with_simd(value):
@@ -218,17 +337,30 @@ def test_simd_variable_never_stops_the_import(value):
         assert "RuntimeWarning" in result.stderr and "FASTACT_SIMD" in result.stderr
 
 
+def builds_to_rerun() -> list:
+    """Every build this CPU runs, other than the one this process tests."""
+    if FLAGS is None:
+        return [pytest.param(None, marks=needs_cpuinfo)]
+    others = [b for b in LOOP_BUILDS if b != SIMD and counts(b, FLAGS)]
+    reason = f"{SIMD} is the only loop build this CPU runs, and this process tests it"
+    return others or [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("build", [name for name in RUNNABLE_SIMD if name != SIMD])
-def test_every_runnable_build_matches_reference_too(build):
-    # This process runs one build; the same tests in a child forced onto each other build
-    # this machine can run cover the loops that other CPUs run.
+@pytest.mark.parametrize("build", builds_to_rerun())
+def test_other_builds_match_reference_too(build):
+    # This process runs one build; the quick kernel tests and the PyTorch parity tests
+    # (bfloat16 included) run again in a child forced onto each other build the CPU runs,
+    # which also checks there that the child got the build it asked for.
     repo = Path(__file__).resolve().parent.parent
     # From a neutral folder, with the repository's configuration: `python -m pytest` puts
     # the working directory first on sys.path, and from the repository root that would
     # import the uncompiled source tree instead of the installed package.
     command = ["pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"]
-    command += ["--rootdir", str(repo), "-c", str(repo / "pyproject.toml"), __file__]
+    command += ["--rootdir", str(repo), "-c", str(repo / "pyproject.toml")]
+    command += [__file__] + [
+        str(Path(__file__).with_name(f"test_torch_{n}.py")) for n in ("parity", "table")
+    ]
     result = subprocess.run(
         [sys.executable, "-m", *command],
         capture_output=True,

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16_DTYPES,
     BINARY,
     FLOAT_DTYPES,
     FUNCTIONS,
@@ -12,6 +13,7 @@ from bitwise import (
     WITH_SLOPE,
     args_for,
     assert_bitwise_equal,
+    is_bfloat16,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,7 +34,10 @@ def views(draw, dtype, shape):
         dtype = dtype.newbyteorder()
     steps = [draw(st.sampled_from([1, 1, 2, -1, -2])) for _ in shape]
     base_shape = tuple(max(1, n * abs(s)) for n, s in zip(shape, steps, strict=True))
-    base = draw(hnp.arrays(dtype, base_shape, elements={"allow_subnormal": True}))
+    if is_bfloat16(dtype):  # no Hypothesis strategy for it: every bit pattern instead
+        base = draw(hnp.arrays(np.uint16, base_shape)).view(dtype)
+    else:
+        base = draw(hnp.arrays(dtype, base_shape, elements={"allow_subnormal": True}))
     if not shape:
         return base
     if draw(st.booleans()):
@@ -45,14 +50,7 @@ def overflows_float32(value: float) -> bool:
     return math.isfinite(value) and abs(value) > float(np.finfo(np.float32).max)
 
 
-@given(
-    name=st.sampled_from(FUNCTIONS),
-    dtype=st.sampled_from(FLOAT_DTYPES),
-    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
-    slope=st.floats(allow_nan=True, allow_infinity=True, width=64),
-    data=st.data(),
-)
-def test_matches_reference(name, dtype, shape, slope, data):
+def check_matches_reference(name, dtype, shape, slope, data):
     x = data.draw(views(dtype, shape), label="x")
     g = data.draw(views(dtype, shape), label="grad_output") if name in BINARY else x
     args = args_for(name, x, g, slope)
@@ -71,9 +69,30 @@ def test_matches_reference(name, dtype, shape, slope, data):
     assert_bitwise_equal(out, want)
 
 
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9)
+SLOPES = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@given(
+    name=st.sampled_from(FUNCTIONS),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    shape=SHAPES,
+    slope=SLOPES,
+    data=st.data(),
+)
+def test_matches_reference(name, dtype, shape, slope, data):
+    check_matches_reference(name, dtype, shape, slope, data)
+
+
+@pytest.mark.parametrize("dtype", BFLOAT16_DTYPES)
+@given(name=st.sampled_from(FUNCTIONS), shape=SHAPES, slope=SLOPES, data=st.data())
+def test_bfloat16_matches_reference(dtype, name, shape, slope, data):
+    check_matches_reference(name, dtype, shape, slope, data)
+
+
 @given(
     dtype=st.sampled_from(INT_DTYPES),
-    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
+    shape=SHAPES,
     data=st.data(),
 )
 def test_integer_relu(dtype, shape, data):

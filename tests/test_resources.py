@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from bitwise import FUNCTIONS, args_for, assert_bitwise_equal
+from bitwise import FUNCTIONS, args_for, assert_bitwise_equal, requires_compiled
 
 import fastact
 from fastact import _reference
@@ -32,7 +32,8 @@ def leak_paths():
     scalar = np.float32(-1.5)
     read_only = np.frombuffer(bytes(256), np.float32)
     ragged = [[1.0], [1.0, 2.0]]
-    objects = [x, g, out, x16, g16, swapped_out, ints, scalar, read_only, ragged]
+    swapped = x.astype(">f4")  # the ufunc path
+    objects = [x, g, out, x16, g16, swapped_out, ints, scalar, read_only, ragged, swapped]
 
     paths: dict[str, list] = {"compiled": [], "reference": [], "errors": []}
     for name in FUNCTIONS:
@@ -45,6 +46,7 @@ def leak_paths():
             (f, args, {"out": swapped_out}),
             (f, args_for(name, scalar, scalar, 0.1), {}),
             (f, args_for(name, [1.0, -2.0], [3.0, 4.0], 0.1), {}),
+            (f, args_for(name, swapped, swapped, 0.1), {}),
         ]
         paths["errors"] += [
             (f, args, {"out": read_only}),
@@ -64,13 +66,16 @@ def leak_paths():
     return paths, objects
 
 
-def run_calls(calls, n):
+def run_calls(calls, n) -> int:
+    """Make ``n`` calls, cycling through ``calls``; how many raised TypeError/ValueError."""
+    raised = 0
     for i in range(n):
         f, args, kwargs = calls[i % len(calls)]
         try:
             f(*args, **kwargs)
         except (TypeError, ValueError):
-            pass
+            raised += 1
+    return raised
 
 
 def resident_bytes() -> int:
@@ -83,6 +88,9 @@ def resident_bytes() -> int:
 def test_no_reference_or_memory_leak(path):
     paths, objects = leak_paths()
     calls = paths[path]
+    # Each path is what it says: a leak test where every call raised early would test
+    # nothing but the error path.
+    assert run_calls(calls, len(calls)) == (len(calls) if path == "errors" else 0)
     # Fill the caches first (NumPy's small-buffer cache, dtype names, interned strings):
     # they grow for a while, then stay put.
     run_calls(calls, 20_000)
@@ -91,11 +99,12 @@ def test_no_reference_or_memory_leak(path):
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        run_calls(calls, CALLS)
+        raised = run_calls(calls, CALLS)
         gc.collect()
         growth = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
+    assert raised == (CALLS if path == "errors" else 0)
     assert [sys.getrefcount(o) for o in objects] == refcounts
     # Measured: under 8 kB of cache churn. One leaked object on one call in ten would
     # be 160 kB or more.
@@ -118,9 +127,10 @@ def test_resident_memory_is_flat():
 
 
 # ---------------------------------------------------------------------------------------
-# More than 2^31 elements: a 32-bit index anywhere would wrap, stop early or write out of
-# bounds. The input repeats a pattern of prime length, so every element's expected value
-# depends on its own index.
+# More than 2^31 elements: a 32-bit index anywhere in the loops would wrap, stop early or
+# write out of bounds. The loops' hazard alone (the reference's NumPy temporaries would
+# need several times the memory). The input repeats a pattern of prime length, so every
+# element's expected value depends on its own index.
 
 HUGE = 2**31 + 17
 PERIOD = 251
@@ -160,6 +170,7 @@ def assert_periodic(a: np.ndarray, pattern: np.ndarray) -> None:
 
 
 @pytest.mark.slow
+@requires_compiled
 def test_int8_relu_past_2_31_elements():
     require_memory(2 * HUGE)
     pattern = np.arange(-(PERIOD // 2), PERIOD - PERIOD // 2, dtype=np.int8)
@@ -174,6 +185,7 @@ def test_int8_relu_past_2_31_elements():
 
 
 @pytest.mark.slow
+@requires_compiled
 def test_float32_in_place_past_2_31_elements():
     # In place (out=x) to need one 8.6 GB buffer, not two: a unary and a binary loop.
     require_memory(4 * HUGE)

@@ -2,12 +2,15 @@
 
 import numpy as np
 import pytest
-from bitwise import assert_bitwise_equal, sample
+from bitwise import assert_bitwise_equal, requires_compiled, sample
 
 import fastact
 from fastact import ufunc
 
 da = pytest.importorskip("dask.array")
+
+# Duck arrays go to the ufunc forms, which are part of the compiled extension.
+pytestmark = requires_compiled
 
 
 def chunked(seed=0):

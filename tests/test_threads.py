@@ -1,7 +1,9 @@
 """Threads: the settings API, exact results on every thread count, fork and import safety."""
 
+import asyncio
 import ctypes
 import ctypes.util
+import json
 import multiprocessing
 import os
 import subprocess
@@ -26,6 +28,9 @@ import fastact
 from fastact import _reference
 
 OPENMP = fastact.show_config(print_out=False)["openmp"]
+# FASTACT_OPENMP=0 asks the build for the serial fallback (the tests run with the same
+# environment as the build); anything else must give OpenMP threads.
+BUILT_WITH_OPENMP = os.environ.get("FASTACT_OPENMP") != "0"
 
 # Around the size where a second thread starts (1 MiB of traffic by default) and past
 # 16 MiB of output (where streaming stores start on some machines), with odd lengths so
@@ -44,10 +49,37 @@ def test_default_is_one_thread():
     assert fastact.get_num_threads() == 1
 
 
-def test_build_reports_openmp_as_asked():
-    # FASTACT_OPENMP=0 at build time must give the serial build, and say so.
-    if os.environ.get("FASTACT_OPENMP") == "0":
+def test_openmp_is_in_unless_turned_off():
+    # FASTACT_OPENMP=0 at build time must give the serial build, and say so; otherwise a
+    # GCC build must have OpenMP (a failed probe would silently make every call serial).
+    cfg = fastact.show_config(print_out=False)
+    if not BUILT_WITH_OPENMP:
         assert not OPENMP
+    elif cfg["compiler"].startswith("gcc"):
+        assert OPENMP, f"built without OpenMP ({cfg['compiler']}; {cfg['cflags']})"
+
+
+def test_scope_is_per_asyncio_task():
+    async def inside(n, entered, release):
+        with fastact.threads(n):
+            entered.set()
+            await release.wait()
+            return fastact.get_num_threads()
+
+    async def read():
+        return fastact.get_num_threads()
+
+    async def main():
+        entered, release = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(inside(3, entered, release))
+        await entered.wait()
+        # The task's block is open, yet this task (and one started now) keeps the default.
+        seen_here = fastact.get_num_threads()
+        seen_new = await asyncio.create_task(read())
+        release.set()
+        return seen_here, seen_new, await task
+
+    assert asyncio.run(main()) == (1, 1, 3)
 
 
 def test_set_and_scope():
@@ -155,15 +187,22 @@ def test_threaded_call_releases_the_gil():
         assert python_runs_during(lambda: fastact.leaky_relu(x, 0.1, out=out))
 
 
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
 def _call_in_child(queue):
     x = np.linspace(-1, 1, 2**20, dtype=np.float32)
+    before = os_threads()
     with fastact.threads(2):
         y = fastact.relu(x)
-    queue.put(bool(np.array_equal(y, _reference.relu(x))))
+    started = os_threads() - before
+    queue.put((bool(np.array_equal(y, _reference.relu(x))), started))
 
 
 def assert_forked_child_finishes():
-    """A child forked now makes a threaded call; it must finish, with the right result."""
+    """A child forked now makes a threaded call; it must finish on one thread, with the
+    right result."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_call_in_child, args=(queue,))
@@ -173,7 +212,7 @@ def assert_forked_child_finishes():
         child.kill()
         pytest.fail("the forked child hung in a threaded call")
     assert child.exitcode == 0
-    assert queue.get(timeout=10) is True
+    assert queue.get(timeout=10) == (True, 0), "(right result, threads started in the child)"
 
 
 @requires_compiled
@@ -192,7 +231,7 @@ def test_fork_after_threads_does_not_hang():
 
 def _start_openmp_team_elsewhere():
     """Run an OpenMP parallel region through libgomp itself, as another library would."""
-    libgomp = ctypes.CDLL("libgomp.so.1")  # the copy already loaded by fastact
+    libgomp = ctypes.CDLL("libgomp.so.1")  # the copy fastact loaded, if built with OpenMP
     callback_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
     do_nothing = callback_type(lambda data: None)
     libgomp.GOMP_parallel(do_nothing, None, ctypes.c_uint(2), ctypes.c_uint(0))
@@ -201,10 +240,9 @@ def _start_openmp_team_elsewhere():
 @requires_compiled
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not OPENMP
-    or "fork" not in multiprocessing.get_all_start_methods()
+    "fork" not in multiprocessing.get_all_start_methods()
     or ctypes.util.find_library("gomp") is None,
-    reason="needs GNU OpenMP and fork",
+    reason="needs GNU OpenMP (libgomp) and fork",
 )
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 def test_fork_after_another_librarys_threads_does_not_hang():
@@ -224,6 +262,69 @@ def _run_python(code, **env):
         env={**os.environ, **env},
         cwd=tempfile.gettempdir(),
     )
+
+
+# Counts the OS threads of a fresh process after each call, all in threads(4): libgomp
+# keeps a team's threads alive after it, so the count grows by the largest team's size - 1.
+THREAD_COUNT_CHILD = """
+import json, os
+import numpy as np, fastact
+{setup}
+
+def os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+per_thread = fastact.show_config(print_out=False)["parallel_min_bytes_per_thread"]
+step = per_thread // 8  # float32 relu moves 8 bytes per element
+calls = {{
+    "below the threshold": np.ones(2 * step - 1, np.float32),
+    "strided": np.ones(8 * step, np.float32)[::2],
+    "2 threads' worth": np.ones(2 * step, np.float32),
+    "4 threads' worth": np.ones(4 * step, np.float32),
+}}
+before = os_threads()
+started = {{}}
+with fastact.threads(4):
+    for label, x in calls.items():
+        fastact.relu(x)
+        started[label] = os_threads() - before
+print(json.dumps(started))
+"""
+
+# What the README promises: no thread below the threshold (1 MiB of traffic for two
+# threads, one more per 512 KiB), none for strided views, and fastact's own count.
+EXPECTED_THREADS = {
+    "below the threshold": 0,
+    "strided": 0,
+    "2 threads' worth": 1 if BUILT_WITH_OPENMP else 0,
+    "4 threads' worth": 3 if BUILT_WITH_OPENMP else 0,
+}
+
+OTHER_THREAD_SETTINGS = {
+    "none": ({}, ""),
+    "OMP_NUM_THREADS=1": ({"OMP_NUM_THREADS": "1"}, ""),
+    "threadpoolctl": ({}, "import threadpoolctl\n_limit = threadpoolctl.threadpool_limits(1)"),
+    "torch.set_num_threads": (
+        {},
+        "import torch\ntorch.set_num_threads(1)\ntorch.relu(torch.ones(1 << 20))",
+    ),
+}
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+@pytest.mark.parametrize("other", OTHER_THREAD_SETTINGS)
+def test_threads_started_follow_the_threshold_and_fastacts_count(other):
+    # A serial build (a failed OpenMP probe) fails here: it starts no thread at all.
+    env, setup = OTHER_THREAD_SETTINGS[other]
+    if "threadpoolctl" in setup:
+        pytest.importorskip("threadpoolctl")
+    if "torch" in setup:
+        pytest.importorskip("torch")
+    result = _run_python(THREAD_COUNT_CHILD.format(setup=setup), **env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == EXPECTED_THREADS
 
 
 @pytest.mark.slow
@@ -255,7 +356,7 @@ def test_env_var_sets_the_default():
 
 @requires_compiled
 @pytest.mark.slow
-@pytest.mark.skipif(not OPENMP, reason="built without OpenMP")
+@pytest.mark.skipif(not BUILT_WITH_OPENMP, reason="FASTACT_OPENMP=0: a serial build")
 def test_visible_to_threadpoolctl():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     result = _run_python(

@@ -1,8 +1,17 @@
-"""The NumPy reference against PyTorch CPU, the contract's source (skipped without torch)."""
+"""The reference and the loops against PyTorch CPU, the contract's source (skipped without
+torch)."""
 
 import numpy as np
 import pytest
-from bitwise import FLOAT_DTYPES, assert_bitwise_equal, edge_values, sample
+from bitwise import (
+    BFLOAT16,
+    BFLOAT16_DTYPES,
+    KERNEL_FLOAT_DTYPES,
+    assert_bitwise_equal,
+    edge_values,
+    is_bfloat16,
+    sample,
+)
 
 import fastact
 from fastact import _reference
@@ -12,6 +21,21 @@ F = torch.nn.functional
 
 # The slopes the contract was measured with.
 TORCH_SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5)
+# 16-bit floats are few enough to try every value.
+SHORT_FLOAT_DTYPES = (np.float16, *BFLOAT16_DTYPES)
+
+
+def to_torch(a: np.ndarray):
+    """A tensor with ``a``'s bits (torch.from_numpy knows no bfloat16)."""
+    if is_bfloat16(a.dtype):
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
+
+
+def to_numpy(t) -> np.ndarray:
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(BFLOAT16)
+    return t.detach().numpy()
 
 
 def data(dtype):
@@ -26,9 +50,9 @@ def data(dtype):
 
 def grad_of(forward, x: np.ndarray, g: np.ndarray) -> np.ndarray:
     """d(forward)/dx applied to g, by autograd."""
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(forward(xt), xt, torch.from_numpy(g.copy()))
-    return grad.numpy()
+    xt = to_torch(x).requires_grad_(True)
+    (grad,) = torch.autograd.grad(forward(xt), xt, to_torch(g))
+    return to_numpy(grad)
 
 
 @pytest.fixture(autouse=True)
@@ -39,36 +63,65 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-def test_relu_family(dtype):
-    g, x = data(dtype)
+def check_relu_family(g: np.ndarray, x: np.ndarray) -> None:
+    """The reference and the loops against torch.relu, its autograd gradient and aten's
+    fused backward."""
     ones = np.ones_like(x)
-    assert_bitwise_equal(_reference.relu(x), torch.relu(torch.from_numpy(x)).numpy())
-    assert_bitwise_equal(_reference.relu_grad(x), grad_of(torch.relu, x, ones))
-    assert_bitwise_equal(_reference.relu_backward(g, x), grad_of(torch.relu, x, g))
-    xt, gt = torch.from_numpy(x), torch.from_numpy(g)
-    fused = torch.ops.aten.threshold_backward(gt, xt, 0).numpy()
-    assert_bitwise_equal(_reference.relu_backward(g, x), fused)
-    assert_bitwise_equal(fastact.relu_backward(g, x), fused)
+    forward = to_numpy(torch.relu(to_torch(x)))
+    grad = grad_of(torch.relu, x, ones)
+    backward = grad_of(torch.relu, x, g)
+    fused = to_numpy(torch.ops.aten.threshold_backward(to_torch(g), to_torch(x), 0))
+    assert_bitwise_equal(backward, fused)
+    for impl in (_reference, fastact):
+        assert_bitwise_equal(impl.relu(x), forward)
+        assert_bitwise_equal(impl.relu_grad(x), grad)
+        assert_bitwise_equal(impl.relu_backward(g, x), backward)
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@pytest.mark.parametrize("slope", TORCH_SLOPES)
-def test_leaky_relu_family(dtype, slope):
-    g, x = data(dtype)
-    ones = np.ones_like(x)
-
+def check_leaky_relu_family(g: np.ndarray, x: np.ndarray, slope: float) -> None:
     def forward(t):
         return F.leaky_relu(t, slope)
 
-    xt, gt = torch.from_numpy(x), torch.from_numpy(g)
-    assert_bitwise_equal(_reference.leaky_relu(x, slope), forward(xt).numpy())
-    assert_bitwise_equal(_reference.leaky_relu_grad(x, slope), grad_of(forward, x, ones))
-    assert_bitwise_equal(_reference.leaky_relu_backward(g, x, slope), grad_of(forward, x, g))
-    fused = torch.ops.aten.leaky_relu_backward(gt, xt, slope, False).numpy()
-    assert_bitwise_equal(_reference.leaky_relu_backward(g, x, slope), fused)
-    assert_bitwise_equal(fastact.leaky_relu(x, slope), forward(xt).numpy())
-    assert_bitwise_equal(fastact.leaky_relu_backward(g, x, slope), fused)
+    ones = np.ones_like(x)
+    result = to_numpy(forward(to_torch(x)))
+    grad = grad_of(forward, x, ones)
+    backward = grad_of(forward, x, g)
+    fused = torch.ops.aten.leaky_relu_backward(to_torch(g), to_torch(x), slope, False)
+    assert_bitwise_equal(backward, to_numpy(fused))
+    for impl in (_reference, fastact):
+        assert_bitwise_equal(impl.leaky_relu(x, slope), result)
+        assert_bitwise_equal(impl.leaky_relu_grad(x, slope), grad)
+        assert_bitwise_equal(impl.leaky_relu_backward(g, x, slope), backward)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_relu_family(dtype):
+    check_relu_family(*data(dtype))
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+@pytest.mark.parametrize("slope", TORCH_SLOPES)
+def test_leaky_relu_family(dtype, slope):
+    check_leaky_relu_family(*data(dtype), slope)
+
+
+def every_value(dtype) -> tuple[np.ndarray, np.ndarray]:
+    """All 65,536 values of a 16-bit float as x, and the same values shuffled as g."""
+    x = np.arange(1 << 16, dtype=np.uint16).view(dtype)
+    return np.random.default_rng(16).permutation(x), x
+
+
+@pytest.mark.parametrize("dtype", SHORT_FLOAT_DTYPES)
+def test_every_16_bit_value_relu_family(dtype):
+    check_relu_family(*every_value(dtype))
+
+
+@pytest.mark.parametrize("dtype", SHORT_FLOAT_DTYPES)
+@pytest.mark.parametrize("slope", (0.01, 0.1, 0.3, 3.0, -0.5))
+def test_every_16_bit_value_leaky_relu_family(dtype, slope):
+    # Each product is rounded once from float32: a double rounding or a truncation shows
+    # on thousands of these values.
+    check_leaky_relu_family(*every_value(dtype), slope)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8])

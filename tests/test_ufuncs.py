@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from bitwise import (
-    BFLOAT16_DTYPES,
+    BFLOAT16,
     FLOAT_DTYPES,
     FUNCTIONS,
     INT_DTYPES,
@@ -12,6 +12,8 @@ from bitwise import (
     args_for,
     assert_bitwise_equal,
     edge_values,
+    requires_compiled,
+    requires_ml_dtypes,
     sample,
 )
 
@@ -56,26 +58,43 @@ def test_integer_relu(dtype):
     assert_bitwise_equal(*both("relu", x[::3]))
 
 
-def test_per_channel_slope_is_prelu():
+def slope_dtype(dtype) -> np.dtype:
+    """The slope operand of a loop: float32 for float16 (torch's rounding), else x's."""
+    return np.dtype(np.float32 if np.dtype(dtype) == np.float16 else dtype)
+
+
+@pytest.mark.parametrize("name", WITH_SLOPE)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("channel_axis", [0, 1])
+def test_per_channel_slope_is_prelu(name, dtype, channel_axis):
+    # Channels along axis 1 give a slope that changes along the inner loop: the loop that
+    # applies the rule element by element. Along axis 0 each inner run has one slope.
     rng = np.random.default_rng(2)
-    x = sample(np.float32, 4 * 6, rng).reshape(4, 6)
-    slopes = np.array([0.0, 0.01, 0.2, -0.5], np.float32)
-    got = ufunc.leaky_relu(x, slopes[:, None])
-    assert got.dtype == np.float32
-    for row, slope in enumerate(slopes):
-        assert_bitwise_equal(got[row], fastact.leaky_relu(x[row], float(slope)))
-    g = sample(np.float32, 4 * 6, rng).reshape(4, 6)
-    got = ufunc.leaky_relu_backward(g, x, slopes[:, None])
-    for row, slope in enumerate(slopes):
-        assert_bitwise_equal(got[row], fastact.leaky_relu_backward(g[row], x[row], float(slope)))
+    x = sample(dtype, 4 * 37, rng).reshape(4, 37)
+    g = sample(dtype, 4 * 37, rng).reshape(4, 37)
+    slopes = np.array([0.0, 0.01, 0.2, -0.5, 3.0, 0.1, np.nan], slope_dtype(dtype))
+    slopes = np.resize(slopes, x.shape[channel_axis])
+    per_channel = slopes[:, None] if channel_axis == 0 else slopes
+    args = args_for(name, x, g, per_channel)
+    got = getattr(ufunc, name)(*args)
+    assert got.dtype == np.dtype(dtype)
+    for c, slope in enumerate(slopes):
+        index = (c, slice(None)) if channel_axis == 0 else (slice(None), c)
+        one = getattr(fastact, name)(*args_for(name, x[index], g[index], float(slope)))
+        assert_bitwise_equal(got[index], one)
 
 
 def test_float16_per_channel_slope_rounds_like_torch():
-    # A float16 loop takes its slope as float32, so 0.1 is not first rounded to float16.
-    x = np.linspace(-4, 0, 101).astype(np.float16)
-    got = ufunc.leaky_relu(x, np.float32(0.1))
+    # A float16 loop takes its slope as float32, so 0.1 is not first rounded to float16:
+    # each channel must give what torch's float16 leaky_relu gives with that slope.
+    torch = pytest.importorskip("torch")
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16)  # every float16 value
+    slopes = np.array([0.1, 0.01, 0.3, 3.0], np.float32)
+    got = ufunc.leaky_relu(x[:, None], slopes)  # a slope per column: the per-element loop
     assert got.dtype == np.float16
-    assert_bitwise_equal(got, fastact.leaky_relu(x, 0.1))
+    for c, slope in enumerate(slopes):
+        want = torch.nn.functional.leaky_relu(torch.from_numpy(x), float(slope))
+        assert_bitwise_equal(got[:, c], want.numpy())
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -131,6 +150,9 @@ class Wrapped:
         return Wrapped(getattr(uf, method)(*inputs, **kwargs))
 
 
+# The main functions hand duck arrays to the ufuncs only when the compiled extension is
+# in use (FASTACT_DISABLE_COMPILED=1 converts them with np.asarray).
+@requires_compiled
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_main_functions_hand_duck_arrays_to_the_ufuncs(name):
     rng = np.random.default_rng(6)
@@ -142,6 +164,7 @@ def test_main_functions_hand_duck_arrays_to_the_ufuncs(name):
     assert_bitwise_equal(got.data, getattr(fastact, name)(*args))
 
 
+@requires_compiled
 def test_main_functions_still_validate_duck_arrays():
     with pytest.raises(TypeError, match="negative_slope"):
         fastact.leaky_relu(Wrapped([1.0]), "0.1")
@@ -155,10 +178,62 @@ def test_main_functions_still_validate_duck_arrays():
     assert fastact.relu(Wrapped(np.ones(3, np.int8))).data.dtype == np.int8
 
 
-@pytest.mark.skipif(not BFLOAT16_DTYPES, reason="needs ml_dtypes")
+@requires_ml_dtypes
 def test_bfloat16_duck_arrays_are_refused_not_widened():
     with pytest.raises(TypeError, match="bfloat16"):
-        fastact.leaky_relu(Wrapped(np.ones(3, BFLOAT16_DTYPES[0])), 0.1)
+        fastact.leaky_relu(Wrapped(np.ones(3, BFLOAT16)), 0.1)
+
+
+# NumPy's casting, as the README states it. An integer or bool array given to a float-only
+# loop is cast to the smallest float that holds it...
+SMALLEST_FLOAT = {
+    **dict.fromkeys(["bool", "int8", "uint8"], "float16"),
+    **dict.fromkeys(["int16", "uint16"], "float32"),
+    **dict.fromkeys(["int32", "uint32", "int64", "uint64"], "float64"),
+}
+NON_FLOAT_DTYPES = [np.bool_, *INT_DTYPES]
+
+
+def result_dtype(name, x, slope=0.5) -> str:
+    return getattr(ufunc, name)(*args_for(name, x, x, slope)).dtype.name
+
+
+@pytest.mark.parametrize("dtype", NON_FLOAT_DTYPES)
+def test_integer_and_bool_casting(dtype):
+    x = np.ones(3, dtype)
+    kind = np.dtype(dtype).name
+    # relu has integer loops and keeps the type; bool has none, like any float-only loop.
+    assert result_dtype("relu", x) == ("float16" if kind == "bool" else kind)
+    for name in ("relu_grad", "relu_backward"):
+        assert result_dtype(name, x) == SMALLEST_FLOAT[kind], name
+    for name in WITH_SLOPE:
+        # ...and so with a NumPy float32 slope, but a Python float is NumPy's default
+        # float, float64, for integer and bool input (it only takes a float x's type).
+        assert result_dtype(name, x, np.float32(0.5)) == SMALLEST_FLOAT[kind], name
+        assert result_dtype(name, x, 0.5) == "float64", name
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_float_casting(dtype):
+    x = np.ones(3, dtype)
+    for name in FUNCTIONS:
+        assert result_dtype(name, x) == np.dtype(dtype).name, name
+    for name in WITH_SLOPE:
+        # A float64 slope array widens float32 (and float16) x to float64.
+        assert result_dtype(name, x, np.array([0.5, 0.5, 0.5])) == "float64", name
+
+
+@requires_ml_dtypes
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_bfloat16_is_cast_to_float32(name):
+    # No bfloat16 loops: NumPy casts to float32 (exactly), so the values are the float32
+    # results of the bfloat16 inputs; the main functions keep bfloat16.
+    x = sample(BFLOAT16, 50, np.random.default_rng(8))
+    got = getattr(ufunc, name)(*args_for(name, x, x, 0.2))
+    assert got.dtype == np.float32
+    wide = x.astype(np.float32)
+    assert_bitwise_equal(got, getattr(fastact, name)(*args_for(name, wide, wide, 0.2)))
+    assert getattr(fastact, name)(*args_for(name, x, x, 0.2)).dtype == BFLOAT16
 
 
 @pytest.mark.parametrize("name", WITH_SLOPE)

@@ -13,6 +13,11 @@ def train_step(x: npt.NDArray[np.float32], grad: npt.NDArray[np.float32]) -> flo
     dx = fastact.leaky_relu_backward(grad, x, 0.1, out=grad)
     mask = fastact.relu_grad(x)
     per_channel = ufunc.leaky_relu(x, np.float32(0.2))
+    clipped = fastact.hardtanh(x, -2.0, 2.0) + fastact.relu6(x) + fastact.threshold(x, 0.1, 0.0)
+    learned = fastact.prelu(x, np.full(x.shape[1], 0.25, np.float32))
+    grad_input, grad_weight = fastact.prelu_backward(grad, x, np.float32(0.25))
+    noisy, noise = fastact.rrelu(x, training=True, rng=0)
+    mean_slope = fastact.rrelu(x) + fastact.rrelu_backward(grad, x, training=True, noise=noise)
     with fastact.threads(2):
         fastact.relu_backward(grad, x, out=grad)
     fastact.set_num_threads(fastact.get_num_threads())
@@ -20,6 +25,8 @@ def train_step(x: npt.NDArray[np.float32], grad: npt.NDArray[np.float32]) -> flo
     version: str = fastact.__version__
     return (
         float(np.sum(hidden) + np.sum(dx) + np.sum(mask) + np.sum(per_channel))
+        + float(np.sum(clipped) + np.sum(learned) + np.sum(grad_input) + np.sum(grad_weight))
+        + float(np.sum(noisy) + np.sum(mean_slope))
         + len(config)
         + len(version)
     )
