@@ -48,6 +48,8 @@ AVX512_FLAGS += ["-ffp-contract=off"]
 LOOP_FLAGS = ["-fvect-cost-model=unlimited"]
 OPENMP_FLAGS = {"unix": "-fopenmp", "msvc": "/openmp"}
 USE_OPENMP = os.environ.get("FASTACT_OPENMP", "") != "0"
+# The modules whose entry points split a call over threads.
+THREADED = ("fastact._kernels", "fastact._mask_kernels")
 
 OPENMP_PROBE = r"""
 #include <omp.h>
@@ -146,7 +148,7 @@ class BuildExt(build_ext):
                 ext_flags += loop_flags
             if ext.name in isa_builds:
                 ext_flags += isa_builds[ext.name][1]
-            if ext.name == "fastact._kernels" and openmp:
+            if ext.name in THREADED and openmp:
                 ext_flags.append(openmp)
                 ext.extra_link_args = [*ext.extra_link_args, openmp]
             ext.extra_compile_args = ext_flags + ext.extra_compile_args
@@ -186,6 +188,7 @@ extensions = [
         "fastact._loops_baseline",
         "fastact._loops_avx2",
         "fastact._loops_avx512",
+        "fastact._mask_kernels",
     )
 ]
 
