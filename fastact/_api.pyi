@@ -9,12 +9,16 @@ __all__ = [
     "hardtanh_backward",
     "leaky_relu",
     "leaky_relu_backward",
+    "leaky_relu_backward_mask",
     "leaky_relu_grad",
+    "leaky_relu_with_mask",
     "relu",
     "relu6",
     "relu6_backward",
     "relu_backward",
+    "relu_backward_mask",
     "relu_grad",
+    "relu_with_mask",
     "threshold",
     "threshold_backward",
 ]
@@ -55,4 +59,22 @@ def threshold(
 ) -> Any: ...
 def threshold_backward(
     grad_output: ArrayLike, x: ArrayLike, threshold: float, out: NDArray[Any] | None = None
+) -> Any: ...
+def relu_with_mask(
+    x: ArrayLike, out: NDArray[Any] | None = None, mask_out: NDArray[Any] | None = None
+) -> tuple[Any, NDArray[Any]]: ...
+def leaky_relu_with_mask(
+    x: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+    mask_out: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+def relu_backward_mask(
+    grad_output: ArrayLike, mask: ArrayLike, out: NDArray[Any] | None = None
+) -> Any: ...
+def leaky_relu_backward_mask(
+    grad_output: ArrayLike,
+    mask: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
 ) -> Any: ...

@@ -418,7 +418,168 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
 )
 
-# The composite functions, in the order of their issue: none yet.
-COMPOSITES: tuple[Composite, ...] = ()
+# ---------------------------------------------------------------------------------------
+# The mask functions: a forward pass that keeps its derivative as one bit per element, and
+# the backward pass that reads it (fastact._masks).
+
+_MASK_DEFINITION = """\
+    The mask is ``np.packbits(passes.ravel(), bitorder="little")``: bit ``j`` of byte
+    ``i`` for element ``8 i + j`` of ``x`` in C order, ``(x.size + 7) // 8`` bytes, the
+    last byte's unused bits 0. Every check runs before anything is written."""
+_MASK_OUT = """\
+    mask_out : ndarray, optional
+        Where to write the mask: a writeable 1-D uint8 array of ``(x.size + 7) // 8``
+        bytes, sharing no memory with ``out``."""
+_MASK_IN = """\
+    mask : array_like
+        The mask of the forward pass: uint8, 1-D, ``(grad_output.size + 7) // 8`` bytes
+        (the last byte's unused bits are ignored)."""
+_G_OUT = """\
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``grad_output``'s shape and dtype.
+        It may be ``grad_output`` itself (in place); any other overlap with an input is
+        handled as if ``out`` were a separate array."""
+_G_RETURNS = """\
+    Returns
+    -------
+    ndarray or scalar
+        ``out`` if given; else a new array of ``grad_output``'s dtype and shape (a NumPy
+        scalar if it is 0-d)."""
+_WITH_MASK_RETURNS = """\
+    Returns
+    -------
+    (ndarray or scalar, ndarray)
+        The activation (``out`` if given, else a new array of ``x``'s dtype and shape; a
+        NumPy scalar if ``x`` is 0-d) and the mask (``mask_out`` if given)."""
+
+
+def _mask_raises(backward: bool, slope: bool) -> str:
+    operand = "grad_output" if backward else "x"
+    type_errors = [f"``{operand}`` is not float16/32/64/bfloat16"]
+    if slope:
+        type_errors.append("the slope is not a real number")
+    type_errors.append(
+        "``mask`` is not uint8" if backward else "``mask_out`` is not a uint8 ndarray"
+    )
+    type_errors.append("``out`` is not an ndarray of the right dtype")
+    value_errors = [
+        "``mask`` has the wrong length (the message names both lengths)"
+        if backward
+        else "``mask_out`` has the wrong length or is read-only, ``out`` and ``mask_out`` overlap"
+    ]
+    if slope:
+        value_errors.append("the slope overflows the type it is rounded to")
+    value_errors.append("``out`` has the wrong shape or is read-only")
+    return (
+        "    Raises\n    ------\n    TypeError\n"
+        + _wrap(f"If {', '.join(type_errors[:-1])} or {type_errors[-1]}.")
+        + "\n    ValueError\n"
+        + _wrap(f"If {', '.join(value_errors[:-1])} or {value_errors[-1]}.")
+    )
+
+
+def _mask_doc(summary: str, parameters: str, returns: str, notes: str, raises: str) -> str:
+    return (
+        f"{summary}\n\n    Parameters\n    ----------\n{parameters}\n\n{returns}\n\n"
+        f"    Notes\n    -----\n{notes}\n\n{raises}\n    "
+    )
+
+
+_ARRAY_OUT = "out: NDArray[Any] | None = None"
+_MASK_PAIR = "tuple[Any, NDArray[Any]]"
+MASK_COMPOSITES: tuple[Composite, ...] = (
+    Composite(
+        "relu_with_mask",
+        "_masks",
+        ("x: ArrayLike", _ARRAY_OUT, "mask_out: NDArray[Any] | None = None"),
+        _MASK_PAIR,
+        _mask_doc(
+            "``relu(x)`` and the bit mask :func:`relu_backward_mask` needs, in one pass.",
+            f"{_X}\n{_OUT}\n{_MASK_OUT}",
+            _WITH_MASK_RETURNS,
+            f"""\
+    The activation is :func:`relu`'s, bit for bit. A bit is set where
+    :func:`relu_backward` passes the gradient, ``!(x <= 0)``: so NaN sets it and ±0
+    clears it, and ``relu_backward_mask(g, mask)`` equals ``relu_backward(g, x)`` bit for
+    bit.
+
+{_MASK_DEFINITION}""",
+            _mask_raises(False, False),
+        ),
+    ),
+    Composite(
+        "leaky_relu_with_mask",
+        "_masks",
+        (
+            "x: ArrayLike",
+            "negative_slope: float = 0.01",
+            _ARRAY_OUT,
+            "mask_out: NDArray[Any] | None = None",
+        ),
+        _MASK_PAIR,
+        _mask_doc(
+            "``leaky_relu(x, negative_slope)`` and its bit mask, in one pass.",
+            f"{_X}\n{_SLOPE}\n{_OUT}\n{_MASK_OUT}",
+            _WITH_MASK_RETURNS,
+            f"""\
+    The activation is :func:`leaky_relu`'s, bit for bit. A bit is set where
+    :func:`leaky_relu_backward` passes the gradient unscaled, ``x > 0``: NaN and ±0 clear
+    it, and ``leaky_relu_backward_mask(g, mask, s)`` equals ``leaky_relu_backward(g, x,
+    s)`` bit for bit.
+
+{_MASK_DEFINITION}""",
+            _mask_raises(False, True),
+        ),
+    ),
+    Composite(
+        "relu_backward_mask",
+        "_masks",
+        ("grad_output: ArrayLike", "mask: ArrayLike", _ARRAY_OUT),
+        "Any",
+        _mask_doc(
+            "Backward pass of :func:`relu` from the mask of :func:`relu_with_mask`.",
+            f"""\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output: float16, float32,
+        float64 or bfloat16 (ml_dtypes), of the forward input's shape.
+{_MASK_IN}
+{_G_OUT}""",
+            _G_RETURNS,
+            """\
+    The rule is ``bit ? g : +0``, :func:`relu_backward`'s select: where the bit is clear
+    the result is ``+0.0`` even for a NaN or inf ``g``.""",
+            _mask_raises(True, False),
+        ),
+    ),
+    Composite(
+        "leaky_relu_backward_mask",
+        "_masks",
+        (
+            "grad_output: ArrayLike",
+            "mask: ArrayLike",
+            "negative_slope: float = 0.01",
+            _ARRAY_OUT,
+        ),
+        "Any",
+        _mask_doc(
+            "Backward pass of :func:`leaky_relu` from the mask of :func:`leaky_relu_with_mask`.",
+            f"""\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output: float16, float32,
+        float64 or bfloat16 (ml_dtypes), of the forward input's shape.
+{_MASK_IN}
+{_SLOPE}
+{_G_OUT}""",
+            _G_RETURNS,
+            """\
+    The rule is ``bit ? g : g * s``, :func:`leaky_relu_backward`'s multiply, rounded as
+    there (16-bit floats multiply in float32 and round once).""",
+            _mask_raises(True, True),
+        ),
+    ),
+)
+
+# The composite functions, in the order of their issue.
+COMPOSITES: tuple[Composite, ...] = (*MASK_COMPOSITES,)
 
 BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}

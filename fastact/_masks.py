@@ -1,0 +1,216 @@
+"""ReLU and Leaky ReLU that keep their derivative as a bit mask, and the backward passes
+that read it.
+
+A training step needs, for the backward pass, only which elements pass the gradient: one
+bit per element instead of the whole input (1/32 of the memory for float32). The mask
+is ``np.packbits(passes.ravel(), bitorder="little")``: bit ``j`` of byte ``i`` for element
+``8 i + j`` of the input in C order, the last byte's unused bits 0, where ``passes`` is the
+backward rule's own comparison, so that the mask path gives the same bits as the path
+through ``x``:
+
+- relu: ``!(x <= 0)``, as :func:`relu_backward` passes ``g`` (NaN sets the bit);
+- leaky_relu: ``x > 0``, as :func:`leaky_relu_backward` passes ``g`` (NaN takes ``g * s``).
+
+The compiled loops (``_mask_loops.pxd``, run by ``_mask_kernels``) take C-contiguous,
+aligned, native arrays; anything else is copied to that first (an ``out`` the loops cannot
+write is written once, after the whole result exists). Every check runs before anything
+is written. Without the compiled extension, the reference below computes the same bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _dispatch, _reference
+from ._functions import BY_NAME
+
+__all__ = [
+    "leaky_relu_backward_mask",
+    "leaky_relu_with_mask",
+    "relu_backward_mask",
+    "relu_with_mask",
+]
+
+_SLOPE = BY_NAME["leaky_relu"].parameters[0]
+
+
+def _load() -> Any:
+    if _dispatch._kernels is None:
+        return None
+    from . import _mask_kernels
+
+    return _mask_kernels
+
+
+_compiled = _load()
+
+
+def mask_length(n: int) -> int:
+    """Bytes of the mask of ``n`` elements."""
+    return (n + 7) // 8
+
+
+# ---------------------------------------------------------------------------------------
+# The reference: plain NumPy, the fallback and the tests' oracle.
+
+
+def reference_with_mask(x: np.ndarray, leaky: bool, negative_slope: float) -> tuple:
+    with np.errstate(invalid="ignore"):
+        passes = x > 0 if leaky else ~(x <= 0)
+    y = _reference.leaky_relu(x, negative_slope) if leaky else _reference.relu(x)
+    return y, np.packbits(passes.ravel(order="C"), bitorder="little")
+
+
+def reference_backward_mask(
+    grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
+) -> np.ndarray:
+    bits = np.unpackbits(mask, count=grad_output.size, bitorder="little")
+    passes = bits.reshape(grad_output.shape).astype(bool)
+    g = grad_output
+    blocked = _reference._times_slope(g, negative_slope) if leaky else _reference._zero(g)
+    return np.where(passes, g, blocked)
+
+
+# ---------------------------------------------------------------------------------------
+# Checks.
+
+
+def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndarray:
+    """``mask`` as a uint8 array of ``(n + 7) // 8`` bytes, else the documented error."""
+    if output and not isinstance(mask, np.ndarray):
+        raise TypeError(
+            f"fastact.{func}: {arg} must be a numpy.ndarray, not {type(mask).__name__}"
+        )
+    array = np.asarray(mask)
+    if array.dtype != np.uint8:
+        raise TypeError(
+            f"fastact.{func}: {arg} has dtype {array.dtype}; a mask is uint8, packed as "
+            "np.packbits(..., bitorder='little')"
+        )
+    expected = mask_length(n)
+    if array.ndim != 1 or array.shape[0] != expected:
+        length = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        raise ValueError(
+            f"fastact.{func}: {arg} has length {length} but {n} elements need a mask of "
+            f"length {expected} ((n + 7) // 8 bytes, 1-D)"
+        )
+    if output and not array.flags.writeable:
+        raise ValueError(f"fastact.{func}: {arg} is read-only")
+    return array
+
+
+def _check_disjoint(out: np.ndarray | None, mask_out: np.ndarray | None, func: str) -> None:
+    if out is not None and mask_out is not None and np.shares_memory(out, mask_out):
+        raise ValueError(f"fastact.{func}: out and mask_out overlap; they must be separate")
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts.
+
+
+def _is_ready(a: np.ndarray) -> bool:
+    """What the loops take as it is: C-contiguous, aligned, native byte order."""
+    return a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative
+
+
+def _ready(a: np.ndarray) -> np.ndarray:
+    if _is_ready(a):
+        return a
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)
+
+
+def _writes_directly(target: np.ndarray | None, inputs: tuple[np.ndarray, ...]) -> bool:
+    """Whether the loops can write ``target`` itself: ready, and each input either the
+    very same memory (in place: each element is read before it is written) or apart."""
+    if target is None or not _is_ready(target):
+        return False
+    for a in inputs:
+        same = a.ctypes.data == target.ctypes.data and a.nbytes == target.nbytes
+        if not same and np.shares_memory(a, target):
+            return False
+    return True
+
+
+def _threads(traffic_bytes: int) -> int:
+    return int(_dispatch._kernels._threads_for(traffic_bytes))
+
+
+# ---------------------------------------------------------------------------------------
+# The functions.
+
+
+def _with_mask(
+    func: str, leaky: bool, x: Any, negative_slope: float, out: Any, mask_out: Any
+) -> tuple[Any, np.ndarray]:
+    x = _dispatch._as_array(x, "x", func)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
+    _dispatch._check_out(out, x, func)
+    if mask_out is not None:
+        mask_out = _check_mask(mask_out, x.size, "mask_out", func, output=True)
+    _check_disjoint(out, mask_out, func)
+    source = _ready(x)
+    y = out if _writes_directly(out, (source,)) else None
+    if y is None:
+        y = np.empty(x.shape, dtype=source.dtype)
+    mask = mask_out if _writes_directly(mask_out, (source, y)) else None
+    if mask is None:
+        mask = np.empty(mask_length(x.size), dtype=np.uint8)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + mask.nbytes
+        _compiled.forward(leaky, source, y, mask, slope, _threads(traffic))
+    else:
+        y[...], mask[...] = reference_with_mask(source, leaky, slope)
+    if mask_out is not None and mask is not mask_out:
+        np.copyto(mask_out, mask)
+        mask = mask_out
+    if out is None:
+        return (y[()] if y.ndim == 0 else y), mask
+    if y is not out:
+        np.copyto(out, y)
+    return out, mask
+
+
+def _backward_mask(
+    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
+) -> Any:
+    g = _dispatch._as_array(grad_output, "grad_output", func)
+    mask = _check_mask(mask, g.size, "mask", func, output=False)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
+    _dispatch._check_out(out, g, func)
+    source = _ready(g)
+    bits = np.ascontiguousarray(mask)
+    result = out if _writes_directly(out, (source, bits)) else None
+    if result is None:
+        result = np.empty(g.shape, dtype=source.dtype)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + bits.nbytes
+        _compiled.backward(leaky, source, bits, result, slope, _threads(traffic))
+    else:
+        result[...] = reference_backward_mask(source, bits, leaky, slope)
+    if out is None:
+        return result[()] if result.ndim == 0 else result
+    if result is not out:
+        np.copyto(out, result)
+    return out
+
+
+def relu_with_mask(x: Any, out: Any = None, mask_out: Any = None) -> tuple[Any, np.ndarray]:
+    return _with_mask("relu_with_mask", False, x, 0.0, out, mask_out)
+
+
+def leaky_relu_with_mask(
+    x: Any, negative_slope: float = 0.01, out: Any = None, mask_out: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _with_mask("leaky_relu_with_mask", True, x, negative_slope, out, mask_out)
+
+
+def relu_backward_mask(grad_output: Any, mask: Any, out: Any = None) -> Any:
+    return _backward_mask("relu_backward_mask", False, grad_output, mask, 0.0, out)
+
+
+def leaky_relu_backward_mask(
+    grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
+) -> Any:
+    return _backward_mask("leaky_relu_backward_mask", True, grad_output, mask, negative_slope, out)
