@@ -20,11 +20,12 @@ AVX2/SSE2 compares + movemask), chosen by the flags of the module that compiles 
 the rest of the loops; a portable scalar version elsewhere. Everything is ``inline``:
 each ``_loops_*`` module compiles its own copy and exports it as a ``MaskTable``.
 """
+from libc.math cimport fabs
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 
-from fastact._elementwise cimport bfloat16_t, float16_t
+from fastact._elementwise cimport bfloat16_t, float16_t, narrow, widen, with_bits
 from fastact._loops cimport (
     BFLOAT16,
     FLOAT16,
@@ -345,6 +346,103 @@ cdef inline void backward_typed(bint leaky, const mask_float_t* g, const uint8_t
 
 
 # ---------------------------------------------------------------------------------------
+# A bias along the last axis before the activation: ``z = x + bias[j]`` for the element in
+# column ``j``, rounded once as torch's add (16-bit floats add in float32: exact enough
+# that the one rounding is the correctly rounded sum), then the loops above on ``z``.
+# Elements are numbered in C order from the start of the array, so the column of element
+# ``e`` is ``e % cols``.
+
+cdef inline mask_float_t add_rule(mask_float_t a, mask_float_t b) noexcept nogil:
+    if mask_float_t is float16_t or mask_float_t is bfloat16_t:
+        return with_bits(a, narrow(widen(a) + widen(b), a))
+    else:
+        return a + b
+
+
+cdef inline void add_bias(const mask_float_t* x, const mask_float_t* bias, mask_float_t* z,
+                          Py_ssize_t first, Py_ssize_t n, Py_ssize_t cols) noexcept nogil:
+    """``z[i] = x[i] + bias[(first + i) % cols]`` for i < n: one vector loop per row run."""
+    cdef Py_ssize_t i = 0, j = first % cols, k, run
+    while i < n:
+        run = min(cols - j, n - i)
+        for k in range(run):
+            z[i + k] = add_rule(x[i + k], bias[j + k])
+        i += run
+        j = 0
+
+
+cdef inline void bias_forward_typed(bint leaky, const mask_float_t* x,
+                                    const mask_float_t* bias, mask_float_t* out,
+                                    uint8_t* mask, Py_ssize_t first, Py_ssize_t n,
+                                    Py_ssize_t cols, double slope) noexcept nogil:
+    """``n`` elements from element ``first`` (a multiple of 8 where ``mask`` is given; NULL:
+    no mask). ``x``, ``out`` and ``mask`` point at element ``first``'s."""
+    cdef mask_float_t z[MASK_BLOCK]
+    cdef Py_ssize_t size = sizeof(mask_float_t)
+    cdef Py_ssize_t start = 0, m
+    while start < n:
+        m = min(<Py_ssize_t>MASK_BLOCK, n - start)
+        add_bias(x + start, bias, z, first + start, m, cols)
+        if mask != NULL:
+            pack(leaky, <const mask_float_t*>z, mask + start // 8, m)
+        if leaky:
+            run_typed(<leaky_relu_op*>NULL, <const mask_float_t*>z, size,
+                      <const mask_float_t*>z, size, out + start, size, m, slope, 0.0)
+        else:
+            run_typed(<relu_op*>NULL, <const mask_float_t*>z, size, <const mask_float_t*>z,
+                      size, out + start, size, m, 0.0, 0.0)
+        start += m
+
+
+cdef inline void accumulate_columns(const mask_float_t* v, double* sums, double* carries,
+                                    Py_ssize_t first, Py_ssize_t n,
+                                    Py_ssize_t cols) noexcept nogil:
+    """Add ``v[i]`` to ``sums[(first + i) % cols]``, row after row, in float64: float64
+    input compensated (Neumaier: the rounding error of each add goes to ``carries``)."""
+    cdef Py_ssize_t i = 0, j = first % cols, k, run
+    cdef double value, s, t
+    while i < n:
+        run = min(cols - j, n - i)
+        for k in range(run):
+            if mask_float_t is double:
+                value = v[i + k]
+                s = sums[j + k]
+                t = s + value
+                carries[j + k] += (s - t) + value if fabs(s) >= fabs(value) else (value - t) + s
+                sums[j + k] = t
+            elif mask_float_t is float:
+                sums[j + k] += <double>v[i + k]
+            else:
+                sums[j + k] += <double>widen(v[i + k])
+        i += run
+        j = 0
+
+
+cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const uint8_t* mask,
+                                     mask_float_t* out, Py_ssize_t first, Py_ssize_t n,
+                                     Py_ssize_t cols, double slope, double* sums,
+                                     double* carries) noexcept nogil:
+    """The gradient of ``n`` elements from element ``first`` (any), into ``out``, and each
+    column's sum of it added to ``sums``. ``g`` and ``out`` point at element ``first``'s,
+    ``mask`` at the mask's start."""
+    cdef mask_float_t head_lanes[8]
+    cdef Py_ssize_t size = sizeof(mask_float_t)
+    cdef Py_ssize_t head = min(n, (8 - first % 8) % 8), i
+    # Up to a mask byte boundary one by one, then whole bytes.
+    for i in range(head):
+        expand(mask + (first + i) // 8, head_lanes, 8)
+        head_lanes[0] = head_lanes[(first + i) % 8]
+        if leaky:
+            run_typed(<leaky_relu_backward_op*>NULL, g + i, size,
+                      <const mask_float_t*>head_lanes, size, out + i, size, 1, slope, 0.0)
+        else:
+            run_typed(<relu_backward_op*>NULL, g + i, size, <const mask_float_t*>head_lanes,
+                      size, out + i, size, 1, 0.0, 0.0)
+    backward_typed(leaky, g + head, mask + (first + head) // 8, out + head, n - head, slope)
+    accumulate_columns(<const mask_float_t*>out, sums, carries, first, n, cols)
+
+
+# ---------------------------------------------------------------------------------------
 # The run-time dispatch from an element type, behind function pointers: contiguous
 # operands; ``n`` elements from the start of a mask byte.
 
@@ -373,16 +471,62 @@ cdef inline void mask_backward(bint leaky, ElementType etype, const char* g,
         backward_typed(leaky, <const bfloat16_t*>g, mask, <bfloat16_t*>out, n, slope)
 
 
+cdef inline void bias_forward(bint leaky, ElementType etype, const char* x, const char* bias,
+                              char* out, uint8_t* mask, Py_ssize_t first, Py_ssize_t n,
+                              Py_ssize_t cols, double slope) noexcept nogil:
+    if etype == FLOAT32:
+        bias_forward_typed(leaky, <const float*>x, <const float*>bias, <float*>out, mask,
+                           first, n, cols, slope)
+    elif etype == FLOAT64:
+        bias_forward_typed(leaky, <const double*>x, <const double*>bias, <double*>out, mask,
+                           first, n, cols, slope)
+    elif etype == FLOAT16:
+        bias_forward_typed(leaky, <const float16_t*>x, <const float16_t*>bias,
+                           <float16_t*>out, mask, first, n, cols, slope)
+    elif etype == BFLOAT16:
+        bias_forward_typed(leaky, <const bfloat16_t*>x, <const bfloat16_t*>bias,
+                           <bfloat16_t*>out, mask, first, n, cols, slope)
+
+
+cdef inline void bias_backward(bint leaky, ElementType etype, const char* g,
+                               const uint8_t* mask, char* out, Py_ssize_t first, Py_ssize_t n,
+                               Py_ssize_t cols, double slope, double* sums,
+                               double* carries) noexcept nogil:
+    if etype == FLOAT32:
+        bias_backward_typed(leaky, <const float*>g, mask, <float*>out, first, n, cols, slope,
+                            sums, carries)
+    elif etype == FLOAT64:
+        bias_backward_typed(leaky, <const double*>g, mask, <double*>out, first, n, cols,
+                            slope, sums, carries)
+    elif etype == FLOAT16:
+        bias_backward_typed(leaky, <const float16_t*>g, mask, <float16_t*>out, first, n, cols,
+                            slope, sums, carries)
+    elif etype == BFLOAT16:
+        bias_backward_typed(leaky, <const bfloat16_t*>g, mask, <bfloat16_t*>out, first, n,
+                            cols, slope, sums, carries)
+
+
 ctypedef void (*mask_forward_loop)(bint leaky, ElementType etype, const char* x, char* out,
                                    uint8_t* mask, Py_ssize_t n, double slope) noexcept nogil
 ctypedef void (*mask_backward_loop)(bint leaky, ElementType etype, const char* g,
                                     const uint8_t* mask, char* out, Py_ssize_t n,
                                     double slope) noexcept nogil
 
+ctypedef void (*bias_forward_loop)(bint leaky, ElementType etype, const char* x,
+                                   const char* bias, char* out, uint8_t* mask,
+                                   Py_ssize_t first, Py_ssize_t n, Py_ssize_t cols,
+                                   double slope) noexcept nogil
+ctypedef void (*bias_backward_loop)(bint leaky, ElementType etype, const char* g,
+                                    const uint8_t* mask, char* out, Py_ssize_t first,
+                                    Py_ssize_t n, Py_ssize_t cols, double slope, double* sums,
+                                    double* carries) noexcept nogil
+
 ctypedef struct MaskTable:
     const char* isa
     mask_forward_loop forward
     mask_backward_loop backward
+    bias_forward_loop bias_forward
+    bias_backward_loop bias_backward
 
 
 cdef extern from *:
@@ -400,4 +544,6 @@ cdef inline object export_mask_table(const char* isa):
     table.isa = isa
     table.forward = mask_forward
     table.backward = mask_backward
+    table.bias_forward = bias_forward
+    table.bias_backward = bias_backward
     return PyCapsule_New(table, FASTACT_MASK_TABLE_NAME, NULL)
