@@ -5,6 +5,12 @@ from typing import Any
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "bias_leaky_relu",
+    "bias_leaky_relu_backward",
+    "bias_leaky_relu_with_mask",
+    "bias_relu",
+    "bias_relu_backward",
+    "bias_relu_with_mask",
     "hardtanh",
     "hardtanh_backward",
     "leaky_relu",
@@ -78,3 +84,29 @@ def leaky_relu_backward_mask(
     negative_slope: float = 0.01,
     out: NDArray[Any] | None = None,
 ) -> Any: ...
+def bias_relu(x: ArrayLike, bias: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
+def bias_relu_with_mask(
+    x: ArrayLike,
+    bias: ArrayLike,
+    out: NDArray[Any] | None = None,
+    mask_out: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+def bias_relu_backward(
+    grad_output: ArrayLike, mask: ArrayLike, out: NDArray[Any] | None = None
+) -> tuple[Any, NDArray[Any]]: ...
+def bias_leaky_relu(
+    x: ArrayLike, bias: ArrayLike, negative_slope: float = 0.01, out: NDArray[Any] | None = None
+) -> Any: ...
+def bias_leaky_relu_with_mask(
+    x: ArrayLike,
+    bias: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+    mask_out: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+def bias_leaky_relu_backward(
+    grad_output: ArrayLike,
+    mask: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...

@@ -453,20 +453,27 @@ _WITH_MASK_RETURNS = """\
         NumPy scalar if ``x`` is 0-d) and the mask (``mask_out`` if given)."""
 
 
-def _mask_raises(backward: bool, slope: bool) -> str:
+def _mask_raises(backward: bool, slope: bool, bias: bool = False, mask: bool = True) -> str:
+    """The Raises section of a mask or bias function, from what it takes."""
     operand = "grad_output" if backward else "x"
     type_errors = [f"``{operand}`` is not float16/32/64/bfloat16"]
+    value_errors = []
+    if bias and backward:
+        value_errors.append("``grad_output`` is 0-d")
+    elif bias:
+        type_errors.append("``bias`` has another dtype than ``x``")
+        value_errors.append("``x`` is 0-d, ``bias`` is not 1-D of length ``x.shape[-1]``")
     if slope:
         type_errors.append("the slope is not a real number")
-    type_errors.append(
-        "``mask`` is not uint8" if backward else "``mask_out`` is not a uint8 ndarray"
-    )
+    if backward:
+        type_errors.append("``mask`` is not uint8")
+        value_errors.append("``mask`` has the wrong length (the message names both lengths)")
+    elif mask:
+        type_errors.append("``mask_out`` is not a uint8 ndarray")
+        value_errors.append(
+            "``mask_out`` has the wrong length or is read-only, ``out`` and ``mask_out`` overlap"
+        )
     type_errors.append("``out`` is not an ndarray of the right dtype")
-    value_errors = [
-        "``mask`` has the wrong length (the message names both lengths)"
-        if backward
-        else "``mask_out`` has the wrong length or is read-only, ``out`` and ``mask_out`` overlap"
-    ]
     if slope:
         value_errors.append("the slope overflows the type it is rounded to")
     value_errors.append("``out`` has the wrong shape or is read-only")
@@ -579,7 +586,99 @@ MASK_COMPOSITES: tuple[Composite, ...] = (
     ),
 )
 
+_BIAS = """\
+    bias : array_like
+        Added along the last axis of ``x`` (as after a linear layer): 1-D, of length
+        ``x.shape[-1]`` and ``x``'s dtype. ``x + bias`` is rounded once, as torch's add."""
+
+
+def _paragraph(text: str) -> str:
+    """``text`` as a Notes paragraph: indented by 4, wrapped at 88."""
+    return textwrap.fill(
+        text, 88, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+    )
+
+
+_GRAD_BIAS_RETURNS = """\
+    Returns
+    -------
+    (ndarray, ndarray)
+        The gradient of ``x + bias`` (``out`` if given, else a new array of
+        ``grad_output``'s dtype and shape), which is also the gradient of ``x``; and the
+        gradient of ``bias``, its sum over every axis but the last, of
+        ``grad_output``'s dtype."""
+_GRAD_BIAS_NOTES = (
+    "The gradient is {rule}. The bias gradient is summed in float64 (float64 input with "
+    "Neumaier's compensation) over a partition of the rows fixed by the shape alone, so it "
+    "has the same bits for any thread count; rounded once, it is within 1 ulp of the exact "
+    "sum (``math.fsum``) for float32, float16 and bfloat16, and within a few ulp for "
+    "float64 unless the column's terms cancel."
+)
+_G_LAST = """\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output: float16, float32,
+        float64 or bfloat16 (ml_dtypes), of the forward input's shape (at least 1-D)."""
+
+
+BIAS_COMPOSITES: tuple[Composite, ...] = ()
+for _leaky in (False, True):
+    _name = "bias_leaky_relu" if _leaky else "bias_relu"
+    _plain = "leaky_relu" if _leaky else "relu"
+    _slope_sig = ("negative_slope: float = 0.01",) if _leaky else ()
+    _slope_doc = f"\n{_SLOPE}" if _leaky else ""
+    _call = f"{_plain}(x + bias{', negative_slope' if _leaky else ''})"
+    _notes = f"Bit-identical to ``{_call}``, in one pass that never stores ``x + bias``."
+    _rule = "``bit ? g : g * s``" if _leaky else "``bit ? g : +0``"
+    BIAS_COMPOSITES += (
+        Composite(
+            _name,
+            "_masks",
+            ("x: ArrayLike", "bias: ArrayLike", *_slope_sig, _ARRAY_OUT),
+            "Any",
+            _doc(
+                f"``{_plain}(x + bias)``, the bias along the last axis, in one pass.",
+                f"{_X}\n{_BIAS}{_slope_doc}",
+                _paragraph(_notes),
+                _mask_raises(False, _leaky, bias=True, mask=False),
+            ),
+        ),
+        Composite(
+            f"{_name}_with_mask",
+            "_masks",
+            (
+                "x: ArrayLike",
+                "bias: ArrayLike",
+                *_slope_sig,
+                _ARRAY_OUT,
+                "mask_out: NDArray[Any] | None = None",
+            ),
+            _MASK_PAIR,
+            _mask_doc(
+                f"``{_plain}_with_mask(x + bias)``, the bias along the last axis, in one pass.",
+                f"{_X}\n{_BIAS}{_slope_doc}\n{_OUT}\n{_MASK_OUT}",
+                _WITH_MASK_RETURNS,
+                _paragraph(f"{_notes[:-1]}; the mask is that of ``x + bias``.")
+                + f"\n\n{_MASK_DEFINITION}",
+                _mask_raises(False, _leaky, bias=True),
+            ),
+        ),
+        Composite(
+            f"{_name}_backward",
+            "_masks",
+            ("grad_output: ArrayLike", "mask: ArrayLike", *_slope_sig, _ARRAY_OUT),
+            _MASK_PAIR,
+            _mask_doc(
+                f"Backward pass of :func:`{_name}_with_mask`: the gradients of ``x`` and "
+                "``bias``.",
+                f"{_G_LAST}\n{_MASK_IN}{_slope_doc}\n{_G_OUT}",
+                _GRAD_BIAS_RETURNS,
+                _paragraph(_GRAD_BIAS_NOTES.format(rule=_rule)),
+                _mask_raises(True, _leaky, bias=True),
+            ),
+        ),
+    )
+
 # The composite functions, in the order of their issue.
-COMPOSITES: tuple[Composite, ...] = (*MASK_COMPOSITES,)
+COMPOSITES: tuple[Composite, ...] = (*MASK_COMPOSITES, *BIAS_COMPOSITES)
 
 BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}

@@ -214,3 +214,154 @@ def leaky_relu_backward_mask(
     grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
 ) -> Any:
     return _backward_mask("leaky_relu_backward_mask", True, grad_output, mask, negative_slope, out)
+
+
+# ---------------------------------------------------------------------------------------
+# A bias along the last axis before the activation, as after a linear layer: the forward
+# pass computes ``z = x + bias`` (rounded once, as torch's add) and keeps only the mask of
+# ``z``; the backward pass gives the gradient of ``z`` (of ``x``, and of the bias summed
+# over every other axis). The bias gradient is summed in float64 over a partition of the
+# rows fixed by the shape (chunks of about 16384 elements, then the chunks in order), so it
+# has the same bits for any thread count; float64 input is summed with Neumaier's
+# compensation. It is then rounded once to the input's type.
+
+__all__ += [
+    "bias_leaky_relu",
+    "bias_leaky_relu_backward",
+    "bias_leaky_relu_with_mask",
+    "bias_relu",
+    "bias_relu_backward",
+    "bias_relu_with_mask",
+]
+
+
+def reference_bias_backward(
+    grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
+) -> tuple[np.ndarray, np.ndarray]:
+    import math
+
+    grad = reference_backward_mask(grad_output, mask, leaky, negative_slope)
+    columns = grad.reshape(-1, grad.shape[-1]).astype(np.float64)
+    sums = np.array([math.fsum(columns[:, j]) for j in range(columns.shape[1])], np.float64)
+    return grad, sums.astype(grad.dtype)
+
+
+def _check_bias(bias: Any, x: np.ndarray, func: str) -> np.ndarray:
+    if x.ndim == 0:
+        raise ValueError(f"fastact.{func}: x is 0-d; the bias runs along its last axis")
+    b = _dispatch._as_array(bias, "bias", func)
+    if not _dispatch._same_type(b.dtype, x.dtype):
+        raise TypeError(
+            f"fastact.{func}: bias has dtype {b.dtype} but x has dtype {x.dtype}; they must "
+            "be equal"
+        )
+    if b.ndim != 1 or b.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"fastact.{func}: bias has shape {b.shape} but x's last axis has length "
+            f"{x.shape[-1]}; it must be ({x.shape[-1]},)"
+        )
+    return b
+
+
+def _bias_forward(
+    func: str,
+    leaky: bool,
+    with_mask: bool,
+    x: Any,
+    bias: Any,
+    negative_slope: float,
+    out: Any,
+    mask_out: Any,
+) -> Any:
+    x = _dispatch._as_array(x, "x", func)
+    b = _check_bias(bias, x, func)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
+    _dispatch._check_out(out, x, func)
+    if mask_out is not None:
+        mask_out = _check_mask(mask_out, x.size, "mask_out", func, output=True)
+    _check_disjoint(out, mask_out, func)
+    source, b_source = _ready(x), _ready(b)
+    y = out if _writes_directly(out, (source,)) and not np.shares_memory(out, b_source) else None
+    if y is None:
+        y = np.empty(x.shape, dtype=source.dtype)
+    mask = None
+    if with_mask:
+        mask = mask_out if _writes_directly(mask_out, (source, b_source, y)) else None
+        if mask is None:
+            mask = np.empty(mask_length(x.size), dtype=np.uint8)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + (mask.nbytes if mask is not None else 0)
+        _compiled.bias_forward(leaky, source, b_source, y, mask, slope, _threads(traffic))
+    else:
+        with np.errstate(all="ignore"):
+            z = source + b_source
+        y[...], bits = reference_with_mask(z, leaky, slope)
+        if mask is not None:
+            mask[...] = bits
+    if mask_out is not None and mask is not mask_out:
+        np.copyto(mask_out, mask)
+        mask = mask_out
+    if out is not None and y is not out:
+        np.copyto(out, y)
+        y = out
+    return (y, mask) if with_mask else y
+
+
+def _bias_backward(
+    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
+) -> tuple[Any, np.ndarray]:
+    g = _dispatch._as_array(grad_output, "grad_output", func)
+    if g.ndim == 0:
+        raise ValueError(f"fastact.{func}: grad_output is 0-d; the bias runs along its last axis")
+    mask = _check_mask(mask, g.size, "mask", func, output=False)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
+    _dispatch._check_out(out, g, func)
+    source = _ready(g)
+    bits = np.ascontiguousarray(mask)
+    result = out if _writes_directly(out, (source, bits)) else None
+    if result is None:
+        result = np.empty(g.shape, dtype=source.dtype)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + bits.nbytes
+        sums = _compiled.bias_backward(
+            leaky, source, bits, result, g.shape[-1], slope, _threads(traffic)
+        )
+        grad_bias = sums.astype(source.dtype)
+    else:
+        result[...], grad_bias = reference_bias_backward(source, bits, leaky, slope)
+    if out is not None and result is not out:
+        np.copyto(out, result)
+        result = out
+    return result, grad_bias
+
+
+def bias_relu(x: Any, bias: Any, out: Any = None) -> Any:
+    return _bias_forward("bias_relu", False, False, x, bias, 0.0, out, None)
+
+
+def bias_leaky_relu(x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None) -> Any:
+    return _bias_forward("bias_leaky_relu", True, False, x, bias, negative_slope, out, None)
+
+
+def bias_relu_with_mask(
+    x: Any, bias: Any, out: Any = None, mask_out: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _bias_forward("bias_relu_with_mask", False, True, x, bias, 0.0, out, mask_out)
+
+
+def bias_leaky_relu_with_mask(
+    x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None, mask_out: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _bias_forward(
+        "bias_leaky_relu_with_mask", True, True, x, bias, negative_slope, out, mask_out
+    )
+
+
+def bias_relu_backward(grad_output: Any, mask: Any, out: Any = None) -> tuple[Any, np.ndarray]:
+    return _bias_backward("bias_relu_backward", False, grad_output, mask, 0.0, out)
+
+
+def bias_leaky_relu_backward(
+    grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _bias_backward("bias_leaky_relu_backward", True, grad_output, mask, negative_slope, out)
