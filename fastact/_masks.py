@@ -101,6 +101,18 @@ def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndar
     return array
 
 
+def _check_out(out: Any, like: np.ndarray, func: str) -> None:
+    # The common case first: the dispatcher's checks name dtypes, which is slow.
+    if out is None or (
+        type(out) is np.ndarray
+        and out.dtype == like.dtype
+        and out.shape == like.shape
+        and out.flags.writeable
+    ):
+        return
+    _dispatch._check_out(out, like, func)
+
+
 def _check_disjoint(out: np.ndarray | None, mask_out: np.ndarray | None, func: str) -> None:
     if out is not None and mask_out is not None and np.shares_memory(out, mask_out):
         raise ValueError(f"fastact.{func}: out and mask_out overlap; they must be separate")
@@ -127,10 +139,15 @@ def _writes_directly(target: np.ndarray | None, inputs: tuple[np.ndarray, ...]) 
     if target is None or not _is_ready(target):
         return False
     for a in inputs:
-        same = a.ctypes.data == target.ctypes.data and a.nbytes == target.nbytes
-        if not same and np.shares_memory(a, target):
+        if np.shares_memory(a, target) and not _same_memory(a, target):
             return False
     return True
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and (
+        a.nbytes == b.nbytes
+    )
 
 
 def _threads(traffic_bytes: int) -> int:
@@ -146,7 +163,7 @@ def _with_mask(
 ) -> tuple[Any, np.ndarray]:
     x = _dispatch._as_array(x, "x", func)
     slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
-    _dispatch._check_out(out, x, func)
+    _check_out(out, x, func)
     if mask_out is not None:
         mask_out = _check_mask(mask_out, x.size, "mask_out", func, output=True)
     _check_disjoint(out, mask_out, func)
@@ -178,7 +195,7 @@ def _backward_mask(
     g = _dispatch._as_array(grad_output, "grad_output", func)
     mask = _check_mask(mask, g.size, "mask", func, output=False)
     slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
-    _dispatch._check_out(out, g, func)
+    _check_out(out, g, func)
     source = _ready(g)
     bits = np.ascontiguousarray(mask)
     result = out if _writes_directly(out, (source, bits)) else None
@@ -276,7 +293,7 @@ def _bias_forward(
     x = _dispatch._as_array(x, "x", func)
     b = _check_bias(bias, x, func)
     slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
-    _dispatch._check_out(out, x, func)
+    _check_out(out, x, func)
     if mask_out is not None:
         mask_out = _check_mask(mask_out, x.size, "mask_out", func, output=True)
     _check_disjoint(out, mask_out, func)
@@ -315,7 +332,7 @@ def _bias_backward(
         raise ValueError(f"fastact.{func}: grad_output is 0-d; the bias runs along its last axis")
     mask = _check_mask(mask, g.size, "mask", func, output=False)
     slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
-    _dispatch._check_out(out, g, func)
+    _check_out(out, g, func)
     source = _ready(g)
     bits = np.ascontiguousarray(mask)
     result = out if _writes_directly(out, (source, bits)) else None
