@@ -49,6 +49,7 @@ AVX512_FLAGS += ["-ffp-contract=off"]
 LOOP_FLAGS = ["-fvect-cost-model=unlimited"]
 OPENMP_FLAGS = {"unix": "-fopenmp", "msvc": "/openmp"}
 USE_OPENMP = os.environ.get("FASTACT_OPENMP", "") != "0"
+# The modules whose entry points split a call over threads.
 
 OPENMP_PROBE = r"""
 #include <omp.h>
@@ -172,7 +173,7 @@ def write_generated_cython() -> None:
 
 
 # The modules with an OpenMP thread driver.
-THREADED_MODULES = ("fastact._kernels", "fastact._channels")
+THREADED_MODULES = ("fastact._kernels", "fastact._channels", "fastact._mask_kernels")
 NUMPY_INCLUDE = numpy.get_include()
 MACROS = [
     ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
@@ -195,6 +196,7 @@ extensions = [
         "fastact._loops_baseline",
         "fastact._loops_avx2",
         "fastact._loops_avx512",
+        "fastact._mask_kernels",
     )
 ]
 

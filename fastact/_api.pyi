@@ -6,18 +6,28 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "bias_leaky_relu",
+    "bias_leaky_relu_backward",
+    "bias_leaky_relu_with_mask",
+    "bias_relu",
+    "bias_relu_backward",
+    "bias_relu_with_mask",
     "hardtanh",
     "hardtanh_backward",
     "leaky_relu",
     "leaky_relu_backward",
+    "leaky_relu_backward_mask",
     "leaky_relu_grad",
+    "leaky_relu_with_mask",
     "prelu",
     "prelu_backward",
     "relu",
     "relu6",
     "relu6_backward",
     "relu_backward",
+    "relu_backward_mask",
     "relu_grad",
+    "relu_with_mask",
     "rrelu",
     "rrelu_backward",
     "threshold",
@@ -80,3 +90,47 @@ def rrelu_backward(
     training: bool = False,
     noise: ArrayLike | None = None,
 ) -> Any: ...
+def relu_with_mask(
+    x: ArrayLike, out: NDArray[Any] | None = None, mask: NDArray[Any] | None = None
+) -> tuple[Any, NDArray[Any]]: ...
+def leaky_relu_with_mask(
+    x: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+    mask: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+def relu_backward_mask(
+    grad_output: ArrayLike, mask: ArrayLike, out: NDArray[Any] | None = None
+) -> Any: ...
+def leaky_relu_backward_mask(
+    grad_output: ArrayLike,
+    mask: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+) -> Any: ...
+def bias_relu(x: ArrayLike, bias: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
+def bias_relu_with_mask(
+    x: ArrayLike,
+    bias: ArrayLike,
+    out: NDArray[Any] | None = None,
+    mask: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+def bias_relu_backward(
+    grad_output: ArrayLike, mask: ArrayLike, out: NDArray[Any] | None = None
+) -> tuple[Any, NDArray[Any]]: ...
+def bias_leaky_relu(
+    x: ArrayLike, bias: ArrayLike, negative_slope: float = 0.01, out: NDArray[Any] | None = None
+) -> Any: ...
+def bias_leaky_relu_with_mask(
+    x: ArrayLike,
+    bias: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+    mask: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...
+def bias_leaky_relu_backward(
+    grad_output: ArrayLike,
+    mask: ArrayLike,
+    negative_slope: float = 0.01,
+    out: NDArray[Any] | None = None,
+) -> tuple[Any, NDArray[Any]]: ...

@@ -433,7 +433,8 @@ _BOUNDS_RRELU = """\
     training : bool, default False
         Draw a random slope per element (training) or use the mean slope (evaluation)."""
 
-COMPOSITES: tuple[Composite, ...] = (
+# The rest of the ReLU family: a per-channel weight with its gradient, random slopes.
+FAMILY_COMPOSITES: tuple[Composite, ...] = (
     Composite(
         "prelu",
         "_prelu",
@@ -588,5 +589,267 @@ COMPOSITES: tuple[Composite, ...] = (
     """,
     ),
 )
+# ---------------------------------------------------------------------------------------
+# The mask functions: a forward pass that keeps its derivative as one bit per element, and
+# the backward pass that reads it (fastact._masks).
+
+_MASK_DEFINITION = """\
+    The mask is ``np.packbits(passes.ravel(), bitorder="little")``: bit ``j`` of byte
+    ``i`` for element ``8 i + j`` of ``x`` in C order, ``(x.size + 7) // 8`` bytes, the
+    last byte's unused bits 0. Every check runs before anything is written."""
+_MASK_OUT = """\
+    mask : ndarray, optional
+        Where to write the mask: a writeable 1-D uint8 array of ``(x.size + 7) // 8``
+        bytes, sharing no memory with ``out``."""
+_MASK_IN = """\
+    mask : array_like
+        The mask of the forward pass: uint8, 1-D, ``(grad_output.size + 7) // 8`` bytes
+        (the last byte's unused bits are ignored)."""
+_G_OUT = """\
+    out : ndarray, optional
+        Where to write the result: a writeable array of ``grad_output``'s shape and dtype.
+        It may be ``grad_output`` itself (in place); any other overlap with an input is
+        handled as if ``out`` were a separate array."""
+_G_RETURNS = """\
+    Returns
+    -------
+    ndarray or scalar
+        ``out`` if given; else a new array of ``grad_output``'s dtype and shape (a NumPy
+        scalar if it is 0-d)."""
+_WITH_MASK_RETURNS = """\
+    Returns
+    -------
+    (ndarray or scalar, ndarray)
+        The activation (``out`` if given, else a new array of ``x``'s dtype and shape; a
+        NumPy scalar if ``x`` is 0-d) and the mask (``mask`` if given)."""
+
+
+def _mask_raises(backward: bool, slope: bool, bias: bool = False, mask: bool = True) -> str:
+    """The Raises section of a mask or bias function, from what it takes."""
+    operand = "grad_output" if backward else "x"
+    type_errors = [f"``{operand}`` is not float16/32/64/bfloat16"]
+    value_errors = []
+    if bias and backward:
+        value_errors.append("``grad_output`` is 0-d")
+    elif bias:
+        type_errors.append("``bias`` has another dtype than ``x``")
+        value_errors.append("``x`` is 0-d, ``bias`` is not 1-D of length ``x.shape[-1]``")
+    if slope:
+        type_errors.append("the slope is not a real number")
+    if backward:
+        type_errors.append("``mask`` is not uint8")
+        value_errors.append("``mask`` has the wrong length (the message names both lengths)")
+    elif mask:
+        type_errors.append("``mask`` is not a uint8 ndarray")
+        value_errors.append(
+            "``mask`` has the wrong length or is read-only, ``out`` and ``mask`` overlap"
+        )
+    type_errors.append("``out`` is not an ndarray of the right dtype")
+    if slope:
+        value_errors.append("the slope overflows the type it is rounded to")
+    value_errors.append("``out`` has the wrong shape or is read-only")
+    return (
+        "    Raises\n    ------\n    TypeError\n"
+        + _wrap(f"If {', '.join(type_errors[:-1])} or {type_errors[-1]}.")
+        + "\n    ValueError\n"
+        + _wrap(f"If {', '.join(value_errors[:-1])} or {value_errors[-1]}.")
+    )
+
+
+def _mask_doc(summary: str, parameters: str, returns: str, notes: str, raises: str) -> str:
+    return (
+        f"{summary}\n\n    Parameters\n    ----------\n{parameters}\n\n{returns}\n\n"
+        f"    Notes\n    -----\n{notes}\n\n{raises}\n    "
+    )
+
+
+_ARRAY_OUT = "out: NDArray[Any] | None = None"
+_MASK_PAIR = "tuple[Any, NDArray[Any]]"
+MASK_COMPOSITES: tuple[Composite, ...] = (
+    Composite(
+        "relu_with_mask",
+        "_masks",
+        ("x: ArrayLike", _ARRAY_OUT, "mask: NDArray[Any] | None = None"),
+        _MASK_PAIR,
+        _mask_doc(
+            "``relu(x)`` and the bit mask :func:`relu_backward_mask` needs, in one pass.",
+            f"{_X}\n{_OUT}\n{_MASK_OUT}",
+            _WITH_MASK_RETURNS,
+            f"""\
+    The activation is :func:`relu`'s, bit for bit. A bit is set where
+    :func:`relu_backward` passes the gradient, ``!(x <= 0)``: so NaN sets it and ±0
+    clears it, and ``relu_backward_mask(g, mask)`` equals ``relu_backward(g, x)`` bit for
+    bit.
+
+{_MASK_DEFINITION}""",
+            _mask_raises(False, False),
+        ),
+    ),
+    Composite(
+        "leaky_relu_with_mask",
+        "_masks",
+        (
+            "x: ArrayLike",
+            "negative_slope: float = 0.01",
+            _ARRAY_OUT,
+            "mask: NDArray[Any] | None = None",
+        ),
+        _MASK_PAIR,
+        _mask_doc(
+            "``leaky_relu(x, negative_slope)`` and its bit mask, in one pass.",
+            f"{_X}\n{_SLOPE}\n{_OUT}\n{_MASK_OUT}",
+            _WITH_MASK_RETURNS,
+            f"""\
+    The activation is :func:`leaky_relu`'s, bit for bit. A bit is set where
+    :func:`leaky_relu_backward` passes the gradient unscaled, ``x > 0``: NaN and ±0 clear
+    it, and ``leaky_relu_backward_mask(g, mask, s)`` equals ``leaky_relu_backward(g, x,
+    s)`` bit for bit.
+
+{_MASK_DEFINITION}""",
+            _mask_raises(False, True),
+        ),
+    ),
+    Composite(
+        "relu_backward_mask",
+        "_masks",
+        ("grad_output: ArrayLike", "mask: ArrayLike", _ARRAY_OUT),
+        "Any",
+        _mask_doc(
+            "Backward pass of :func:`relu` from the mask of :func:`relu_with_mask`.",
+            f"""\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output: float16, float32,
+        float64 or bfloat16 (ml_dtypes), of the forward input's shape.
+{_MASK_IN}
+{_G_OUT}""",
+            _G_RETURNS,
+            """\
+    The rule is ``bit ? g : +0``, :func:`relu_backward`'s select: where the bit is clear
+    the result is ``+0.0`` even for a NaN or inf ``g``.""",
+            _mask_raises(True, False),
+        ),
+    ),
+    Composite(
+        "leaky_relu_backward_mask",
+        "_masks",
+        (
+            "grad_output: ArrayLike",
+            "mask: ArrayLike",
+            "negative_slope: float = 0.01",
+            _ARRAY_OUT,
+        ),
+        "Any",
+        _mask_doc(
+            "Backward pass of :func:`leaky_relu` from the mask of :func:`leaky_relu_with_mask`.",
+            f"""\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output: float16, float32,
+        float64 or bfloat16 (ml_dtypes), of the forward input's shape.
+{_MASK_IN}
+{_SLOPE}
+{_G_OUT}""",
+            _G_RETURNS,
+            """\
+    The rule is ``bit ? g : g * s``, :func:`leaky_relu_backward`'s multiply, rounded as
+    there (16-bit floats multiply in float32 and round once).""",
+            _mask_raises(True, True),
+        ),
+    ),
+)
+
+_BIAS = """\
+    bias : array_like
+        Added along the last axis of ``x`` (as after a linear layer): 1-D, of length
+        ``x.shape[-1]`` and ``x``'s dtype. ``x + bias`` is rounded once, as torch's add."""
+
+
+def _paragraph(text: str) -> str:
+    """``text`` as a Notes paragraph: indented by 4, wrapped at 88."""
+    return textwrap.fill(
+        text, 88, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+    )
+
+
+_GRAD_BIAS_RETURNS = """\
+    Returns
+    -------
+    (ndarray, ndarray)
+        The gradient of ``x + bias`` (``out`` if given, else a new array of
+        ``grad_output``'s dtype and shape), which is also the gradient of ``x``; and the
+        gradient of ``bias``, its sum over every axis but the last, of
+        ``grad_output``'s dtype."""
+_GRAD_BIAS_NOTES = (
+    "The gradient is {rule}. The bias gradient is summed in float64 (float64 input with "
+    "Neumaier's compensation) over a partition of the rows fixed by the shape alone, so it "
+    "has the same bits for any thread count; rounded once, it is within 1 ulp of the exact "
+    "sum (``math.fsum``) for float32, float16 and bfloat16, and within a few ulp for "
+    "float64 unless the column's terms cancel."
+)
+_G_LAST = """\
+    grad_output : array_like
+        Gradient of the loss with respect to the forward output: float16, float32,
+        float64 or bfloat16 (ml_dtypes), of the forward input's shape (at least 1-D)."""
+
+
+BIAS_COMPOSITES: tuple[Composite, ...] = ()
+for _leaky in (False, True):
+    _name = "bias_leaky_relu" if _leaky else "bias_relu"
+    _plain = "leaky_relu" if _leaky else "relu"
+    _slope_sig = ("negative_slope: float = 0.01",) if _leaky else ()
+    _slope_doc = f"\n{_SLOPE}" if _leaky else ""
+    _call = f"{_plain}(x + bias{', negative_slope' if _leaky else ''})"
+    _notes = f"Bit-identical to ``{_call}``, in one pass that never stores ``x + bias``."
+    _rule = "``bit ? g : g * s``" if _leaky else "``bit ? g : +0``"
+    BIAS_COMPOSITES += (
+        Composite(
+            _name,
+            "_masks",
+            ("x: ArrayLike", "bias: ArrayLike", *_slope_sig, _ARRAY_OUT),
+            "Any",
+            _doc(
+                f"``{_plain}(x + bias)``, the bias along the last axis, in one pass.",
+                f"{_X}\n{_BIAS}{_slope_doc}",
+                _paragraph(_notes),
+                _mask_raises(False, _leaky, bias=True, mask=False),
+            ),
+        ),
+        Composite(
+            f"{_name}_with_mask",
+            "_masks",
+            (
+                "x: ArrayLike",
+                "bias: ArrayLike",
+                *_slope_sig,
+                _ARRAY_OUT,
+                "mask: NDArray[Any] | None = None",
+            ),
+            _MASK_PAIR,
+            _mask_doc(
+                f"``{_plain}_with_mask(x + bias)``, the bias along the last axis, in one pass.",
+                f"{_X}\n{_BIAS}{_slope_doc}\n{_OUT}\n{_MASK_OUT}",
+                _WITH_MASK_RETURNS,
+                _paragraph(f"{_notes[:-1]}; the mask is that of ``x + bias``.")
+                + f"\n\n{_MASK_DEFINITION}",
+                _mask_raises(False, _leaky, bias=True),
+            ),
+        ),
+        Composite(
+            f"{_name}_backward",
+            "_masks",
+            ("grad_output: ArrayLike", "mask: ArrayLike", *_slope_sig, _ARRAY_OUT),
+            _MASK_PAIR,
+            _mask_doc(
+                f"Backward pass of :func:`{_name}_with_mask`: the gradients of ``x`` and "
+                "``bias``.",
+                f"{_G_LAST}\n{_MASK_IN}{_slope_doc}\n{_G_OUT}",
+                _GRAD_BIAS_RETURNS,
+                _paragraph(_GRAD_BIAS_NOTES.format(rule=_rule)),
+                _mask_raises(True, _leaky, bias=True),
+            ),
+        ),
+    )
+
+# The composite functions, in the order of their issue.
+COMPOSITES: tuple[Composite, ...] = (*FAMILY_COMPOSITES, *MASK_COMPOSITES, *BIAS_COMPOSITES)
 
 BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}

@@ -364,6 +364,12 @@ cdef int threads_for(Py_ssize_t traffic_bytes) except -1:
     return <int>max(wanted, 1)
 
 
+def _threads_for(Py_ssize_t traffic_bytes):
+    """The thread count this driver would use for a call moving ``traffic_bytes`` (for
+    fastact's other compiled entry points: the mask functions)."""
+    return threads_for(traffic_bytes)
+
+
 # ---------------------------------------------------------------------------------------
 # Streaming stores. Above stream_min_bytes of output the result cannot stay in the caches
 # anyway, so it is written with non-temporal stores: it goes to memory without first

@@ -1,0 +1,190 @@
+# cython: language_level=3
+"""Entry points of the mask functions: run the mask loops with the GIL released.
+
+The caller (``fastact._masks``) has validated everything: the arrays are C-contiguous,
+aligned, in native byte order and of one float type; ``out`` is ``x`` (or ``g``) itself
+or shares no byte with it; the mask has ``(n + 7) // 8`` bytes and shares none with
+the others; ``n_threads`` comes from the driver's rule (``_kernels._threads_for``). The
+build of the loops is the one ``_kernels`` chose at import, so both run the same ISA.
+"""
+cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython.parallel cimport prange
+from libc.math cimport fabs
+from libc.stdint cimport uint8_t
+from numpy cimport ndarray
+
+from fastact._loops cimport BFLOAT16, FLOAT16, FLOAT32, FLOAT64, ElementType
+from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable
+
+import importlib
+
+from fastact import _kernels
+
+cnp.import_array()
+
+_MASK_CAPSULE = importlib.import_module(
+    f"fastact._loops_{_kernels.BUILD_INFO['simd']}").mask_table
+cdef const MaskTable* MASK_LOOPS = <const MaskTable*>PyCapsule_GetPointer(
+    _MASK_CAPSULE, FASTACT_MASK_TABLE_NAME)
+
+#: The instruction set of the mask loops in use (the same as the other loops').
+ISA = MASK_LOOPS.isa.decode()
+
+cdef enum:
+    # A thread's slice starts on a multiple of 64 elements: whole mask words, so that no
+    # mask byte (nor, for aligned arrays, cache line) is written by two threads.
+    SLICE_ALIGN_ELEMENTS = 64
+
+
+cdef ElementType float_type(ndarray a) noexcept:
+    cdef int typenum = cnp.PyArray_TYPE(a)
+    if typenum == cnp.NPY_FLOAT:
+        return FLOAT32
+    if typenum == cnp.NPY_DOUBLE:
+        return FLOAT64
+    if typenum == cnp.NPY_FLOAT16:
+        return FLOAT16
+    return BFLOAT16  # the only other type the caller lets through
+
+
+cdef inline Py_ssize_t slice_length(Py_ssize_t n, int n_threads) noexcept nogil:
+    cdef Py_ssize_t per_thread = (n + n_threads - 1) // n_threads
+    return (per_thread + SLICE_ALIGN_ELEMENTS - 1) // SLICE_ALIGN_ELEMENTS * SLICE_ALIGN_ELEMENTS
+
+
+def forward(bint leaky, ndarray x, ndarray out, ndarray mask, double slope, int n_threads):
+    """``out = relu(x)`` or ``leaky_relu(x, slope)``, and ``mask`` its packed bits."""
+    cdef ElementType etype = float_type(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef const char* x_data = <const char*>cnp.PyArray_DATA(x)
+    cdef char* out_data = <char*>cnp.PyArray_DATA(out)
+    cdef uint8_t* mask_data = <uint8_t*>cnp.PyArray_DATA(mask)
+    cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
+    cdef Py_ssize_t t, start, count
+    if n == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            MASK_LOOPS.forward(leaky, etype, x_data, out_data, mask_data, n, slope)
+        else:
+            for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+                start = t * length
+                count = min(length, n - start)
+                if count > 0:
+                    MASK_LOOPS.forward(leaky, etype, x_data + start * itemsize,
+                                       out_data + start * itemsize, mask_data + start // 8,
+                                       count, slope)
+
+
+def backward(bint leaky, ndarray g, ndarray mask, ndarray out, double slope, int n_threads):
+    """``out = relu_backward`` or ``leaky_relu_backward`` of ``g`` where ``mask`` says."""
+    cdef ElementType etype = float_type(g)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(g)
+    cdef const char* g_data = <const char*>cnp.PyArray_DATA(g)
+    cdef char* out_data = <char*>cnp.PyArray_DATA(out)
+    cdef const uint8_t* mask_data = <const uint8_t*>cnp.PyArray_DATA(mask)
+    cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
+    cdef Py_ssize_t t, start, count
+    if n == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            MASK_LOOPS.backward(leaky, etype, g_data, mask_data, out_data, n, slope)
+        else:
+            for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+                start = t * length
+                count = min(length, n - start)
+                if count > 0:
+                    MASK_LOOPS.backward(leaky, etype, g_data + start * itemsize,
+                                        mask_data + start // 8, out_data + start * itemsize,
+                                        count, slope)
+
+
+# ---------------------------------------------------------------------------------------
+# A bias along the last axis (``cols`` elements per row) before the activation.
+
+cdef enum:
+    # The gradient of the bias is summed per chunk of rows (about this many elements),
+    # then the chunks' sums in chunk order: a partition fixed by the shape alone, so that
+    # the result has the same bits for any thread count.
+    BIAS_CHUNK_ELEMENTS = 16384
+
+
+def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, double slope,
+                 int n_threads):
+    """``out = relu(x + bias)`` (or leaky), and ``mask`` its bits unless None."""
+    cdef ElementType etype = float_type(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef Py_ssize_t cols = cnp.PyArray_SIZE(bias)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef const char* x_data = <const char*>cnp.PyArray_DATA(x)
+    cdef const char* bias_data = <const char*>cnp.PyArray_DATA(bias)
+    cdef char* out_data = <char*>cnp.PyArray_DATA(out)
+    cdef uint8_t* mask_data = NULL
+    cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
+    cdef Py_ssize_t t, start, count
+    if mask is not None:
+        mask_data = <uint8_t*>cnp.PyArray_DATA(<ndarray>mask)
+    if n == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            MASK_LOOPS.bias_forward(leaky, etype, x_data, bias_data, out_data, mask_data, 0, n,
+                                    cols, slope)
+        else:
+            for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+                start = t * length
+                count = min(length, n - start)
+                if count > 0:
+                    MASK_LOOPS.bias_forward(
+                        leaky, etype, x_data + start * itemsize, bias_data,
+                        out_data + start * itemsize,
+                        mask_data + start // 8 if mask_data != NULL else NULL, start, count,
+                        cols, slope)
+
+
+def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t cols,
+                  double slope, int n_threads):
+    """``out`` the gradient of ``x + bias``; returns each column's sum of it, float64."""
+    cdef ElementType etype = float_type(g)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(g)
+    cdef Py_ssize_t rows = n // cols if cols > 0 else 0
+    cdef Py_ssize_t chunk_rows = max(1, BIAS_CHUNK_ELEMENTS // max(cols, 1))
+    cdef Py_ssize_t n_chunks = (rows + chunk_rows - 1) // chunk_rows
+    cdef ndarray partial = cnp.PyArray_ZEROS(1, [2 * max(n_chunks, 1) * cols],
+                                             cnp.NPY_DOUBLE, 0)
+    cdef ndarray total = cnp.PyArray_ZEROS(1, [cols], cnp.NPY_DOUBLE, 0)
+    cdef double* sums = <double*>cnp.PyArray_DATA(partial)
+    cdef double* carries = sums + max(n_chunks, 1) * cols
+    cdef double* result = <double*>cnp.PyArray_DATA(total)
+    cdef const char* g_data = <const char*>cnp.PyArray_DATA(g)
+    cdef const uint8_t* mask_data = <const uint8_t*>cnp.PyArray_DATA(mask)
+    cdef char* out_data = <char*>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t k, j, first, count
+    cdef double value, s, c, t
+    if n == 0:
+        return total
+    with nogil:
+        for k in prange(n_chunks, num_threads=max(1, min(n_threads, n_chunks)),
+                        schedule="static"):
+            first = k * chunk_rows * cols
+            count = min(chunk_rows * cols, n - first)
+            MASK_LOOPS.bias_backward(leaky, etype, g_data + first * itemsize, mask_data,
+                                     out_data + first * itemsize, first, count, cols, slope,
+                                     sums + k * cols, carries + k * cols)
+        # The chunks in order, compensated too (Neumaier), with their own carries.
+        for j in range(cols):
+            s = 0.0
+            c = 0.0
+            for k in range(n_chunks):
+                value = sums[k * cols + j]
+                t = s + value
+                c += (s - t) + value if fabs(s) >= fabs(value) else (value - t) + s
+                s = t
+                c += carries[k * cols + j]
+            result[j] = s + c
+    return total

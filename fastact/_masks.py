@@ -1,0 +1,384 @@
+"""ReLU and Leaky ReLU that keep their derivative as a bit mask, and the backward passes
+that read it.
+
+A training step needs, for the backward pass, only which elements pass the gradient: one
+bit per element instead of the whole input (1/32 of the memory for float32). The mask
+is ``np.packbits(passes.ravel(), bitorder="little")``: bit ``j`` of byte ``i`` for element
+``8 i + j`` of the input in C order, the last byte's unused bits 0, where ``passes`` is the
+backward rule's own comparison, so that the mask path gives the same bits as the path
+through ``x``:
+
+- relu: ``!(x <= 0)``, as :func:`relu_backward` passes ``g`` (NaN sets the bit);
+- leaky_relu: ``x > 0``, as :func:`leaky_relu_backward` passes ``g`` (NaN takes ``g * s``).
+
+The compiled loops (``_mask_loops.pxd``, run by ``_mask_kernels``) take C-contiguous,
+aligned, native arrays; anything else is copied to that first (an ``out`` the loops cannot
+write is written once, after the whole result exists). Every check runs before anything
+is written. Without the compiled extension, the reference below computes the same bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _dispatch, _reference
+from ._functions import BY_NAME
+
+__all__ = [
+    "leaky_relu_backward_mask",
+    "leaky_relu_with_mask",
+    "relu_backward_mask",
+    "relu_with_mask",
+]
+
+_SLOPE = BY_NAME["leaky_relu"].parameters[0]
+
+
+def _load() -> Any:
+    if _dispatch._kernels is None:
+        return None
+    from . import _mask_kernels
+
+    return _mask_kernels
+
+
+_compiled = _load()
+
+
+def mask_length(n: int) -> int:
+    """Bytes of the mask of ``n`` elements."""
+    return (n + 7) // 8
+
+
+# ---------------------------------------------------------------------------------------
+# The reference: plain NumPy, the fallback and the tests' oracle.
+
+
+def reference_with_mask(x: np.ndarray, leaky: bool, negative_slope: float) -> tuple:
+    with np.errstate(invalid="ignore"):
+        passes = x > 0 if leaky else ~(x <= 0)
+    y = _reference.leaky_relu(x, negative_slope) if leaky else _reference.relu(x)
+    return y, np.packbits(passes.ravel(order="C"), bitorder="little")
+
+
+def reference_backward_mask(
+    grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
+) -> np.ndarray:
+    bits = np.unpackbits(mask, count=grad_output.size, bitorder="little")
+    passes = bits.reshape(grad_output.shape).astype(bool)
+    g = grad_output
+    blocked = _reference._times_slope(g, negative_slope) if leaky else _reference._zero(g)
+    return np.where(passes, g, blocked)
+
+
+# ---------------------------------------------------------------------------------------
+# Checks.
+
+
+def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndarray:
+    """``mask`` as a uint8 array of ``(n + 7) // 8`` bytes, else the documented error."""
+    if output and not isinstance(mask, np.ndarray):
+        raise TypeError(
+            f"fastact.{func}: {arg} must be a numpy.ndarray, not {type(mask).__name__}"
+        )
+    array = np.asarray(mask)
+    if array.dtype != np.uint8:
+        raise TypeError(
+            f"fastact.{func}: {arg} has dtype {array.dtype}; a mask is uint8, packed as "
+            "np.packbits(..., bitorder='little')"
+        )
+    expected = mask_length(n)
+    if array.ndim != 1 or array.shape[0] != expected:
+        length = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        raise ValueError(
+            f"fastact.{func}: {arg} has length {length} but {n} elements need a mask of "
+            f"length {expected} ((n + 7) // 8 bytes, 1-D)"
+        )
+    if output and not array.flags.writeable:
+        raise ValueError(f"fastact.{func}: {arg} is read-only")
+    return array
+
+
+def _check_out(out: Any, like: np.ndarray, func: str) -> None:
+    # The common case first: the dispatcher's checks name dtypes, which is slow.
+    if out is None or (
+        type(out) is np.ndarray
+        and out.dtype == like.dtype
+        and out.shape == like.shape
+        and out.flags.writeable
+    ):
+        return
+    _dispatch._check_out(out, like, func)
+
+
+def _check_disjoint(out: np.ndarray | None, mask: np.ndarray | None, func: str) -> None:
+    if out is not None and mask is not None and np.shares_memory(out, mask):
+        raise ValueError(f"fastact.{func}: out and mask overlap; they must be separate")
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts.
+
+
+def _is_ready(a: np.ndarray) -> bool:
+    """What the loops take as it is: C-contiguous, aligned, native byte order."""
+    return a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative
+
+
+def _ready(a: np.ndarray) -> np.ndarray:
+    if _is_ready(a):
+        return a
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)
+
+
+def _writes_directly(target: np.ndarray | None, inputs: tuple[np.ndarray, ...]) -> bool:
+    """Whether the loops can write ``target`` itself: ready, and each input either the
+    very same memory (in place: each element is read before it is written) or apart."""
+    if target is None or not _is_ready(target):
+        return False
+    for a in inputs:
+        if np.shares_memory(a, target) and not _same_memory(a, target):
+            return False
+    return True
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and (
+        a.nbytes == b.nbytes
+    )
+
+
+def _threads(traffic_bytes: int) -> int:
+    return int(_dispatch._kernels._threads_for(traffic_bytes))
+
+
+# ---------------------------------------------------------------------------------------
+# The functions.
+
+
+def _with_mask(
+    func: str, leaky: bool, x: Any, negative_slope: float, out: Any, mask: Any
+) -> tuple[Any, np.ndarray]:
+    x = _dispatch._as_array(x, "x", func)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
+    _check_out(out, x, func)
+    if mask is not None:
+        mask = _check_mask(mask, x.size, "mask", func, output=True)
+    _check_disjoint(out, mask, func)
+    source = _ready(x)
+    y = out if _writes_directly(out, (source,)) else None
+    if y is None:
+        y = np.empty(x.shape, dtype=source.dtype)
+    bits = mask if _writes_directly(mask, (source, y)) else None
+    if bits is None:
+        bits = np.empty(mask_length(x.size), dtype=np.uint8)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + bits.nbytes
+        _compiled.forward(leaky, source, y, bits, slope, _threads(traffic))
+    else:
+        y[...], bits[...] = reference_with_mask(source, leaky, slope)
+    if mask is not None and bits is not mask:
+        np.copyto(mask, bits)
+        bits = mask
+    if out is None:
+        return (y[()] if y.ndim == 0 else y), bits
+    if y is not out:
+        np.copyto(out, y)
+    return out, bits
+
+
+def _backward_mask(
+    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
+) -> Any:
+    g = _dispatch._as_array(grad_output, "grad_output", func)
+    mask = _check_mask(mask, g.size, "mask", func, output=False)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
+    _check_out(out, g, func)
+    source = _ready(g)
+    bits = np.ascontiguousarray(mask)
+    result = out if _writes_directly(out, (source, bits)) else None
+    if result is None:
+        result = np.empty(g.shape, dtype=source.dtype)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + bits.nbytes
+        _compiled.backward(leaky, source, bits, result, slope, _threads(traffic))
+    else:
+        result[...] = reference_backward_mask(source, bits, leaky, slope)
+    if out is None:
+        return result[()] if result.ndim == 0 else result
+    if result is not out:
+        np.copyto(out, result)
+    return out
+
+
+def relu_with_mask(x: Any, out: Any = None, mask: Any = None) -> tuple[Any, np.ndarray]:
+    return _with_mask("relu_with_mask", False, x, 0.0, out, mask)
+
+
+def leaky_relu_with_mask(
+    x: Any, negative_slope: float = 0.01, out: Any = None, mask: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _with_mask("leaky_relu_with_mask", True, x, negative_slope, out, mask)
+
+
+def relu_backward_mask(grad_output: Any, mask: Any, out: Any = None) -> Any:
+    return _backward_mask("relu_backward_mask", False, grad_output, mask, 0.0, out)
+
+
+def leaky_relu_backward_mask(
+    grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
+) -> Any:
+    return _backward_mask("leaky_relu_backward_mask", True, grad_output, mask, negative_slope, out)
+
+
+# ---------------------------------------------------------------------------------------
+# A bias along the last axis before the activation, as after a linear layer: the forward
+# pass computes ``z = x + bias`` (rounded once, as torch's add) and keeps only the mask of
+# ``z``; the backward pass gives the gradient of ``z`` (of ``x``, and of the bias summed
+# over every other axis). The bias gradient is summed in float64 over a partition of the
+# rows fixed by the shape (chunks of about 16384 elements, then the chunks in order), so it
+# has the same bits for any thread count; float64 input is summed with Neumaier's
+# compensation. It is then rounded once to the input's type.
+
+__all__ += [
+    "bias_leaky_relu",
+    "bias_leaky_relu_backward",
+    "bias_leaky_relu_with_mask",
+    "bias_relu",
+    "bias_relu_backward",
+    "bias_relu_with_mask",
+]
+
+
+def reference_bias_backward(
+    grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
+) -> tuple[np.ndarray, np.ndarray]:
+    import math
+
+    grad = reference_backward_mask(grad_output, mask, leaky, negative_slope)
+    columns = grad.reshape(-1, grad.shape[-1]).astype(np.float64)
+    sums = np.array([math.fsum(columns[:, j]) for j in range(columns.shape[1])], np.float64)
+    return grad, sums.astype(grad.dtype)
+
+
+def _check_bias(bias: Any, x: np.ndarray, func: str) -> np.ndarray:
+    if x.ndim == 0:
+        raise ValueError(f"fastact.{func}: x is 0-d; the bias runs along its last axis")
+    b = _dispatch._as_array(bias, "bias", func)
+    if not _dispatch._same_type(b.dtype, x.dtype):
+        raise TypeError(
+            f"fastact.{func}: bias has dtype {b.dtype} but x has dtype {x.dtype}; they must "
+            "be equal"
+        )
+    if b.ndim != 1 or b.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"fastact.{func}: bias has shape {b.shape} but x's last axis has length "
+            f"{x.shape[-1]}; it must be ({x.shape[-1]},)"
+        )
+    return b
+
+
+def _bias_forward(
+    func: str,
+    leaky: bool,
+    with_mask: bool,
+    x: Any,
+    bias: Any,
+    negative_slope: float,
+    out: Any,
+    mask: Any,
+) -> Any:
+    x = _dispatch._as_array(x, "x", func)
+    b = _check_bias(bias, x, func)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
+    _check_out(out, x, func)
+    if mask is not None:
+        mask = _check_mask(mask, x.size, "mask", func, output=True)
+    _check_disjoint(out, mask, func)
+    source, b_source = _ready(x), _ready(b)
+    y = out if _writes_directly(out, (source,)) and not np.shares_memory(out, b_source) else None
+    if y is None:
+        y = np.empty(x.shape, dtype=source.dtype)
+    bits = None
+    if with_mask:
+        bits = mask if _writes_directly(mask, (source, b_source, y)) else None
+        if bits is None:
+            bits = np.empty(mask_length(x.size), dtype=np.uint8)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + (bits.nbytes if bits is not None else 0)
+        _compiled.bias_forward(leaky, source, b_source, y, bits, slope, _threads(traffic))
+    else:
+        with np.errstate(all="ignore"):
+            z = source + b_source
+        y[...], bits = reference_with_mask(z, leaky, slope)
+        if bits is not None:
+            bits[...] = bits
+    if mask is not None and bits is not mask:
+        np.copyto(mask, bits)
+        bits = mask
+    if out is not None and y is not out:
+        np.copyto(out, y)
+        y = out
+    return (y, bits) if with_mask else y
+
+
+def _bias_backward(
+    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
+) -> tuple[Any, np.ndarray]:
+    g = _dispatch._as_array(grad_output, "grad_output", func)
+    if g.ndim == 0:
+        raise ValueError(f"fastact.{func}: grad_output is 0-d; the bias runs along its last axis")
+    mask = _check_mask(mask, g.size, "mask", func, output=False)
+    slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
+    _check_out(out, g, func)
+    source = _ready(g)
+    bits = np.ascontiguousarray(mask)
+    result = out if _writes_directly(out, (source, bits)) else None
+    if result is None:
+        result = np.empty(g.shape, dtype=source.dtype)
+    if _compiled is not None:
+        traffic = 2 * source.nbytes + bits.nbytes
+        sums = _compiled.bias_backward(
+            leaky, source, bits, result, g.shape[-1], slope, _threads(traffic)
+        )
+        grad_bias = sums.astype(source.dtype)
+    else:
+        result[...], grad_bias = reference_bias_backward(source, bits, leaky, slope)
+    if out is not None and result is not out:
+        np.copyto(out, result)
+        result = out
+    return result, grad_bias
+
+
+def bias_relu(x: Any, bias: Any, out: Any = None) -> Any:
+    return _bias_forward("bias_relu", False, False, x, bias, 0.0, out, None)
+
+
+def bias_leaky_relu(x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None) -> Any:
+    return _bias_forward("bias_leaky_relu", True, False, x, bias, negative_slope, out, None)
+
+
+def bias_relu_with_mask(
+    x: Any, bias: Any, out: Any = None, mask: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _bias_forward("bias_relu_with_mask", False, True, x, bias, 0.0, out, mask)
+
+
+def bias_leaky_relu_with_mask(
+    x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None, mask: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _bias_forward(
+        "bias_leaky_relu_with_mask", True, True, x, bias, negative_slope, out, mask
+    )
+
+
+def bias_relu_backward(grad_output: Any, mask: Any, out: Any = None) -> tuple[Any, np.ndarray]:
+    return _bias_backward("bias_relu_backward", False, grad_output, mask, 0.0, out)
+
+
+def bias_leaky_relu_backward(
+    grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
+) -> tuple[Any, np.ndarray]:
+    return _bias_backward("bias_leaky_relu_backward", True, grad_output, mask, negative_slope, out)
