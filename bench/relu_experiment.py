@@ -32,11 +32,12 @@ and the batch order; the data set is the same for all).
 PReLU (``fastact.prelu``, one slope per hidden unit, starting at 0.25, learned by SGD from
 ``prelu_backward``'s weight gradient, no weight decay) and RReLU (``fastact.rrelu``,
 slopes drawn from [1/8, 1/3] while training by a generator seeded from the run's seed,
-the mean slope 11/48 in evaluation) are two more rows of the activation list. A second
-data set nobody here generated: scikit-learn's bundled 8x8 handwritten digits (1,797
-samples, 64 -> 64 -> 64 -> 10, features standardised with the training split's
-statistics, a fixed split), trained with the five rectifiers at the two convergence
-settings; without scikit-learn that part is skipped with a message.
+the mean slope 11/48 in evaluation) are two more rows of the activation list, with Leaky
+ReLU fixed at 0.25 as their control (is it the learned or random slope, or only a larger
+one?). A second data set nobody here generated: scikit-learn's bundled 8x8 handwritten
+digits (1,797 samples, 64 -> 64 -> 64 -> 10, features standardised with the training
+split's statistics, a fixed split), trained with the five rectifiers and the control at
+the two convergence settings; without scikit-learn that part is skipped with a message.
 
 * Claims 1 and 5: training loss and train/test accuracy after every epoch, at two
   learning rates; epochs until the training accuracy first reaches a threshold.
