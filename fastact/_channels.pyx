@@ -44,6 +44,9 @@ cdef enum:
     # thread count, so the partials and their ordered sum are the same bits for any count.
     CHUNK_ELEMENTS = 1 << 16
     LANES = 8
+    # Elements of a long run computed and then summed together: g, x and out of a part
+    # (12 KiB for float32) stay in L1 between the two.
+    L1_PART = 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -58,16 +61,16 @@ cdef extern from *:
      * compiler vectorises the loop without reordering any sum, and the select is a blend.
      * x * g is exact in float64 below float64; float64 lanes carry Neumaier compensation.
      * One body for every element type, through its conversion to double. */
-    #define FASTACT_DEFINE_TERM_SUM(NAME, T, TO_DOUBLE)                                   \
+    #define FASTACT_DEFINE_TERM_SUM(NAME, T, TO_DOUBLE, COMPENSATED)                      \
     static inline void NAME(const T *g, const T *x, ptrdiff_t n, double *sum,         \
-                            double *comp, int compensated)                             \
+                            double *comp)                                              \
     {                                                                                  \
         ptrdiff_t i = 0;                                                               \
         for (; i + 8 <= n; i += 8)                                                     \
             for (int j = 0; j < 8; j++) {                                              \
                 double xd = TO_DOUBLE(x[i + j]), p = xd * TO_DOUBLE(g[i + j]);         \
                 double term = xd > 0 ? 0.0 : p;                                        \
-                if (compensated) {                                                     \
+                if (COMPENSATED) {                                                     \
                     double t = sum[j] + term;                                          \
                     comp[j] += fabs(sum[j]) >= fabs(term) ? (sum[j] - t) + term        \
                                                           : (term - t) + sum[j];       \
@@ -92,20 +95,20 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f32, float, FASTACT_AS_DOUBLE)
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f64, double, FASTACT_AS_DOUBLE)
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f16, uint16_t, FASTACT_HALF_AS_DOUBLE)
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_bf16, uint16_t, FASTACT_BF16_AS_DOUBLE)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f32, float, FASTACT_AS_DOUBLE, 0)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f64, double, FASTACT_AS_DOUBLE, 1)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f16, uint16_t, FASTACT_HALF_AS_DOUBLE, 0)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_bf16, uint16_t, FASTACT_BF16_AS_DOUBLE, 0)
     """
     void fastact_term_sum_f32(const float* g, const float* x, Py_ssize_t n, double* sum,
-                              double* comp, int compensated) nogil
+                              double* comp) nogil
     void fastact_term_sum_f64(const double* g, const double* x, Py_ssize_t n, double* sum,
-                              double* comp, int compensated) nogil
+                              double* comp) nogil
     # 16-bit floats by their bits.
     void fastact_term_sum_f16(const uint16_t* g, const uint16_t* x, Py_ssize_t n,
-                              double* sum, double* comp, int compensated) nogil
+                              double* sum, double* comp) nogil
     void fastact_term_sum_bf16(const uint16_t* g, const uint16_t* x, Py_ssize_t n,
-                               double* sum, double* comp, int compensated) nogil
+                               double* sum, double* comp) nogil
 
 
 cdef inline double as_double(floating_t v) noexcept nogil:
@@ -171,14 +174,13 @@ cdef inline void sum_contiguous_terms(ElementType etype, const char* g, const ch
         lane_sum[j] = 0.0
         lane_comp[j] = 0.0
     if etype == FLOAT32:
-        fastact_term_sum_f32(<const float*>g, <const float*>x, n, lane_sum, lane_comp, 0)
+        fastact_term_sum_f32(<const float*>g, <const float*>x, n, lane_sum, lane_comp)
     elif etype == FLOAT64:
-        fastact_term_sum_f64(<const double*>g, <const double*>x, n, lane_sum, lane_comp, 1)
+        fastact_term_sum_f64(<const double*>g, <const double*>x, n, lane_sum, lane_comp)
     elif etype == FLOAT16:
-        fastact_term_sum_f16(<const uint16_t*>g, <const uint16_t*>x, n, lane_sum, lane_comp, 0)
+        fastact_term_sum_f16(<const uint16_t*>g, <const uint16_t*>x, n, lane_sum, lane_comp)
     elif etype == BFLOAT16:
-        fastact_term_sum_bf16(<const uint16_t*>g, <const uint16_t*>x, n, lane_sum, lane_comp,
-                              0)
+        fastact_term_sum_bf16(<const uint16_t*>g, <const uint16_t*>x, n, lane_sum, lane_comp)
     for j in range(8):
         add_compensated(total, compensation, lane_sum[j])
         compensation[0] += lane_comp[j]
@@ -218,16 +220,21 @@ cdef void run_rows(Op op, const Layout* L, const char* g, const char* x, char* o
     cdef Py_ssize_t run_bytes = L.inner * L.itemsize
     cdef Py_ssize_t o, c, k, tile_rows, start, offset, rows
     cdef const char* src_g
+    cdef Py_ssize_t part, length
     if L.inner >= LONG_RUN:
         for o in range(first_row, first_row + n_rows):
             for c in range(L.channels):
-                offset = o * row_bytes + c * run_bytes
-                src_g = (g if g != NULL else x) + offset
-                active_loops().run(op, L.etype, src_g, L.itemsize, x + offset, L.itemsize,
-                                   out + offset, L.itemsize, L.inner, weight[c], 0.0)
-                if total != NULL:
-                    sum_contiguous_terms(L.etype, src_g, x + offset, L.inner, &total[c],
-                                         &compensation[c])
+                # In parts that stay in L1, so that the sum reads what the loop just read.
+                for part in range((L.inner + L1_PART - 1) // L1_PART):
+                    length = min(<Py_ssize_t>L1_PART, L.inner - part * L1_PART)
+                    offset = o * row_bytes + c * run_bytes + part * L1_PART * L.itemsize
+                    src_g = (g if g != NULL else x) + offset
+                    active_loops().run(op, L.etype, src_g, L.itemsize, x + offset,
+                                       L.itemsize, out + offset, L.itemsize, length,
+                                       weight[c], 0.0)
+                    if total != NULL:
+                        sum_contiguous_terms(L.etype, src_g, x + offset, length, &total[c],
+                                             &compensation[c])
         return
     # Short runs: a tile of rows, then one strided pass per (channel, inner position).
     tile_rows = max(<Py_ssize_t>1, TILE_ELEMENTS // max(L.channels * L.inner, 1))
