@@ -149,15 +149,21 @@ def _raises(backward: bool, parameters: bool, ordered: bool = False) -> str:
     if ordered:
         value_errors.append("``min_val > max_val``")
     value_errors.append("``out`` has the wrong shape or is read-only")
+    return _raises_section(type_errors, value_errors)
+
+
+def _raises_section(type_errors: list[str], value_errors: list[str]) -> str:
+    """A NumPy-style Raises section: each list says "If a, b or c." under its error."""
+
+    def sentence(causes: list[str]) -> str:
+        listed = f"{', '.join(causes[:-1])} or {causes[-1]}" if len(causes) > 1 else causes[0]
+        return _wrap(f"If {listed}.")
+
     return (
         "    Raises\n    ------\n    TypeError\n"
-        + _wrap(f"If {', '.join(type_errors[:-1])} or {type_errors[-1]}.")
+        + sentence(type_errors)
         + "\n    ValueError\n"
-        + _wrap(
-            f"If {', '.join(value_errors[:-1])} or {value_errors[-1]}."
-            if len(value_errors) > 1
-            else f"If {value_errors[0]}."
-        )
+        + sentence(value_errors)
     )
 
 
@@ -648,12 +654,7 @@ def _mask_raises(backward: bool, slope: bool, bias: bool = False, mask: bool = T
     if slope:
         value_errors.append("the slope overflows the type it is rounded to")
     value_errors.append("``out`` has the wrong shape or is read-only")
-    return (
-        "    Raises\n    ------\n    TypeError\n"
-        + _wrap(f"If {', '.join(type_errors[:-1])} or {type_errors[-1]}.")
-        + "\n    ValueError\n"
-        + _wrap(f"If {', '.join(value_errors[:-1])} or {value_errors[-1]}.")
-    )
+    return _raises_section(type_errors, value_errors)
 
 
 def _mask_doc(summary: str, parameters: str, returns: str, notes: str, raises: str) -> str:
