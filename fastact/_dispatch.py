@@ -137,13 +137,14 @@ def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> fl
         raise ValueError(
             f"fastact.{func}: {param.name}={value!r} is too large for a float"
         ) from exc
-    # torch's rule: a finite value beyond the range of the type it is rounded to is an
-    # error, not an infinity; inf and NaN themselves are accepted.
+    # torch's rule: a finite value beyond the range of the type it is rounded to (or, for
+    # a backward pass, that its forward rounds it to) is an error, not an infinity; inf
+    # and NaN themselves are accepted.
     target = _range_type(param, dtype)
     if math.isfinite(number) and abs(number) > _LARGEST[target]:
         raise ValueError(
-            f"fastact.{func}: {param.name}={value!r} overflows {target}, the type it is "
-            f"rounded to for {dtype.newbyteorder('=').name} input"
+            f"fastact.{func}: {param.name}={value!r} overflows {target}, as torch refuses "
+            f"it for {dtype.newbyteorder('=').name} input"
         )
     return number
 
