@@ -49,6 +49,7 @@ def test_default_is_one_thread():
     assert fastact.get_num_threads() == 1
 
 
+@requires_compiled
 def test_openmp_is_in_unless_turned_off():
     # FASTACT_OPENMP=0 at build time must give the serial build, and say so; otherwise a
     # GCC build must have OpenMP (a failed probe would silently make every call serial).

@@ -116,6 +116,7 @@ def test_bad_values_in_the_file_are_ignored(cache_home, bad):
     assert _tuning.load_tuned(path) == {}
 
 
+@requires_compiled  # the child's show_config reports thresholds of the compiled driver
 def test_unwritable_cache_is_an_error_to_tune_only(cache_home, monkeypatch):
     blocker = cache_home / "a-file"
     blocker.write_text("")
