@@ -19,6 +19,8 @@ from libc.stdint cimport uint16_t
 from libc.stdlib cimport free, malloc
 from numpy cimport ndarray
 
+from fastact import _kernels
+
 from fastact._elementwise cimport bfloat16_t, float16_t, floating_t, widen
 from fastact._kernels cimport active_loops, array_element_type, threads_for
 from fastact._loops cimport (
@@ -61,8 +63,8 @@ cdef extern from *:
      * compiler vectorises the loop without reordering any sum, and the select is a blend.
      * x * g is exact in float64 below float64; float64 lanes carry Neumaier compensation.
      * One body for every element type, through its conversion to double. */
-    #define FASTACT_DEFINE_TERM_SUM(NAME, T, TO_DOUBLE, COMPENSATED)                      \
-    static inline void NAME(const T *g, const T *x, ptrdiff_t n, double *sum,         \
+    #define FASTACT_DEFINE_TERM_SUM(NAME, T, TO_DOUBLE, COMPENSATED, TARGET)              \
+    static TARGET void NAME(const T *g, const T *x, ptrdiff_t n, double *sum,         \
                             double *comp)                                              \
     {                                                                                  \
         ptrdiff_t i = 0;                                                               \
@@ -87,6 +89,28 @@ cdef extern from *:
             sum[j] = t;                                                                \
         }                                                                              \
     }
+    /* The same body compiled for the wider vector units too, picked at run time by the
+     * loop build _kernels chose for this CPU (set once at import). Only for the formats
+     * whose products are exact in float64, so a fused multiply-add changes nothing. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #define FASTACT_TARGET_AVX2 __attribute__((target("avx2")))
+    #define FASTACT_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+    #define FASTACT_DEFINE_TERM_SUM_ISA(NAME, T, TO_DOUBLE)                               \
+    FASTACT_DEFINE_TERM_SUM(NAME##_base, T, TO_DOUBLE, 0, )                               \
+    FASTACT_DEFINE_TERM_SUM(NAME##_avx2, T, TO_DOUBLE, 0, FASTACT_TARGET_AVX2)            \
+    FASTACT_DEFINE_TERM_SUM(NAME##_avx512, T, TO_DOUBLE, 0, FASTACT_TARGET_AVX512)        \
+    static void NAME(const T *g, const T *x, ptrdiff_t n, double *sum, double *comp)      \
+    {                                                                                     \
+        if (fastact_term_sum_level == 2) NAME##_avx512(g, x, n, sum, comp);               \
+        else if (fastact_term_sum_level == 1) NAME##_avx2(g, x, n, sum, comp);            \
+        else NAME##_base(g, x, n, sum, comp);                                             \
+    }
+    #else
+    #define FASTACT_DEFINE_TERM_SUM_ISA(NAME, T, TO_DOUBLE)                               \
+    FASTACT_DEFINE_TERM_SUM(NAME, T, TO_DOUBLE, 0, )
+    #endif
+    /* 0: baseline, 1: AVX2, 2: AVX-512; written once, at import, before any call. */
+    static int fastact_term_sum_level = 0;
     #define FASTACT_AS_DOUBLE(v) ((double)(v))
     #define FASTACT_HALF_AS_DOUBLE(v) ((double)fastact_float16_to_float(v))
     #define FASTACT_BF16_AS_DOUBLE(v) ((double)fastact_bfloat16_to_float(v))
@@ -95,11 +119,12 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f32, float, FASTACT_AS_DOUBLE, 0)
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f64, double, FASTACT_AS_DOUBLE, 1)
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f16, uint16_t, FASTACT_HALF_AS_DOUBLE, 0)
-    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_bf16, uint16_t, FASTACT_BF16_AS_DOUBLE, 0)
+    FASTACT_DEFINE_TERM_SUM_ISA(fastact_term_sum_f32, float, FASTACT_AS_DOUBLE)
+    FASTACT_DEFINE_TERM_SUM(fastact_term_sum_f64, double, FASTACT_AS_DOUBLE, 1, )
+    FASTACT_DEFINE_TERM_SUM_ISA(fastact_term_sum_f16, uint16_t, FASTACT_HALF_AS_DOUBLE)
+    FASTACT_DEFINE_TERM_SUM_ISA(fastact_term_sum_bf16, uint16_t, FASTACT_BF16_AS_DOUBLE)
     """
+    int fastact_term_sum_level
     void fastact_term_sum_f32(const float* g, const float* x, Py_ssize_t n, double* sum,
                               double* comp) nogil
     void fastact_term_sum_f64(const double* g, const double* x, Py_ssize_t n, double* sum,
@@ -161,6 +186,10 @@ cdef inline void sum_terms(const floating_t* g, const floating_t* x, Py_ssize_t 
     for j in range(LANES):
         add_compensated(total, compensation, lane_sum[j])
         compensation[0] += lane_comp[j]
+
+
+# The weight-gradient sums use the vector width of the loop build in use (set once here).
+fastact_term_sum_level = {"avx512": 2, "avx2": 1}.get(_kernels.BUILD_INFO["simd"], 0)
 
 
 cdef inline void sum_contiguous_terms(ElementType etype, const char* g, const char* x,
