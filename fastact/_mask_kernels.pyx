@@ -14,7 +14,8 @@ from libc.math cimport fabs
 from libc.stdint cimport uint8_t
 from numpy cimport ndarray
 
-from fastact._loops cimport BFLOAT16, FLOAT16, FLOAT32, FLOAT64, ElementType
+from fastact._kernels cimport array_element_type
+from fastact._loops cimport ElementType
 from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable
 
 import importlib
@@ -37,28 +38,28 @@ cdef enum:
     SLICE_ALIGN_ELEMENTS = 64
 
 
-cdef ElementType float_type(ndarray a) noexcept:
-    cdef int typenum = cnp.PyArray_TYPE(a)
-    if typenum == cnp.NPY_FLOAT:
-        return FLOAT32
-    if typenum == cnp.NPY_DOUBLE:
-        return FLOAT64
-    if typenum == cnp.NPY_FLOAT16:
-        return FLOAT16
-    return BFLOAT16  # the only other type the caller lets through
-
-
 cdef inline Py_ssize_t slice_length(Py_ssize_t n, int n_threads) noexcept nogil:
     cdef Py_ssize_t per_thread = (n + n_threads - 1) // n_threads
     return (per_thread + SLICE_ALIGN_ELEMENTS - 1) // SLICE_ALIGN_ELEMENTS * SLICE_ALIGN_ELEMENTS
 
 
-def forward(bint leaky, ndarray x, ndarray out, ndarray mask, double slope, int n_threads):
-    """``out = relu(x)`` or ``leaky_relu(x, slope)``, and ``mask`` its packed bits."""
-    cdef ElementType etype = float_type(x)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
-    cdef const char* x_data = <const char*>cnp.PyArray_DATA(x)
+cdef inline void run_slice(bint backward, bint leaky, ElementType etype, const char* src,
+                           char* out, uint8_t* mask, Py_ssize_t n,
+                           double slope) noexcept nogil:
+    """One slice: the forward pass writes ``mask``, the backward pass reads it."""
+    if backward:
+        MASK_LOOPS.backward(leaky, etype, src, mask, out, n, slope)
+    else:
+        MASK_LOOPS.forward(leaky, etype, src, out, mask, n, slope)
+
+
+cdef void run_slices(bint backward, bint leaky, ndarray src, ndarray out, ndarray mask,
+                     double slope, int n_threads):
+    """Run a pass over all of ``src``, split into whole-mask-word slices over threads."""
+    cdef ElementType etype = array_element_type(src)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(src)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(src)
+    cdef const char* src_data = <const char*>cnp.PyArray_DATA(src)
     cdef char* out_data = <char*>cnp.PyArray_DATA(out)
     cdef uint8_t* mask_data = <uint8_t*>cnp.PyArray_DATA(mask)
     cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
@@ -67,40 +68,25 @@ def forward(bint leaky, ndarray x, ndarray out, ndarray mask, double slope, int 
         return
     with nogil:
         if n_threads <= 1:
-            MASK_LOOPS.forward(leaky, etype, x_data, out_data, mask_data, n, slope)
+            run_slice(backward, leaky, etype, src_data, out_data, mask_data, n, slope)
         else:
             for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                 start = t * length
                 count = min(length, n - start)
                 if count > 0:
-                    MASK_LOOPS.forward(leaky, etype, x_data + start * itemsize,
-                                       out_data + start * itemsize, mask_data + start // 8,
-                                       count, slope)
+                    run_slice(backward, leaky, etype, src_data + start * itemsize,
+                              out_data + start * itemsize, mask_data + start // 8, count,
+                              slope)
+
+
+def forward(bint leaky, ndarray x, ndarray out, ndarray mask, double slope, int n_threads):
+    """``out = relu(x)`` or ``leaky_relu(x, slope)``, and ``mask`` its packed bits."""
+    run_slices(False, leaky, x, out, mask, slope, n_threads)
 
 
 def backward(bint leaky, ndarray g, ndarray mask, ndarray out, double slope, int n_threads):
     """``out = relu_backward`` or ``leaky_relu_backward`` of ``g`` where ``mask`` says."""
-    cdef ElementType etype = float_type(g)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
-    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(g)
-    cdef const char* g_data = <const char*>cnp.PyArray_DATA(g)
-    cdef char* out_data = <char*>cnp.PyArray_DATA(out)
-    cdef const uint8_t* mask_data = <const uint8_t*>cnp.PyArray_DATA(mask)
-    cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
-    cdef Py_ssize_t t, start, count
-    if n == 0:
-        return
-    with nogil:
-        if n_threads <= 1:
-            MASK_LOOPS.backward(leaky, etype, g_data, mask_data, out_data, n, slope)
-        else:
-            for t in prange(n_threads, num_threads=n_threads, schedule="static"):
-                start = t * length
-                count = min(length, n - start)
-                if count > 0:
-                    MASK_LOOPS.backward(leaky, etype, g_data + start * itemsize,
-                                        mask_data + start // 8, out_data + start * itemsize,
-                                        count, slope)
+    run_slices(True, leaky, g, out, mask, slope, n_threads)
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,7 +102,7 @@ cdef enum:
 def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, double slope,
                  int n_threads):
     """``out = relu(x + bias)`` (or leaky), and ``mask`` its bits unless None."""
-    cdef ElementType etype = float_type(x)
+    cdef ElementType etype = array_element_type(x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef Py_ssize_t cols = cnp.PyArray_SIZE(bias)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
@@ -149,7 +135,7 @@ def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, 
 def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t cols,
                   double slope, int n_threads):
     """``out`` the gradient of ``x + bias``; returns each column's sum of it, float64."""
-    cdef ElementType etype = float_type(g)
+    cdef ElementType etype = array_element_type(g)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(g)
     cdef Py_ssize_t rows = n // cols if cols > 0 else 0
