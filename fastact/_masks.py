@@ -189,10 +189,20 @@ def _with_mask(
     return out, bits
 
 
-def _backward_mask(
-    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
-) -> Any:
+def _backward_operands(
+    func: str,
+    leaky: bool,
+    grad_output: Any,
+    mask: Any,
+    negative_slope: float,
+    out: Any,
+    along_last_axis: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """A backward pass's checked operands: ``(g, g ready for the loops, the mask bits,
+    the array to write, the slope)``; every check runs before anything is written."""
     g = _dispatch._as_array(grad_output, "grad_output", func)
+    if along_last_axis and g.ndim == 0:
+        raise ValueError(f"fastact.{func}: grad_output is 0-d; the bias runs along its last axis")
     mask = _check_mask(mask, g.size, "mask", func, output=False)
     slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
     _check_out(out, g, func)
@@ -201,6 +211,15 @@ def _backward_mask(
     result = out if _writes_directly(out, (source, bits)) else None
     if result is None:
         result = np.empty(g.shape, dtype=source.dtype)
+    return g, source, bits, result, slope
+
+
+def _backward_mask(
+    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
+) -> Any:
+    _, source, bits, result, slope = _backward_operands(
+        func, leaky, grad_output, mask, negative_slope, out
+    )
     if _compiled is not None:
         traffic = 2 * source.nbytes + bits.nbytes
         _compiled.backward(leaky, source, bits, result, slope, _threads(traffic))
@@ -327,17 +346,9 @@ def _bias_forward(
 def _bias_backward(
     func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
 ) -> tuple[Any, np.ndarray]:
-    g = _dispatch._as_array(grad_output, "grad_output", func)
-    if g.ndim == 0:
-        raise ValueError(f"fastact.{func}: grad_output is 0-d; the bias runs along its last axis")
-    mask = _check_mask(mask, g.size, "mask", func, output=False)
-    slope = _dispatch._check_param(negative_slope, _SLOPE, g.dtype, func) if leaky else 0.0
-    _check_out(out, g, func)
-    source = _ready(g)
-    bits = np.ascontiguousarray(mask)
-    result = out if _writes_directly(out, (source, bits)) else None
-    if result is None:
-        result = np.empty(g.shape, dtype=source.dtype)
+    g, source, bits, result, slope = _backward_operands(
+        func, leaky, grad_output, mask, negative_slope, out, along_last_axis=True
+    )
     if _compiled is not None:
         traffic = 2 * source.nbytes + bits.nbytes
         sums = _compiled.bias_backward(
