@@ -242,3 +242,30 @@ def thresholds(**values: int) -> Iterator[None]:
     finally:
         for name, (value, source) in before.items():
             _kernels._set_thresholds(**{name: value}, source=source)
+
+
+def run_tests_under_build(build: str, *test_files: str) -> None:
+    """Run the quick tests of ``test_files`` in a child forced onto loop build ``build``.
+
+    From a neutral folder, with the repository's configuration: `python -m pytest` puts
+    the working directory first on sys.path, and from the repository root that would
+    import the uncompiled source tree instead of the installed package.
+    """
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    command = ["pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"]
+    command += ["--rootdir", str(repo), "-c", str(repo / "pyproject.toml"), *test_files]
+    result = subprocess.run(
+        [sys.executable, "-m", *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FASTACT_SIMD": build},
+        cwd=tempfile.gettempdir(),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout

@@ -22,6 +22,7 @@ from bitwise import (
     edge_values,
     parameter_cases,
     requires_compiled,
+    run_tests_under_build,
     sample,
 )
 
@@ -352,22 +353,7 @@ def test_other_builds_match_reference_too(build):
     # This process runs one build; the quick kernel tests and the PyTorch parity tests
     # (bfloat16 included) run again in a child forced onto each other build the CPU runs,
     # which also checks there that the child got the build it asked for.
-    repo = Path(__file__).resolve().parent.parent
-    # From a neutral folder, with the repository's configuration: `python -m pytest` puts
-    # the working directory first on sys.path, and from the repository root that would
-    # import the uncompiled source tree instead of the installed package.
-    command = ["pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"]
-    command += ["--rootdir", str(repo), "-c", str(repo / "pyproject.toml")]
-    command += [__file__] + [
+    torch_tests = [
         str(Path(__file__).with_name(f"test_torch_{n}.py")) for n in ("parity", "table")
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", *command],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FASTACT_SIMD": build},
-        cwd=tempfile.gettempdir(),
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
+    run_tests_under_build(build, __file__, *torch_tests)

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 from bitwise import (
@@ -17,6 +11,7 @@ from bitwise import (
     edge_values,
     python_runs_during,
     requires_compiled,
+    run_tests_under_build,
     sample,
     thresholds,
 )
@@ -311,16 +306,4 @@ def test_loops_are_the_selected_build():
     ],
 )
 def test_every_runnable_build_too(build):
-    repo = Path(__file__).resolve().parent.parent
-    command = ["pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"]
-    command += ["--rootdir", str(repo), "-c", str(repo / "pyproject.toml"), __file__]
-    result = subprocess.run(
-        [sys.executable, "-m", *command],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "FASTACT_SIMD": build},
-        cwd=tempfile.gettempdir(),
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
+    run_tests_under_build(build, __file__)

@@ -153,20 +153,9 @@ def test_bad_weight_is_a_clear_error():
 
 
 torch = pytest.importorskip("torch")
+from torch_bridge import from_torch, to_torch  # noqa: E402
+
 F = torch.nn.functional
-
-
-def to_torch(a):
-    if is_bfloat16(a.dtype):
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(np.array(a, copy=True))
-
-
-def from_torch(t, dtype):
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(dtype)
-    return t.numpy()
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)

@@ -7,7 +7,6 @@ from bitwise import (
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
-    is_bfloat16,
     sample,
 )
 
@@ -126,20 +125,9 @@ def test_errors():
 
 
 torch = pytest.importorskip("torch")
+from torch_bridge import from_torch, to_torch  # noqa: E402
+
 F = torch.nn.functional
-
-
-def to_torch(a):
-    if is_bfloat16(a.dtype):
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(a.copy())
-
-
-def from_torch(t, dtype):
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(dtype)
-    return t.numpy()
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)

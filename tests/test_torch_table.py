@@ -15,7 +15,6 @@ from bitwise import (
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
-    is_bfloat16,
     parameter_cases,
     sample,
 )
@@ -25,6 +24,8 @@ from fastact import _reference
 from fastact._functions import BY_NAME, FUNCTIONS
 
 torch = pytest.importorskip("torch")
+from torch_bridge import from_torch, to_torch  # noqa: E402
+
 F = torch.nn.functional
 
 # The torch counterpart of each forward function; derivatives come from autograd.
@@ -51,18 +52,6 @@ def test_every_function_has_a_torch_counterpart():
     assert {forward_of(f.name) for f in FUNCTIONS} <= set(TORCH_FORWARD)
 
 
-def to_torch(a: np.ndarray):
-    if is_bfloat16(a.dtype):
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(a.copy())
-
-
-def to_numpy(t, dtype) -> np.ndarray:
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(dtype)
-    return t.numpy()
-
-
 def data(dtype):
     """Random values plus the full cross product of edge values, as (g, x) pairs."""
     edges = edge_values(dtype)
@@ -78,18 +67,18 @@ def torch_result(name: str, g: np.ndarray, x: np.ndarray, params: tuple) -> np.n
     forward = TORCH_FORWARD[forward_of(name)]
     forward_params = (*params, *EXTRA_FORWARD_PARAMETERS.get(name, ()))
     if name == forward_of(name):
-        return to_numpy(forward(to_torch(x), *forward_params), x.dtype)
+        return from_torch(forward(to_torch(x), *forward_params), x.dtype)
     xt = to_torch(x).requires_grad_(True)
     gt = torch.ones_like(xt) if name.endswith("_grad") else to_torch(g)
     (grad,) = torch.autograd.grad(forward(xt, *forward_params), xt, gt)
-    return to_numpy(grad, x.dtype)
+    return from_torch(grad, x.dtype)
 
 
 def scalar_hardtanh_backward(g, x, spec, params) -> np.ndarray:
     """torch's hardtanh_backward through its scalar loop (strided tensors)."""
     bounds = spec.fixed or params
     strided_g, strided_x = (to_torch(np.repeat(a, 2))[::2] for a in (g, x))
-    return to_numpy(torch.ops.aten.hardtanh_backward(strided_g, strided_x, *bounds), x.dtype)
+    return from_torch(torch.ops.aten.hardtanh_backward(strided_g, strided_x, *bounds), x.dtype)
 
 
 def refused_by_torch(name: str, x: np.ndarray, params: tuple) -> bool:
