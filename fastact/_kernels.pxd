@@ -17,10 +17,12 @@ from fastact._loops cimport *
 cdef const LoopTable* active_loops() noexcept nogil
 
 # For fastact's own modules: the element type the loops see in an ndarray (UNSUPPORTED for
-# any other dtype), and how many threads a call moving ``traffic_bytes`` may use (both
-# need the GIL). Declared without NumPy's headers, which a user extension need not have.
+# any other dtype), how many threads a call moving ``traffic_bytes`` may use and whether
+# its stores stream (all need the GIL: they read the thresholds in force). Declared without NumPy's headers, which a user extension need not have.
 cdef ElementType array_element_type(object array) noexcept
 cdef int threads_for(Py_ssize_t traffic_bytes) except -1
+# Whether a call writing ``out_bytes`` (into memory no input occupies) streams its stores.
+cdef bint streams_output(Py_ssize_t out_bytes) noexcept
 
 ctypedef fused real_t:
     float

@@ -17,6 +17,12 @@ from numpy cimport ndarray, npy_intp
 
 from libc.math cimport fabs, isfinite
 
+from fastact._stream cimport (
+    FASTACT_HAS_STREAMING_STORES,
+    fastact_stream_copy,
+    fastact_stream_fence,
+)
+
 from fastact._loops cimport (
     FASTACT_LOOP_TABLE_NAME,
     BFLOAT16,
@@ -116,58 +122,6 @@ cdef extern from *:
     const char* FASTACT_NUMPY_VERSION
     const bint FASTACT_OPENMP
     int fastact_cpu_simd_level() noexcept
-
-cdef extern from *:
-    """
-    /* Non-temporal (streaming) stores: a copy that writes to memory without reading the
-     * destination lines into the cache first. SSE2 is part of every x86-64 CPU; elsewhere the
-     * copy is a plain memcpy and FASTACT_HAS_STREAMING_STORES tells the driver not to bother.
-     */
-    #ifndef FASTACT_STREAM_H
-    #define FASTACT_STREAM_H
-
-    #include <stddef.h>
-    #include <string.h>
-
-    #if defined(__SSE2__) || defined(_M_X64)
-    #include <emmintrin.h>
-    #define FASTACT_HAS_STREAMING_STORES 1
-
-    /* dst must be 16-byte aligned and nbytes a multiple of 64; src may be unaligned. */
-    static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
-    {
-        char *d = (char *)dst;
-        const char *s = (const char *)src;
-        for (size_t i = 0; i < nbytes; i += 64) {
-            __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
-            __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
-            __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
-            __m128i e = _mm_loadu_si128((const __m128i *)(s + i + 48));
-            _mm_stream_si128((__m128i *)(d + i), a);
-            _mm_stream_si128((__m128i *)(d + i + 16), b);
-            _mm_stream_si128((__m128i *)(d + i + 32), c);
-            _mm_stream_si128((__m128i *)(d + i + 48), e);
-        }
-    }
-
-    /* Streaming stores are weakly ordered: fence before another thread may read the result. */
-    static inline void fastact_stream_fence(void) { _mm_sfence(); }
-
-    #else
-    #define FASTACT_HAS_STREAMING_STORES 0
-    static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
-    {
-        memcpy(dst, src, nbytes);
-    }
-    static inline void fastact_stream_fence(void) {}
-    #endif
-
-    #endif
-    """
-    const bint FASTACT_HAS_STREAMING_STORES
-    void fastact_stream_copy(void* dst, const void* src, size_t nbytes) nogil
-    void fastact_stream_fence() nogil
-
 
 # ---------------------------------------------------------------------------------------
 # Which build of the loops runs, decided once at import.
@@ -419,6 +373,10 @@ cdef void set_parallel_min_bytes(Py_ssize_t value) noexcept:
     parallel_min_bytes = value
 
 
+cdef bint streams_output(Py_ssize_t out_bytes) noexcept:
+    return FASTACT_HAS_STREAMING_STORES and out_bytes >= stream_min_bytes
+
+
 def _thresholds():
     """The thresholds in force, as keyword arguments of _set_thresholds."""
     return {"stream_min_bytes": stream_min_bytes, "parallel_min_bytes": parallel_min_bytes}
@@ -511,8 +469,8 @@ cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x
     cdef char* out_data = <char*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t out_bytes = n * itemsize
     cdef int n_threads = threads_for(out_bytes * (2 if g is None else 3))
-    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES and out_bytes >= stream_min_bytes
-                           and out_data != x_data and out_data != g_data)
+    cdef bint streaming = (streams_output(out_bytes) and out_data != x_data
+                           and out_data != g_data)
     with nogil:
         run(op, etype, g_data, x_data, out_data, n, itemsize, p, n_threads,
             streaming)

@@ -11,11 +11,11 @@ cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport fabs
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uintptr_t
 from numpy cimport ndarray
 
-from fastact._kernels cimport array_element_type
-from fastact._loops cimport ElementType
+from fastact._kernels cimport array_element_type, streams_output, threads_for
+from fastact._loops cimport FLOAT64, ElementType, is_float_type
 from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable
 
 import importlib
@@ -44,13 +44,13 @@ cdef inline Py_ssize_t slice_length(Py_ssize_t n, int n_threads) noexcept nogil:
 
 
 cdef inline void run_slice(bint backward, bint leaky, ElementType etype, const char* src,
-                           char* out, uint8_t* mask, Py_ssize_t n,
-                           double slope) noexcept nogil:
+                           char* out, uint8_t* mask, Py_ssize_t n, double slope,
+                           bint streaming) noexcept nogil:
     """One slice: the forward pass writes ``mask``, the backward pass reads it."""
     if backward:
-        MASK_LOOPS.backward(leaky, etype, src, mask, out, n, slope)
+        MASK_LOOPS.backward(leaky, etype, src, mask, out, n, slope, streaming)
     else:
-        MASK_LOOPS.forward(leaky, etype, src, out, mask, n, slope)
+        MASK_LOOPS.forward(leaky, etype, src, out, mask, n, slope, streaming)
 
 
 cdef void run_slices(bint backward, bint leaky, ndarray src, ndarray out, ndarray mask,
@@ -64,11 +64,17 @@ cdef void run_slices(bint backward, bint leaky, ndarray src, ndarray out, ndarra
     cdef uint8_t* mask_data = <uint8_t*>cnp.PyArray_DATA(mask)
     cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
     cdef Py_ssize_t t, start, count
+    # Streaming stores as the other functions' (not in place: there the line was just read
+    # and a plain store is free), from 16-byte boundaries: every slice and block starts on
+    # a multiple of 64 elements, so out's alignment is each slice's.
+    cdef bint streaming = (streams_output(n * itemsize) and out_data != src_data
+                           and <uintptr_t>out_data % 16 == 0)
     if n == 0:
         return
     with nogil:
         if n_threads <= 1:
-            run_slice(backward, leaky, etype, src_data, out_data, mask_data, n, slope)
+            run_slice(backward, leaky, etype, src_data, out_data, mask_data, n, slope,
+                      streaming)
         else:
             for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                 start = t * length
@@ -76,7 +82,124 @@ cdef void run_slices(bint backward, bint leaky, ndarray src, ndarray out, ndarra
                 if count > 0:
                     run_slice(backward, leaky, etype, src_data + start * itemsize,
                               out_data + start * itemsize, mask_data + start // 8, count,
-                              slope)
+                              slope, streaming)
+
+
+# ---------------------------------------------------------------------------------------
+# The common call, decided here without Python: exact ndarrays the loops take as they are
+# (C-contiguous, aligned, native, one float type), ``out`` the input itself or apart from
+# it, a ready mask of the right length apart from both, a float slope that needs no
+# check. Anything else returns None and ``fastact._masks`` validates, raises or copies.
+
+cdef inline bint is_ready(object a) noexcept:
+    if type(a) is not ndarray:
+        return False
+    cdef ndarray arr = <ndarray>a
+    return (cnp.PyArray_NDIM(arr) > 0 and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+cdef inline bint apart(ndarray a, ndarray b) noexcept:
+    cdef char* a_start = cnp.PyArray_BYTES(a)
+    cdef char* b_start = cnp.PyArray_BYTES(b)
+    return (a_start >= b_start + cnp.PyArray_NBYTES(b)
+            or b_start >= a_start + cnp.PyArray_NBYTES(a))
+
+
+cdef inline bint same_array_shape(ndarray a, ndarray b) noexcept:
+    cdef int d
+    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIMS(a)[d] != cnp.PyArray_DIMS(b)[d]:
+            return False
+    return True
+
+
+cdef object ready_output(ndarray like, object out, ndarray other):
+    """``out`` if the loops can write it (``like`` itself, or apart from it and from
+    ``other``), a new array for None, else None."""
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like),
+                                 cnp.PyArray_TYPE(like), 0)
+    if not is_ready(out):
+        return None
+    cdef ndarray o = <ndarray>out
+    if not (cnp.PyArray_ISWRITEABLE(o) and cnp.PyArray_TYPE(o) == cnp.PyArray_TYPE(like)
+            and same_array_shape(o, like)):
+        return None
+    if cnp.PyArray_BYTES(o) != cnp.PyArray_BYTES(like) and not apart(o, like):
+        return None
+    if other is not None and not apart(o, other):
+        return None
+    return o
+
+
+cdef object ready_mask(object mask, Py_ssize_t n, bint writes):
+    """The mask of ``n`` elements as the loops take it (a new one for None), else None."""
+    if mask is None:
+        return cnp.PyArray_EMPTY(1, [(n + 7) // 8], cnp.NPY_UINT8, 0) if writes else None
+    if not (type(mask) is ndarray and cnp.PyArray_TYPE(<ndarray>mask) == cnp.NPY_UINT8
+            and cnp.PyArray_NDIM(<ndarray>mask) == 1 and cnp.PyArray_IS_C_CONTIGUOUS(<ndarray>mask)
+            and cnp.PyArray_DIMS(<ndarray>mask)[0] == (n + 7) // 8):
+        return None
+    if writes and not cnp.PyArray_ISWRITEABLE(<ndarray>mask):
+        return None
+    return mask
+
+
+cdef inline bint slope_ready(object slope, ElementType etype, double* value):
+    """A float slope within the range torch accepts for this type, no check needed."""
+    if not isinstance(slope, float):
+        return False
+    value[0] = <double>slope
+    return etype == FLOAT64 or fabs(value[0]) <= FLT_MAX
+
+
+cdef extern from "float.h":
+    const double FLT_MAX
+
+
+def forward_fast(bint leaky, object x, object slope, object out, object mask):
+    """``(out, mask)`` of the common call, or None to decline."""
+    cdef double s = 0.0
+    if not is_ready(x):
+        return None
+    cdef ndarray xa = <ndarray>x
+    cdef ElementType etype = array_element_type(xa)
+    if not (is_float_type(etype) and (not leaky or slope_ready(slope, etype, &s))):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    bits = ready_mask(mask, n, True)
+    if bits is None or not apart(<ndarray>bits, xa):
+        return None
+    result = ready_output(xa, out, <ndarray>bits)
+    if result is None:
+        return None
+    run_slices(False, leaky, xa, <ndarray>result, <ndarray>bits, s,
+               threads_for(2 * cnp.PyArray_NBYTES(xa) + (n + 7) // 8))
+    return result, bits
+
+
+def backward_fast(bint leaky, object g, object mask, object slope, object out):
+    """The gradient of the common call, or None to decline."""
+    cdef double s = 0.0
+    if not is_ready(g):
+        return None
+    cdef ndarray ga = <ndarray>g
+    cdef ElementType etype = array_element_type(ga)
+    if not (is_float_type(etype) and (not leaky or slope_ready(slope, etype, &s))):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ga)
+    bits = ready_mask(mask, n, False)
+    if bits is None:
+        return None
+    result = ready_output(ga, out, <ndarray>bits)
+    if result is None:
+        return None
+    run_slices(True, leaky, ga, <ndarray>result, <ndarray>bits, s,
+               threads_for(2 * cnp.PyArray_NBYTES(ga) + (n + 7) // 8))
+    return result
 
 
 def forward(bint leaky, ndarray x, ndarray out, ndarray mask, double slope, int n_threads):
@@ -93,10 +216,13 @@ def backward(bint leaky, ndarray g, ndarray mask, ndarray out, double slope, int
 # A bias along the last axis (``cols`` elements per row) before the activation.
 
 cdef enum:
-    # The gradient of the bias is summed per chunk of rows (about this many elements),
-    # then the chunks' sums in chunk order: a partition fixed by the shape alone, so that
-    # the result has the same bits for any thread count.
+    # The gradient of the bias is summed per chunk of rows, then the chunks' sums in chunk
+    # order: a partition fixed by the shape alone, so that the result has the same bits
+    # for any thread count. A chunk has at least this many elements (a thread's start is
+    # paid for) and there are at most BIAS_MAX_CHUNKS of them (each keeps a row of partial
+    # sums, which must stay small next to the array).
     BIAS_CHUNK_ELEMENTS = 16384
+    BIAS_MAX_CHUNKS = 64
 
 
 def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, double slope,
@@ -139,7 +265,8 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(g)
     cdef Py_ssize_t rows = n // cols if cols > 0 else 0
-    cdef Py_ssize_t chunk_rows = max(1, BIAS_CHUNK_ELEMENTS // max(cols, 1))
+    cdef Py_ssize_t chunk_rows = max(1, BIAS_CHUNK_ELEMENTS // max(cols, 1),
+                                     (rows + BIAS_MAX_CHUNKS - 1) // BIAS_MAX_CHUNKS)
     cdef Py_ssize_t n_chunks = (rows + chunk_rows - 1) // chunk_rows
     cdef ndarray partial = cnp.PyArray_ZEROS(1, [2 * max(n_chunks, 1) * cols],
                                              cnp.NPY_DOUBLE, 0)

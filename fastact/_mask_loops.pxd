@@ -20,12 +20,12 @@ AVX2/SSE2 compares + movemask), chosen by the flags of the module that compiles 
 the rest of the loops; a portable scalar version elsewhere. Everything is ``inline``:
 each ``_loops_*`` module compiles its own copy and exports it as a ``MaskTable``.
 """
-from libc.math cimport fabs
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 
 from fastact._elementwise cimport bfloat16_t, float16_t, narrow, widen, with_bits
+from fastact._stream cimport fastact_stream_copy, fastact_stream_fence
 from fastact._loops cimport (
     BFLOAT16,
     FLOAT16,
@@ -262,8 +262,100 @@ cdef extern from *:
             lanes[i] = ((mask[i / 8] >> (i % 8)) & 1) ? one : 0;
     }
 
+    /* The AVX-512 build computes the float32 and float64 passes in one go per vector: a
+       compare gives the mask register, which is both the bits to store and the select's
+       operand (the blocked side is +0.0 or the product with the slope, as the rules).
+       Each returns how many leading elements it did, a multiple of 8 (whole mask bytes):
+       the caller does the rest the portable way. */
+    #if defined(__AVX512F__)
+    #define FASTACT_FUSED_MASK_PASSES(T, SUFFIX, VEC, BITS, LANES)                             \
+    static inline ptrdiff_t fastact_fused_forward_##SUFFIX(const T *x, T *out, uint8_t *mask, \
+                                                           ptrdiff_t n, int leaky, T slope)  \
+    {                                                                                     \
+        const VEC zero = _mm512_setzero_##SUFFIX(), s = _mm512_set1_##SUFFIX(slope);     \
+        ptrdiff_t i = 0;                                                                  \
+        for (; i + LANES <= n; i += LANES) {                                              \
+            VEC v = _mm512_loadu_##SUFFIX(x + i);                                         \
+            BITS keep, negative;                                                          \
+            VEC y;                                                                        \
+            if (leaky) { /* x > 0 ? x : x * s; the bit is x > 0 */                         \
+                keep = _mm512_cmp_##SUFFIX##_mask(v, zero, _CMP_GT_OQ);                  \
+                y = _mm512_mask_blend_##SUFFIX(keep, _mm512_mul_##SUFFIX(v, s), v);       \
+            } else { /* x < 0 ? +0 : x (-0 and NaN pass); the bit is !(x <= 0) */         \
+                keep = _mm512_cmp_##SUFFIX##_mask(v, zero, _CMP_NLE_UQ);                 \
+                negative = _mm512_cmp_##SUFFIX##_mask(v, zero, _CMP_LT_OQ);              \
+                y = _mm512_mask_mov_##SUFFIX(v, negative, zero);                          \
+            }                                                                             \
+            _mm512_storeu_##SUFFIX(out + i, y);                                           \
+            memcpy(mask + i / 8, &keep, sizeof(keep));                                    \
+        }                                                                                 \
+        return i;                                                                         \
+    }                                                                                     \
+    static inline ptrdiff_t fastact_fused_backward_##SUFFIX(const T *g, const uint8_t *mask, \
+                                                            T *out, ptrdiff_t n, int leaky, \
+                                                            T slope)                      \
+    {                                                                                     \
+        const VEC s = _mm512_set1_##SUFFIX(slope);                                        \
+        ptrdiff_t i = 0;                                                                  \
+        for (; i + LANES <= n; i += LANES) {                                              \
+            VEC v = _mm512_loadu_##SUFFIX(g + i);                                         \
+            BITS keep;                                                                    \
+            memcpy(&keep, mask + i / 8, sizeof(keep));                                    \
+            _mm512_storeu_##SUFFIX(out + i,                                               \
+                leaky ? _mm512_mask_blend_##SUFFIX(keep, _mm512_mul_##SUFFIX(v, s), v)   \
+                      : _mm512_maskz_mov_##SUFFIX(keep, v));                              \
+        }                                                                                 \
+        return i;                                                                         \
+    }
+    FASTACT_FUSED_MASK_PASSES(float, ps, __m512, __mmask16, 16)
+    FASTACT_FUSED_MASK_PASSES(double, pd, __m512d, __mmask8, 8)
+    #else
+    static inline ptrdiff_t fastact_fused_forward_ps(const float *x, float *out, uint8_t *mask,
+                                                     ptrdiff_t n, int leaky, float slope)
+    { return 0; }
+    static inline ptrdiff_t fastact_fused_forward_pd(const double *x, double *out,
+                                                     uint8_t *mask, ptrdiff_t n, int leaky,
+                                                     double slope)
+    { return 0; }
+    static inline ptrdiff_t fastact_fused_backward_ps(const float *g, const uint8_t *mask,
+                                                      float *out, ptrdiff_t n, int leaky,
+                                                      float slope)
+    { return 0; }
+    static inline ptrdiff_t fastact_fused_backward_pd(const double *g, const uint8_t *mask,
+                                                      double *out, ptrdiff_t n, int leaky,
+                                                      double slope)
+    { return 0; }
+    #endif
+
+    /* The ReLU backward pass of 16-bit floats is a select of g's bits or +0.0. */
+    static inline ptrdiff_t fastact_fused_relu_backward_16(const uint16_t *g,
+                                                           const uint8_t *mask, uint16_t *out,
+                                                           ptrdiff_t n)
+    {
+        ptrdiff_t i = 0;
+    #if defined(__AVX512BW__)
+        for (; i + 32 <= n; i += 32) {
+            __mmask32 keep;
+            memcpy(&keep, mask + i / 8, sizeof(keep));
+            _mm512_storeu_si512((void *)(out + i),
+                                _mm512_maskz_mov_epi16(keep, _mm512_loadu_si512((const void *)(g + i))));
+        }
+    #endif
+        return i;
+    }
+
     #endif
     """
+    Py_ssize_t fastact_fused_forward_ps(const float* x, float* out, uint8_t* mask, Py_ssize_t n,
+                                        int leaky, float slope) nogil
+    Py_ssize_t fastact_fused_forward_pd(const double* x, double* out, uint8_t* mask,
+                                        Py_ssize_t n, int leaky, double slope) nogil
+    Py_ssize_t fastact_fused_backward_ps(const float* g, const uint8_t* mask, float* out,
+                                         Py_ssize_t n, int leaky, float slope) nogil
+    Py_ssize_t fastact_fused_backward_pd(const double* g, const uint8_t* mask, double* out,
+                                         Py_ssize_t n, int leaky, double slope) nogil
+    Py_ssize_t fastact_fused_relu_backward_16(const uint16_t* g, const uint8_t* mask,
+                                              uint16_t* out, Py_ssize_t n) nogil
     void fastact_pack_f32(const float* x, uint8_t* mask, Py_ssize_t n, int leaky) nogil
     void fastact_pack_f64(const double* x, uint8_t* mask, Py_ssize_t n, int leaky) nogil
     void fastact_pack_half(const uint16_t* x, uint8_t* mask, Py_ssize_t n, int leaky,
@@ -285,6 +377,8 @@ cdef enum:
     # Elements per block: a multiple of 64 (whole mask words), and a block of each operand
     # in L1 (8 KiB of doubles).
     MASK_BLOCK = 1024
+    # Room for a block of doubles anywhere within half a page (see streaming_block).
+    STREAM_SCRATCH_BYTES = 2 * 8 * MASK_BLOCK
 
 
 cdef inline void pack(bint leaky, const mask_float_t* x, uint8_t* mask,
@@ -311,38 +405,99 @@ cdef inline void expand(const uint8_t* mask, mask_float_t* lanes, Py_ssize_t n) 
         fastact_expand_16(mask, <uint16_t*>lanes, n, 0x3F80)
 
 
+cdef inline Py_ssize_t fused_forward(bint leaky, const mask_float_t* x, mask_float_t* out,
+                                     uint8_t* mask, Py_ssize_t n, double slope) noexcept nogil:
+    """The leading elements this build does in one pass per vector (the slope is rounded
+    to float32 for float32 input, as the rule's own rounding)."""
+    if mask_float_t is float:
+        return fastact_fused_forward_ps(x, out, mask, n, leaky, <float>slope)
+    elif mask_float_t is double:
+        return fastact_fused_forward_pd(x, out, mask, n, leaky, slope)
+    else:
+        return 0
+
+
+cdef inline Py_ssize_t fused_backward(bint leaky, const mask_float_t* g, const uint8_t* mask,
+                                      mask_float_t* out, Py_ssize_t n,
+                                      double slope) noexcept nogil:
+    if mask_float_t is float:
+        return fastact_fused_backward_ps(g, mask, out, n, leaky, <float>slope)
+    elif mask_float_t is double:
+        return fastact_fused_backward_pd(g, mask, out, n, leaky, slope)
+    elif not leaky:
+        return fastact_fused_relu_backward_16(<const uint16_t*>g, mask, <uint16_t*>out, n)
+    else:
+        return 0
+
+
+cdef inline mask_float_t* streaming_block(uint8_t* scratch,
+                                          const mask_float_t* src) noexcept nogil:
+    """Where in ``scratch`` a block streamed out goes: half a page from ``src`` modulo 4 KiB
+    (and so from each block of it, a whole page or half of one further), so that a load
+    from ``src`` never waits on a pending store to the block at the same page offset (4K
+    aliasing)."""
+    cdef size_t gap = (<size_t>src + 2048 - <size_t>scratch) % 4096
+    return <mask_float_t*>(scratch + gap)
+
+
 cdef inline void forward_typed(bint leaky, const mask_float_t* x, mask_float_t* out,
-                               uint8_t* mask, Py_ssize_t n, double slope) noexcept nogil:
+                               uint8_t* mask, Py_ssize_t n, double slope,
+                               bint streaming) noexcept nogil:
+    """``streaming``: ``out`` is 16-byte aligned, apart from ``x``, and written with
+    streaming stores from a block in L1."""
+    cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
+    cdef mask_float_t* block = streaming_block(scratch, x)
+    cdef mask_float_t* target
     cdef Py_ssize_t size = sizeof(mask_float_t)
-    cdef Py_ssize_t start = 0, m
+    cdef Py_ssize_t start = 0, m, done
     while start < n:
         m = min(<Py_ssize_t>MASK_BLOCK, n - start)
-        # The bits first: out may be x itself (in place).
-        pack(leaky, x + start, mask + start // 8, m)
+        target = block if streaming else out + start
+        done = fused_forward(leaky, x + start, target, mask + start // 8, m, slope)
+        # The rest: the bits first, as out may be x itself (in place).
+        pack(leaky, x + start + done, mask + (start + done) // 8, m - done)
         if leaky:
-            run_typed(<leaky_relu_op*>NULL, x + start, size, x + start, size, out + start,
-                      size, m, slope, 0.0)
+            run_typed(<leaky_relu_op*>NULL, x + start + done, size, x + start + done, size,
+                      target + done, size, m - done, slope, 0.0)
         else:
-            run_typed(<relu_op*>NULL, x + start, size, x + start, size, out + start, size, m,
-                      0.0, 0.0)
+            run_typed(<relu_op*>NULL, x + start + done, size, x + start + done, size,
+                      target + done, size, m - done, 0.0, 0.0)
+        if streaming:
+            fastact_stream_copy(out + start, block, m * size)
         start += m
+    if streaming:
+        fastact_stream_fence()
 
 
 cdef inline void backward_typed(bint leaky, const mask_float_t* g, const uint8_t* mask,
-                                mask_float_t* out, Py_ssize_t n, double slope) noexcept nogil:
+                                mask_float_t* out, Py_ssize_t n, double slope,
+                                bint streaming) noexcept nogil:
+    """``streaming`` as for ``forward_typed``, ``out`` apart from ``g``."""
     cdef mask_float_t lanes[MASK_BLOCK]
+    cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
+    cdef mask_float_t* block = streaming_block(scratch, g)
+    cdef mask_float_t* target
     cdef Py_ssize_t size = sizeof(mask_float_t)
-    cdef Py_ssize_t start = 0, m
+    cdef Py_ssize_t start = 0, m, done
     while start < n:
         m = min(<Py_ssize_t>MASK_BLOCK, n - start)
-        expand(mask + start // 8, lanes, m)
+        target = block if streaming else out + start
+        done = fused_backward(leaky, g + start, mask + start // 8, target, m, slope)
+        # The rest: the bits as 1.0 / +0.0 in x's place, through the table's own rule.
+        expand(mask + (start + done) // 8, lanes, m - done)
         if leaky:
-            run_typed(<leaky_relu_backward_op*>NULL, g + start, size, <const mask_float_t*>lanes,
-                      size, out + start, size, m, slope, 0.0)
+            run_typed(<leaky_relu_backward_op*>NULL, g + start + done, size,
+                      <const mask_float_t*>lanes, size, target + done, size, m - done, slope,
+                      0.0)
         else:
-            run_typed(<relu_backward_op*>NULL, g + start, size, <const mask_float_t*>lanes,
-                      size, out + start, size, m, 0.0, 0.0)
+            run_typed(<relu_backward_op*>NULL, g + start + done, size,
+                      <const mask_float_t*>lanes, size, target + done, size, m - done, 0.0,
+                      0.0)
+        if streaming:
+            fastact_stream_copy(out + start, block, m * size)
         start += m
+    if streaming:
+        fastact_stream_fence()
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,8 +539,9 @@ cdef inline void bias_forward_typed(bint leaky, const mask_float_t* x,
         m = min(<Py_ssize_t>MASK_BLOCK, n - start)
         add_bias(x + start, bias, z, first + start, m, cols)
         if mask != NULL:
-            pack(leaky, <const mask_float_t*>z, mask + start // 8, m)
-        if leaky:
+            forward_typed(leaky, <const mask_float_t*>z, out + start, mask + start // 8, m,
+                          slope, False)
+        elif leaky:
             run_typed(<leaky_relu_op*>NULL, <const mask_float_t*>z, size,
                       <const mask_float_t*>z, size, out + start, size, m, slope, 0.0)
         else:
@@ -394,25 +550,46 @@ cdef inline void bias_forward_typed(bint leaky, const mask_float_t* x,
         start += m
 
 
+cdef extern from *:
+    """
+    #include <math.h>
+    /* A row run's column sums, in float64; restrict, so that the compiler vectorises. */
+    static inline void fastact_sum_run_f32(double *restrict sums, const float *restrict v,
+                                           ptrdiff_t n)
+    {
+        for (ptrdiff_t i = 0; i < n; i++)
+            sums[i] += (double)v[i];
+    }
+    /* float64 input, compensated (Neumaier): each add's rounding error goes to carries. */
+    static inline void fastact_sum_run_f64(double *restrict sums, double *restrict carries,
+                                           const double *restrict v, ptrdiff_t n)
+    {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double s = sums[i], value = v[i], t = s + value;
+            carries[i] += fabs(s) >= fabs(value) ? (s - t) + value : (value - t) + s;
+            sums[i] = t;
+        }
+    }
+    """
+    void fastact_sum_run_f32(double* sums, const float* v, Py_ssize_t n) nogil
+    void fastact_sum_run_f64(double* sums, double* carries, const double* v,
+                             Py_ssize_t n) nogil
+
+
 cdef inline void accumulate_columns(const mask_float_t* v, double* sums, double* carries,
                                     Py_ssize_t first, Py_ssize_t n,
                                     Py_ssize_t cols) noexcept nogil:
     """Add ``v[i]`` to ``sums[(first + i) % cols]``, row after row, in float64: float64
-    input compensated (Neumaier: the rounding error of each add goes to ``carries``)."""
+    input compensated (the rounding error of each add goes to ``carries``)."""
     cdef Py_ssize_t i = 0, j = first % cols, k, run
-    cdef double value, s, t
     while i < n:
         run = min(cols - j, n - i)
-        for k in range(run):
-            if mask_float_t is double:
-                value = v[i + k]
-                s = sums[j + k]
-                t = s + value
-                carries[j + k] += (s - t) + value if fabs(s) >= fabs(value) else (value - t) + s
-                sums[j + k] = t
-            elif mask_float_t is float:
-                sums[j + k] += <double>v[i + k]
-            else:
+        if mask_float_t is double:
+            fastact_sum_run_f64(sums + j, carries + j, v + i, run)
+        elif mask_float_t is float:
+            fastact_sum_run_f32(sums + j, v + i, run)
+        else:
+            for k in range(run):
                 sums[j + k] += <double>widen(v[i + k])
         i += run
         j = 0
@@ -424,10 +601,11 @@ cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const ui
                                      double* carries) noexcept nogil:
     """The gradient of ``n`` elements from element ``first`` (any), into ``out``, and each
     column's sum of it added to ``sums``. ``g`` and ``out`` point at element ``first``'s,
-    ``mask`` at the mask's start."""
+    ``mask`` at the mask's start. Block by block, so that the sums read the gradient
+    from L1, where it was just written."""
     cdef mask_float_t head_lanes[8]
     cdef Py_ssize_t size = sizeof(mask_float_t)
-    cdef Py_ssize_t head = min(n, (8 - first % 8) % 8), i
+    cdef Py_ssize_t head = min(n, (8 - first % 8) % 8), i, m
     # Up to a mask byte boundary one by one, then whole bytes.
     for i in range(head):
         expand(mask + (first + i) // 8, head_lanes, 8)
@@ -438,8 +616,13 @@ cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const ui
         else:
             run_typed(<relu_backward_op*>NULL, g + i, size, <const mask_float_t*>head_lanes,
                       size, out + i, size, 1, 0.0, 0.0)
-    backward_typed(leaky, g + head, mask + (first + head) // 8, out + head, n - head, slope)
-    accumulate_columns(<const mask_float_t*>out, sums, carries, first, n, cols)
+    accumulate_columns(<const mask_float_t*>out, sums, carries, first, head, cols)
+    i = head
+    while i < n:
+        m = min(<Py_ssize_t>MASK_BLOCK, n - i)
+        backward_typed(leaky, g + i, mask + (first + i) // 8, out + i, m, slope, False)
+        accumulate_columns(<const mask_float_t*>(out + i), sums, carries, first + i, m, cols)
+        i += m
 
 
 # ---------------------------------------------------------------------------------------
@@ -447,28 +630,33 @@ cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const ui
 # operands; ``n`` elements from the start of a mask byte.
 
 cdef inline void mask_forward(bint leaky, ElementType etype, const char* x, char* out,
-                              uint8_t* mask, Py_ssize_t n, double slope) noexcept nogil:
+                              uint8_t* mask, Py_ssize_t n, double slope,
+                              bint streaming) noexcept nogil:
     if etype == FLOAT32:
-        forward_typed(leaky, <const float*>x, <float*>out, mask, n, slope)
+        forward_typed(leaky, <const float*>x, <float*>out, mask, n, slope, streaming)
     elif etype == FLOAT64:
-        forward_typed(leaky, <const double*>x, <double*>out, mask, n, slope)
+        forward_typed(leaky, <const double*>x, <double*>out, mask, n, slope, streaming)
     elif etype == FLOAT16:
-        forward_typed(leaky, <const float16_t*>x, <float16_t*>out, mask, n, slope)
+        forward_typed(leaky, <const float16_t*>x, <float16_t*>out, mask, n, slope,
+                      streaming)
     elif etype == BFLOAT16:
-        forward_typed(leaky, <const bfloat16_t*>x, <bfloat16_t*>out, mask, n, slope)
+        forward_typed(leaky, <const bfloat16_t*>x, <bfloat16_t*>out, mask, n, slope,
+                      streaming)
 
 
 cdef inline void mask_backward(bint leaky, ElementType etype, const char* g,
-                               const uint8_t* mask, char* out, Py_ssize_t n,
-                               double slope) noexcept nogil:
+                               const uint8_t* mask, char* out, Py_ssize_t n, double slope,
+                               bint streaming) noexcept nogil:
     if etype == FLOAT32:
-        backward_typed(leaky, <const float*>g, mask, <float*>out, n, slope)
+        backward_typed(leaky, <const float*>g, mask, <float*>out, n, slope, streaming)
     elif etype == FLOAT64:
-        backward_typed(leaky, <const double*>g, mask, <double*>out, n, slope)
+        backward_typed(leaky, <const double*>g, mask, <double*>out, n, slope, streaming)
     elif etype == FLOAT16:
-        backward_typed(leaky, <const float16_t*>g, mask, <float16_t*>out, n, slope)
+        backward_typed(leaky, <const float16_t*>g, mask, <float16_t*>out, n, slope,
+                       streaming)
     elif etype == BFLOAT16:
-        backward_typed(leaky, <const bfloat16_t*>g, mask, <bfloat16_t*>out, n, slope)
+        backward_typed(leaky, <const bfloat16_t*>g, mask, <bfloat16_t*>out, n, slope,
+                       streaming)
 
 
 cdef inline void bias_forward(bint leaky, ElementType etype, const char* x, const char* bias,
@@ -507,10 +695,11 @@ cdef inline void bias_backward(bint leaky, ElementType etype, const char* g,
 
 
 ctypedef void (*mask_forward_loop)(bint leaky, ElementType etype, const char* x, char* out,
-                                   uint8_t* mask, Py_ssize_t n, double slope) noexcept nogil
+                                   uint8_t* mask, Py_ssize_t n, double slope,
+                                   bint streaming) noexcept nogil
 ctypedef void (*mask_backward_loop)(bint leaky, ElementType etype, const char* g,
                                     const uint8_t* mask, char* out, Py_ssize_t n,
-                                    double slope) noexcept nogil
+                                    double slope, bint streaming) noexcept nogil
 
 ctypedef void (*bias_forward_loop)(bint leaky, ElementType etype, const char* x,
                                    const char* bias, char* out, uint8_t* mask,

@@ -232,23 +232,45 @@ def _backward_mask(
     return out
 
 
+# The common call (ready arrays, a float slope) goes straight to the compiled entry point,
+# which declines (None) anything that needs a check, a copy or an error message.
+def _decline(*args: Any) -> None:
+    return None
+
+
+_forward_fast = _compiled.forward_fast if _compiled is not None else _decline
+_backward_fast = _compiled.backward_fast if _compiled is not None else _decline
+
+
 def relu_with_mask(x: Any, out: Any = None, mask: Any = None) -> tuple[Any, np.ndarray]:
+    result = _forward_fast(False, x, 0.0, out, mask)
+    if result is not None:
+        return result
     return _with_mask("relu_with_mask", False, x, 0.0, out, mask)
 
 
 def leaky_relu_with_mask(
     x: Any, negative_slope: float = 0.01, out: Any = None, mask: Any = None
 ) -> tuple[Any, np.ndarray]:
+    result = _forward_fast(True, x, negative_slope, out, mask)
+    if result is not None:
+        return result
     return _with_mask("leaky_relu_with_mask", True, x, negative_slope, out, mask)
 
 
 def relu_backward_mask(grad_output: Any, mask: Any, out: Any = None) -> Any:
+    result = _backward_fast(False, grad_output, mask, 0.0, out)
+    if result is not None:
+        return result
     return _backward_mask("relu_backward_mask", False, grad_output, mask, 0.0, out)
 
 
 def leaky_relu_backward_mask(
     grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
 ) -> Any:
+    result = _backward_fast(True, grad_output, mask, negative_slope, out)
+    if result is not None:
+        return result
     return _backward_mask("leaky_relu_backward_mask", True, grad_output, mask, negative_slope, out)
 
 

@@ -281,6 +281,35 @@ def test_threads_split_on_whole_mask_words(dtype, leaky):
 
 
 @requires_compiled
+@pytest.mark.parametrize("leaky", LEAKY)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_streaming_stores(dtype, leaky):
+    """Every out-of-place pass streamed: blocks, a partial last block, outputs on and off
+    a 16-byte boundary, 1 and 3 threads; in place never streams."""
+    rng = np.random.default_rng(5)
+    n = 3 * 1024 + 64 * 7 + 5
+    x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+    want_y, want_grad = plain(x, leaky), plain_backward(g, x, leaky)
+    want_mask = expected_mask(x, leaky)
+    buffer = np.empty(n + 16, dtype)
+    for skip in (0, 1):
+        start = (-buffer.ctypes.data % 16) // buffer.itemsize + skip
+        out = buffer[start : start + n]
+        with thresholds(stream_min_bytes=0, parallel_min_bytes=1024):
+            for n_threads in (1, 3):
+                with fastact.threads(n_threads):
+                    y, mask = forward(x, leaky, out=out)
+                    assert y is out
+                    assert_bitwise_equal(out, want_y)
+                    np.testing.assert_array_equal(mask, want_mask)
+                    assert backward(g, mask, leaky, out=out) is out
+                    assert_bitwise_equal(out, want_grad)
+                    in_place = x.copy()
+                    forward(in_place, leaky, out=in_place)
+                    assert_bitwise_equal(in_place, want_y)
+
+
+@requires_compiled
 def test_gil_released():
     x = np.random.default_rng(1).standard_normal(4_000_000).astype(np.float32)
     y, mask = fastact.relu_with_mask(x)

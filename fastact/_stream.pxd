@@ -1,0 +1,60 @@
+# cython: language_level=3
+"""Non-temporal (streaming) stores, for every module whose loops write past the caches.
+
+A plain store first reads the line it writes into the cache; above the last-level cache's
+size that read is wasted traffic (a third of a unary function's). A streaming store writes
+the line straight to memory. The loops stay plain C: they compute a block into a buffer
+that stays in L1, and the block is streamed out from there.
+"""
+
+cdef extern from *:
+    """
+    #ifndef FASTACT_STREAM_H
+    #define FASTACT_STREAM_H
+
+    #include <stddef.h>
+    #include <string.h>
+
+    /* SSE2 is part of every x86-64 CPU; elsewhere the copy is a plain memcpy and
+       FASTACT_HAS_STREAMING_STORES tells the drivers not to bother. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define FASTACT_HAS_STREAMING_STORES 1
+
+    /* dst must be 16-byte aligned; src may be unaligned. Whole 64-byte pieces stream, the
+       last nbytes % 64 bytes are copied plainly. */
+    static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
+    {
+        char *d = (char *)dst;
+        const char *s = (const char *)src;
+        size_t i = 0;
+        for (; i + 64 <= nbytes; i += 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+            _mm_stream_si128((__m128i *)(d + i), a);
+            _mm_stream_si128((__m128i *)(d + i + 16), b);
+            _mm_stream_si128((__m128i *)(d + i + 32), c);
+            _mm_stream_si128((__m128i *)(d + i + 48), e);
+        }
+        memcpy(d + i, s + i, nbytes - i);
+    }
+
+    /* Streaming stores are weakly ordered: fence before another thread may read the result. */
+    static inline void fastact_stream_fence(void) { _mm_sfence(); }
+
+    #else
+    #define FASTACT_HAS_STREAMING_STORES 0
+    static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
+    {
+        memcpy(dst, src, nbytes);
+    }
+    static inline void fastact_stream_fence(void) {}
+    #endif
+
+    #endif
+    """
+    const bint FASTACT_HAS_STREAMING_STORES
+    void fastact_stream_copy(void* dst, const void* src, size_t nbytes) nogil
+    void fastact_stream_fence() nogil
