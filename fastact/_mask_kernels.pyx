@@ -11,12 +11,13 @@ cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport fabs
+from libc.string cimport memset
 from libc.stdint cimport uint8_t, uintptr_t
 from numpy cimport ndarray
 
 from fastact._kernels cimport array_element_type, streams_output, threads_for
 from fastact._loops cimport FLOAT64, ElementType, is_float_type
-from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable
+from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable, fastact_sum_run_f64
 
 import importlib
 
@@ -43,6 +44,13 @@ cdef inline Py_ssize_t slice_length(Py_ssize_t n, int n_threads) noexcept nogil:
     return (per_thread + SLICE_ALIGN_ELEMENTS - 1) // SLICE_ALIGN_ELEMENTS * SLICE_ALIGN_ELEMENTS
 
 
+cdef inline bint should_stream(char* out, const char* src, Py_ssize_t nbytes) noexcept:
+    """Streaming stores as the other functions' (not in place: there the line was just read
+    and a plain store is free), from 16-byte boundaries: every slice and block starts on a
+    mask byte (8 elements), so out's alignment is each block's."""
+    return streams_output(nbytes) and out != src and <uintptr_t>out % 16 == 0
+
+
 cdef inline void run_slice(bint backward, bint leaky, ElementType etype, const char* src,
                            char* out, uint8_t* mask, Py_ssize_t n, double slope,
                            bint streaming) noexcept nogil:
@@ -64,11 +72,7 @@ cdef void run_slices(bint backward, bint leaky, ndarray src, ndarray out, ndarra
     cdef uint8_t* mask_data = <uint8_t*>cnp.PyArray_DATA(mask)
     cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
     cdef Py_ssize_t t, start, count
-    # Streaming stores as the other functions' (not in place: there the line was just read
-    # and a plain store is free), from 16-byte boundaries: every slice and block starts on
-    # a multiple of 64 elements, so out's alignment is each slice's.
-    cdef bint streaming = (streams_output(n * itemsize) and out_data != src_data
-                           and <uintptr_t>out_data % 16 == 0)
+    cdef bint streaming = should_stream(out_data, src_data, n * itemsize)
     if n == 0:
         return
     with nogil:
@@ -221,7 +225,7 @@ cdef enum:
     # for any thread count. A chunk has at least this many elements (a thread's start is
     # paid for) and there are at most BIAS_MAX_CHUNKS of them (each keeps a row of partial
     # sums, which must stay small next to the array).
-    BIAS_CHUNK_ELEMENTS = 16384
+    BIAS_CHUNK_ELEMENTS = 65536
     BIAS_MAX_CHUNKS = 64
 
 
@@ -238,6 +242,7 @@ def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, 
     cdef uint8_t* mask_data = NULL
     cdef Py_ssize_t length = slice_length(n, max(n_threads, 1))
     cdef Py_ssize_t t, start, count
+    cdef bint streaming = should_stream(out_data, x_data, n * itemsize)
     if mask is not None:
         mask_data = <uint8_t*>cnp.PyArray_DATA(<ndarray>mask)
     if n == 0:
@@ -245,7 +250,7 @@ def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, 
     with nogil:
         if n_threads <= 1:
             MASK_LOOPS.bias_forward(leaky, etype, x_data, bias_data, out_data, mask_data, 0, n,
-                                    cols, slope)
+                                    cols, slope, streaming)
         else:
             for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                 start = t * length
@@ -255,7 +260,7 @@ def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, 
                         leaky, etype, x_data + start * itemsize, bias_data,
                         out_data + start * itemsize,
                         mask_data + start // 8 if mask_data != NULL else NULL, start, count,
-                        cols, slope)
+                        cols, slope, streaming)
 
 
 def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t cols,
@@ -268,17 +273,19 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
     cdef Py_ssize_t chunk_rows = max(1, BIAS_CHUNK_ELEMENTS // max(cols, 1),
                                      (rows + BIAS_MAX_CHUNKS - 1) // BIAS_MAX_CHUNKS)
     cdef Py_ssize_t n_chunks = (rows + chunk_rows - 1) // chunk_rows
-    cdef ndarray partial = cnp.PyArray_ZEROS(1, [2 * max(n_chunks, 1) * cols],
+    cdef ndarray partial = cnp.PyArray_EMPTY(1, [2 * max(n_chunks, 1) * cols],
                                              cnp.NPY_DOUBLE, 0)
     cdef ndarray total = cnp.PyArray_ZEROS(1, [cols], cnp.NPY_DOUBLE, 0)
+    cdef ndarray total_carries = cnp.PyArray_ZEROS(1, [cols], cnp.NPY_DOUBLE, 0)
     cdef double* sums = <double*>cnp.PyArray_DATA(partial)
     cdef double* carries = sums + max(n_chunks, 1) * cols
     cdef double* result = <double*>cnp.PyArray_DATA(total)
+    cdef double* result_carries = <double*>cnp.PyArray_DATA(total_carries)
     cdef const char* g_data = <const char*>cnp.PyArray_DATA(g)
     cdef const uint8_t* mask_data = <const uint8_t*>cnp.PyArray_DATA(mask)
     cdef char* out_data = <char*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t k, j, first, count
-    cdef double value, s, c, t
+    cdef bint streaming = should_stream(out_data, g_data, n * itemsize)
     if n == 0:
         return total
     with nogil:
@@ -286,18 +293,17 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
                         schedule="static"):
             first = k * chunk_rows * cols
             count = min(chunk_rows * cols, n - first)
+            memset(sums + k * cols, 0, cols * sizeof(double))
+            memset(carries + k * cols, 0, cols * sizeof(double))
             MASK_LOOPS.bias_backward(leaky, etype, g_data + first * itemsize, mask_data,
                                      out_data + first * itemsize, first, count, cols, slope,
-                                     sums + k * cols, carries + k * cols)
-        # The chunks in order, compensated too (Neumaier), with their own carries.
+                                     sums + k * cols, carries + k * cols, streaming)
+        # The chunks in order, compensated too, with their own carries: per column the
+        # arithmetic of a scalar loop over the chunks, vectorised across the columns.
+        for k in range(n_chunks):
+            fastact_sum_run_f64(result, result_carries, sums + k * cols, cols)
+            for j in range(cols):
+                result_carries[j] += carries[k * cols + j]
         for j in range(cols):
-            s = 0.0
-            c = 0.0
-            for k in range(n_chunks):
-                value = sums[k * cols + j]
-                t = s + value
-                c += (s - t) + value if fabs(s) >= fabs(value) else (value - t) + s
-                s = t
-                c += carries[k * cols + j]
-            result[j] = s + c
+            result[j] += result_carries[j]
     return total

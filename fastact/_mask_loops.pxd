@@ -49,6 +49,24 @@ cdef extern from *:
     #if defined(__SSE2__)
     #include <immintrin.h>
     #endif
+    #include <math.h>
+    /* A row run's column sums, in float64; restrict, so that the compiler vectorises. */
+    static inline void fastact_sum_run_f32(double *restrict sums, const float *restrict v,
+                                           ptrdiff_t n)
+    {
+        for (ptrdiff_t i = 0; i < n; i++)
+            sums[i] += (double)v[i];
+    }
+    /* float64 input, compensated (Neumaier): each add's rounding error goes to carries. */
+    static inline void fastact_sum_run_f64(double *restrict sums, double *restrict carries,
+                                           const double *restrict v, ptrdiff_t n)
+    {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double s = sums[i], value = v[i], t = s + value;
+            carries[i] += fabs(s) >= fabs(value) ? (s - t) + value : (value - t) + s;
+            sums[i] = t;
+        }
+    }
 
     /* The predicates, element by element (the tails, and every element off x86-64).
        16-bit floats compare their bits as int16 s: x > 0 is 0 < s <= inf; NaN is
@@ -309,6 +327,77 @@ cdef extern from *:
     }
     FASTACT_FUSED_MASK_PASSES(float, ps, __m512, __mmask16, 16)
     FASTACT_FUSED_MASK_PASSES(double, pd, __m512d, __mmask8, 8)
+
+    /* The bias passes' backward: the gradient as above, each vector also added to its
+       columns' float64 sums while in a register (a second sweep over the block, even from
+       L1, stalls the stream of g enough to cost a quarter of the pass). Element i of the
+       block is in column (column + i) % cols; a vector that wraps a row goes lane by lane.
+       Each add is the scalar sweep's own (fastact_sum_run_*), so the sums have its bits. */
+    static inline void fastact_add_columns_ps(double *sums, double *carries, ptrdiff_t column,
+                                              ptrdiff_t cols, __m512 y)
+    {
+        (void)carries;
+        if (column + 16 <= cols) {
+            __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(y));
+            __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1)));
+            _mm512_storeu_pd(sums + column, _mm512_add_pd(_mm512_loadu_pd(sums + column), lo));
+            _mm512_storeu_pd(sums + column + 8, _mm512_add_pd(_mm512_loadu_pd(sums + column + 8), hi));
+        } else {
+            float lanes[16];
+            _mm512_storeu_ps(lanes, y);
+            for (int k = 0; k < 16; k++) {
+                ptrdiff_t j = column + k >= cols ? column + k - cols : column + k;
+                sums[j] += (double)lanes[k];
+            }
+        }
+    }
+    static inline void fastact_add_columns_pd(double *sums, double *carries, ptrdiff_t column,
+                                              ptrdiff_t cols, __m512d y)
+    {
+        if (column + 8 <= cols) {
+            const __m512d magnitude = _mm512_castsi512_pd(_mm512_set1_epi64(0x7fffffffffffffffLL));
+            __m512d s = _mm512_loadu_pd(sums + column), t = _mm512_add_pd(s, y);
+            __mmask8 s_larger = _mm512_cmp_pd_mask(_mm512_and_pd(s, magnitude),
+                                                   _mm512_and_pd(y, magnitude), _CMP_GE_OQ);
+            __m512d error = _mm512_mask_blend_pd(s_larger,
+                                                 _mm512_add_pd(_mm512_sub_pd(y, t), s),
+                                                 _mm512_add_pd(_mm512_sub_pd(s, t), y));
+            _mm512_storeu_pd(carries + column, _mm512_add_pd(_mm512_loadu_pd(carries + column), error));
+            _mm512_storeu_pd(sums + column, t);
+        } else {
+            double lanes[8];
+            _mm512_storeu_pd(lanes, y);
+            for (int k = 0; k < 8; k++) {
+                ptrdiff_t j = column + k >= cols ? column + k - cols : column + k;
+                fastact_sum_run_f64(sums + j, carries + j, lanes + k, 1);
+            }
+        }
+    }
+    #define FASTACT_FUSED_BIAS_BACKWARD(T, SUFFIX, VEC, BITS, LANES)                          \
+    static inline ptrdiff_t fastact_fused_bias_backward_##SUFFIX(                            \
+        const T *g, const uint8_t *mask, T *out, double *sums, double *carries,               \
+        ptrdiff_t column, ptrdiff_t cols, ptrdiff_t n, int leaky, T slope)                    \
+    {                                                                                     \
+        const VEC s = _mm512_set1_##SUFFIX(slope);                                        \
+        ptrdiff_t i = 0;                                                                  \
+        if (cols < LANES)                                                                 \
+            return 0;                                                                     \
+        for (; i + LANES <= n; i += LANES) {                                              \
+            VEC v = _mm512_loadu_##SUFFIX(g + i), y;                                      \
+            BITS keep;                                                                    \
+            memcpy(&keep, mask + i / 8, sizeof(keep));                                    \
+            y = leaky ? _mm512_mask_blend_##SUFFIX(keep, _mm512_mul_##SUFFIX(v, s), v)    \
+                      : _mm512_maskz_mov_##SUFFIX(keep, v);                               \
+            _mm512_storeu_##SUFFIX(out + i, y);                                           \
+            fastact_add_columns_##SUFFIX(sums, carries, column, cols, y);                 \
+            column += LANES;                                                              \
+            if (column >= cols)                                                           \
+                column -= cols;                                                           \
+        }                                                                                 \
+        return i;                                                                         \
+    }
+    FASTACT_FUSED_BIAS_BACKWARD(float, ps, __m512, __mmask16, 16)
+    FASTACT_FUSED_BIAS_BACKWARD(double, pd, __m512d, __mmask8, 8)
     #else
     static inline ptrdiff_t fastact_fused_forward_ps(const float *x, float *out, uint8_t *mask,
                                                      ptrdiff_t n, int leaky, float slope)
@@ -324,6 +413,14 @@ cdef extern from *:
     static inline ptrdiff_t fastact_fused_backward_pd(const double *g, const uint8_t *mask,
                                                       double *out, ptrdiff_t n, int leaky,
                                                       double slope)
+    { return 0; }
+    static inline ptrdiff_t fastact_fused_bias_backward_ps(
+        const float *g, const uint8_t *mask, float *out, double *sums, double *carries,
+        ptrdiff_t column, ptrdiff_t cols, ptrdiff_t n, int leaky, float slope)
+    { return 0; }
+    static inline ptrdiff_t fastact_fused_bias_backward_pd(
+        const double *g, const uint8_t *mask, double *out, double *sums, double *carries,
+        ptrdiff_t column, ptrdiff_t cols, ptrdiff_t n, int leaky, double slope)
     { return 0; }
     #endif
 
@@ -354,6 +451,17 @@ cdef extern from *:
                                          Py_ssize_t n, int leaky, float slope) nogil
     Py_ssize_t fastact_fused_backward_pd(const double* g, const uint8_t* mask, double* out,
                                          Py_ssize_t n, int leaky, double slope) nogil
+    Py_ssize_t fastact_fused_bias_backward_ps(const float* g, const uint8_t* mask, float* out,
+                                              double* sums, double* carries, Py_ssize_t column,
+                                              Py_ssize_t cols, Py_ssize_t n, int leaky,
+                                              float slope) nogil
+    Py_ssize_t fastact_fused_bias_backward_pd(const double* g, const uint8_t* mask,
+                                              double* out, double* sums, double* carries,
+                                              Py_ssize_t column, Py_ssize_t cols, Py_ssize_t n,
+                                              int leaky, double slope) nogil
+    void fastact_sum_run_f32(double* sums, const float* v, Py_ssize_t n) nogil
+    void fastact_sum_run_f64(double* sums, double* carries, const double* v,
+                             Py_ssize_t n) nogil
     Py_ssize_t fastact_fused_relu_backward_16(const uint16_t* g, const uint8_t* mask,
                                               uint16_t* out, Py_ssize_t n) nogil
     void fastact_pack_f32(const float* x, uint8_t* mask, Py_ssize_t n, int leaky) nogil
@@ -430,6 +538,22 @@ cdef inline Py_ssize_t fused_backward(bint leaky, const mask_float_t* g, const u
         return 0
 
 
+cdef inline Py_ssize_t fused_bias_backward(bint leaky, const mask_float_t* g,
+                                           const uint8_t* mask, mask_float_t* out,
+                                           double* sums, double* carries, Py_ssize_t column,
+                                           Py_ssize_t cols, Py_ssize_t n,
+                                           double slope) noexcept nogil:
+    """``fused_backward`` that also adds the gradient to its columns' sums."""
+    if mask_float_t is float:
+        return fastact_fused_bias_backward_ps(g, mask, out, sums, carries, column, cols, n,
+                                              leaky, <float>slope)
+    elif mask_float_t is double:
+        return fastact_fused_bias_backward_pd(g, mask, out, sums, carries, column, cols, n,
+                                              leaky, slope)
+    else:
+        return 0
+
+
 cdef inline mask_float_t* streaming_block(uint8_t* scratch,
                                           const mask_float_t* src) noexcept nogil:
     """Where in ``scratch`` a block streamed out goes: half a page from ``src`` modulo 4 KiB
@@ -440,30 +564,58 @@ cdef inline mask_float_t* streaming_block(uint8_t* scratch,
     return <mask_float_t*>(scratch + gap)
 
 
+cdef inline void forward_block(bint leaky, const mask_float_t* x, mask_float_t* out,
+                               uint8_t* mask, Py_ssize_t m, double slope) noexcept nogil:
+    """At most ``MASK_BLOCK`` elements from a mask byte: the vector pass where this build
+    has one, then the rest with the bits first, as ``out`` may be ``x`` (in place)."""
+    cdef Py_ssize_t size = sizeof(mask_float_t)
+    cdef Py_ssize_t done = fused_forward(leaky, x, out, mask, m, slope)
+    pack(leaky, x + done, mask + done // 8, m - done)
+    if leaky:
+        run_typed(<leaky_relu_op*>NULL, x + done, size, x + done, size, out + done, size,
+                  m - done, slope, 0.0)
+    else:
+        run_typed(<relu_op*>NULL, x + done, size, x + done, size, out + done, size, m - done,
+                  0.0, 0.0)
+
+
+cdef inline void backward_block(bint leaky, const mask_float_t* g, const uint8_t* mask,
+                                mask_float_t* out, Py_ssize_t m, double slope) noexcept nogil:
+    """At most ``MASK_BLOCK`` elements from a mask byte: the vector pass where this build
+    has one, then the rest with the bits as 1.0 / +0.0 in x's place, through the table's
+    own rule."""
+    cdef mask_float_t lanes[MASK_BLOCK]
+    cdef Py_ssize_t size = sizeof(mask_float_t)
+    cdef Py_ssize_t done = fused_backward(leaky, g, mask, out, m, slope)
+    if done == m:
+        return
+    expand(mask + done // 8, lanes, m - done)
+    if leaky:
+        run_typed(<leaky_relu_backward_op*>NULL, g + done, size, <const mask_float_t*>lanes,
+                  size, out + done, size, m - done, slope, 0.0)
+    else:
+        run_typed(<relu_backward_op*>NULL, g + done, size, <const mask_float_t*>lanes, size,
+                  out + done, size, m - done, 0.0, 0.0)
+
+
+# Each pass runs block by block into ``target``: ``out`` itself, or, when ``streaming``
+# (``out`` 16-byte aligned and apart from the inputs), a block in L1 that is then written
+# to ``out`` with streaming stores. Blocks start on mask bytes (8 elements), which keeps
+# them on 16-byte boundaries.
+
 cdef inline void forward_typed(bint leaky, const mask_float_t* x, mask_float_t* out,
                                uint8_t* mask, Py_ssize_t n, double slope,
                                bint streaming) noexcept nogil:
-    """``streaming``: ``out`` is 16-byte aligned, apart from ``x``, and written with
-    streaming stores from a block in L1."""
     cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
     cdef mask_float_t* block = streaming_block(scratch, x)
     cdef mask_float_t* target
-    cdef Py_ssize_t size = sizeof(mask_float_t)
-    cdef Py_ssize_t start = 0, m, done
+    cdef Py_ssize_t start = 0, m
     while start < n:
         m = min(<Py_ssize_t>MASK_BLOCK, n - start)
         target = block if streaming else out + start
-        done = fused_forward(leaky, x + start, target, mask + start // 8, m, slope)
-        # The rest: the bits first, as out may be x itself (in place).
-        pack(leaky, x + start + done, mask + (start + done) // 8, m - done)
-        if leaky:
-            run_typed(<leaky_relu_op*>NULL, x + start + done, size, x + start + done, size,
-                      target + done, size, m - done, slope, 0.0)
-        else:
-            run_typed(<relu_op*>NULL, x + start + done, size, x + start + done, size,
-                      target + done, size, m - done, 0.0, 0.0)
+        forward_block(leaky, x + start, target, mask + start // 8, m, slope)
         if streaming:
-            fastact_stream_copy(out + start, block, m * size)
+            fastact_stream_copy(out + start, block, m * sizeof(mask_float_t))
         start += m
     if streaming:
         fastact_stream_fence()
@@ -472,29 +624,16 @@ cdef inline void forward_typed(bint leaky, const mask_float_t* x, mask_float_t* 
 cdef inline void backward_typed(bint leaky, const mask_float_t* g, const uint8_t* mask,
                                 mask_float_t* out, Py_ssize_t n, double slope,
                                 bint streaming) noexcept nogil:
-    """``streaming`` as for ``forward_typed``, ``out`` apart from ``g``."""
-    cdef mask_float_t lanes[MASK_BLOCK]
     cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
     cdef mask_float_t* block = streaming_block(scratch, g)
     cdef mask_float_t* target
-    cdef Py_ssize_t size = sizeof(mask_float_t)
-    cdef Py_ssize_t start = 0, m, done
+    cdef Py_ssize_t start = 0, m
     while start < n:
         m = min(<Py_ssize_t>MASK_BLOCK, n - start)
         target = block if streaming else out + start
-        done = fused_backward(leaky, g + start, mask + start // 8, target, m, slope)
-        # The rest: the bits as 1.0 / +0.0 in x's place, through the table's own rule.
-        expand(mask + (start + done) // 8, lanes, m - done)
-        if leaky:
-            run_typed(<leaky_relu_backward_op*>NULL, g + start + done, size,
-                      <const mask_float_t*>lanes, size, target + done, size, m - done, slope,
-                      0.0)
-        else:
-            run_typed(<relu_backward_op*>NULL, g + start + done, size,
-                      <const mask_float_t*>lanes, size, target + done, size, m - done, 0.0,
-                      0.0)
+        backward_block(leaky, g + start, mask + start // 8, target, m, slope)
         if streaming:
-            fastact_stream_copy(out + start, block, m * size)
+            fastact_stream_copy(out + start, block, m * sizeof(mask_float_t))
         start += m
     if streaming:
         fastact_stream_fence()
@@ -529,51 +668,33 @@ cdef inline void add_bias(const mask_float_t* x, const mask_float_t* bias, mask_
 cdef inline void bias_forward_typed(bint leaky, const mask_float_t* x,
                                     const mask_float_t* bias, mask_float_t* out,
                                     uint8_t* mask, Py_ssize_t first, Py_ssize_t n,
-                                    Py_ssize_t cols, double slope) noexcept nogil:
+                                    Py_ssize_t cols, double slope,
+                                    bint streaming) noexcept nogil:
     """``n`` elements from element ``first`` (a multiple of 8 where ``mask`` is given; NULL:
     no mask). ``x``, ``out`` and ``mask`` point at element ``first``'s."""
     cdef mask_float_t z[MASK_BLOCK]
+    cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
+    cdef mask_float_t* block = streaming_block(scratch, x)
+    cdef mask_float_t* target
     cdef Py_ssize_t size = sizeof(mask_float_t)
     cdef Py_ssize_t start = 0, m
     while start < n:
         m = min(<Py_ssize_t>MASK_BLOCK, n - start)
+        target = block if streaming else out + start
         add_bias(x + start, bias, z, first + start, m, cols)
         if mask != NULL:
-            forward_typed(leaky, <const mask_float_t*>z, out + start, mask + start // 8, m,
-                          slope, False)
+            forward_block(leaky, <const mask_float_t*>z, target, mask + start // 8, m, slope)
         elif leaky:
             run_typed(<leaky_relu_op*>NULL, <const mask_float_t*>z, size,
-                      <const mask_float_t*>z, size, out + start, size, m, slope, 0.0)
+                      <const mask_float_t*>z, size, target, size, m, slope, 0.0)
         else:
             run_typed(<relu_op*>NULL, <const mask_float_t*>z, size, <const mask_float_t*>z,
-                      size, out + start, size, m, 0.0, 0.0)
+                      size, target, size, m, 0.0, 0.0)
+        if streaming:
+            fastact_stream_copy(out + start, block, m * size)
         start += m
-
-
-cdef extern from *:
-    """
-    #include <math.h>
-    /* A row run's column sums, in float64; restrict, so that the compiler vectorises. */
-    static inline void fastact_sum_run_f32(double *restrict sums, const float *restrict v,
-                                           ptrdiff_t n)
-    {
-        for (ptrdiff_t i = 0; i < n; i++)
-            sums[i] += (double)v[i];
-    }
-    /* float64 input, compensated (Neumaier): each add's rounding error goes to carries. */
-    static inline void fastact_sum_run_f64(double *restrict sums, double *restrict carries,
-                                           const double *restrict v, ptrdiff_t n)
-    {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            double s = sums[i], value = v[i], t = s + value;
-            carries[i] += fabs(s) >= fabs(value) ? (s - t) + value : (value - t) + s;
-            sums[i] = t;
-        }
-    }
-    """
-    void fastact_sum_run_f32(double* sums, const float* v, Py_ssize_t n) nogil
-    void fastact_sum_run_f64(double* sums, double* carries, const double* v,
-                             Py_ssize_t n) nogil
+    if streaming:
+        fastact_stream_fence()
 
 
 cdef inline void accumulate_columns(const mask_float_t* v, double* sums, double* carries,
@@ -598,14 +719,17 @@ cdef inline void accumulate_columns(const mask_float_t* v, double* sums, double*
 cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const uint8_t* mask,
                                      mask_float_t* out, Py_ssize_t first, Py_ssize_t n,
                                      Py_ssize_t cols, double slope, double* sums,
-                                     double* carries) noexcept nogil:
+                                     double* carries, bint streaming) noexcept nogil:
     """The gradient of ``n`` elements from element ``first`` (any), into ``out``, and each
     column's sum of it added to ``sums``. ``g`` and ``out`` point at element ``first``'s,
     ``mask`` at the mask's start. Block by block, so that the sums read the gradient
     from L1, where it was just written."""
     cdef mask_float_t head_lanes[8]
+    cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
+    cdef mask_float_t* block = streaming_block(scratch, g)
+    cdef mask_float_t* target
     cdef Py_ssize_t size = sizeof(mask_float_t)
-    cdef Py_ssize_t head = min(n, (8 - first % 8) % 8), i, m
+    cdef Py_ssize_t head = min(n, (8 - first % 8) % 8), i, m, done
     # Up to a mask byte boundary one by one, then whole bytes.
     for i in range(head):
         expand(mask + (first + i) // 8, head_lanes, 8)
@@ -620,9 +744,18 @@ cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const ui
     i = head
     while i < n:
         m = min(<Py_ssize_t>MASK_BLOCK, n - i)
-        backward_typed(leaky, g + i, mask + (first + i) // 8, out + i, m, slope, False)
-        accumulate_columns(<const mask_float_t*>(out + i), sums, carries, first + i, m, cols)
+        target = block if streaming else out + i
+        done = fused_bias_backward(leaky, g + i, mask + (first + i) // 8, target, sums,
+                                   carries, (first + i) % cols, cols, m, slope)
+        backward_block(leaky, g + i + done, mask + (first + i + done) // 8, target + done,
+                       m - done, slope)
+        accumulate_columns(<const mask_float_t*>(target + done), sums, carries,
+                           first + i + done, m - done, cols)
+        if streaming:
+            fastact_stream_copy(out + i, block, m * size)
         i += m
+    if streaming:
+        fastact_stream_fence()
 
 
 # ---------------------------------------------------------------------------------------
@@ -661,37 +794,37 @@ cdef inline void mask_backward(bint leaky, ElementType etype, const char* g,
 
 cdef inline void bias_forward(bint leaky, ElementType etype, const char* x, const char* bias,
                               char* out, uint8_t* mask, Py_ssize_t first, Py_ssize_t n,
-                              Py_ssize_t cols, double slope) noexcept nogil:
+                              Py_ssize_t cols, double slope, bint streaming) noexcept nogil:
     if etype == FLOAT32:
         bias_forward_typed(leaky, <const float*>x, <const float*>bias, <float*>out, mask,
-                           first, n, cols, slope)
+                           first, n, cols, slope, streaming)
     elif etype == FLOAT64:
         bias_forward_typed(leaky, <const double*>x, <const double*>bias, <double*>out, mask,
-                           first, n, cols, slope)
+                           first, n, cols, slope, streaming)
     elif etype == FLOAT16:
         bias_forward_typed(leaky, <const float16_t*>x, <const float16_t*>bias,
-                           <float16_t*>out, mask, first, n, cols, slope)
+                           <float16_t*>out, mask, first, n, cols, slope, streaming)
     elif etype == BFLOAT16:
         bias_forward_typed(leaky, <const bfloat16_t*>x, <const bfloat16_t*>bias,
-                           <bfloat16_t*>out, mask, first, n, cols, slope)
+                           <bfloat16_t*>out, mask, first, n, cols, slope, streaming)
 
 
 cdef inline void bias_backward(bint leaky, ElementType etype, const char* g,
                                const uint8_t* mask, char* out, Py_ssize_t first, Py_ssize_t n,
-                               Py_ssize_t cols, double slope, double* sums,
-                               double* carries) noexcept nogil:
+                               Py_ssize_t cols, double slope, double* sums, double* carries,
+                               bint streaming) noexcept nogil:
     if etype == FLOAT32:
         bias_backward_typed(leaky, <const float*>g, mask, <float*>out, first, n, cols, slope,
-                            sums, carries)
+                            sums, carries, streaming)
     elif etype == FLOAT64:
         bias_backward_typed(leaky, <const double*>g, mask, <double*>out, first, n, cols,
-                            slope, sums, carries)
+                            slope, sums, carries, streaming)
     elif etype == FLOAT16:
         bias_backward_typed(leaky, <const float16_t*>g, mask, <float16_t*>out, first, n, cols,
-                            slope, sums, carries)
+                            slope, sums, carries, streaming)
     elif etype == BFLOAT16:
         bias_backward_typed(leaky, <const bfloat16_t*>g, mask, <bfloat16_t*>out, first, n,
-                            cols, slope, sums, carries)
+                            cols, slope, sums, carries, streaming)
 
 
 ctypedef void (*mask_forward_loop)(bint leaky, ElementType etype, const char* x, char* out,
@@ -704,11 +837,11 @@ ctypedef void (*mask_backward_loop)(bint leaky, ElementType etype, const char* g
 ctypedef void (*bias_forward_loop)(bint leaky, ElementType etype, const char* x,
                                    const char* bias, char* out, uint8_t* mask,
                                    Py_ssize_t first, Py_ssize_t n, Py_ssize_t cols,
-                                   double slope) noexcept nogil
+                                   double slope, bint streaming) noexcept nogil
 ctypedef void (*bias_backward_loop)(bint leaky, ElementType etype, const char* g,
                                     const uint8_t* mask, char* out, Py_ssize_t first,
                                     Py_ssize_t n, Py_ssize_t cols, double slope, double* sums,
-                                    double* carries) noexcept nogil
+                                    double* carries, bint streaming) noexcept nogil
 
 ctypedef struct MaskTable:
     const char* isa

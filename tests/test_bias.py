@@ -109,18 +109,28 @@ def test_float64_bias_gradient_is_compensated():
 @pytest.mark.parametrize("leaky", LEAKY)
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
 def test_same_bits_for_any_thread_count(dtype, leaky):
+    """Threads, and streaming stores, change nothing; (140000, 31) has as many row chunks
+    as the bias gradient allows, (70001, 3) rows that straddle the mask bytes."""
     rng = np.random.default_rng(24)
-    for shape in ((4099, 13), (1000, 257), (70001, 3)):
+    for shape in ((4099, 13), (1000, 257), (70001, 3), (140000, 31)):
         x = rng.standard_normal(shape).astype(dtype)
         bias = rng.standard_normal(shape[-1]).astype(dtype)
         g = rng.standard_normal(shape).astype(dtype)
         y1, mask1 = with_bias(x, bias, leaky)
         grad1, bias1 = bias_backward(g, mask1, leaky)
-        for count in (2, 3, 7):
-            with thresholds(parallel_min_bytes=4096), fastact.threads(count):
+        exact = np.array([math.fsum(column) for column in grad1.astype(np.float64).T])
+        limit = 4 if np.dtype(dtype) == np.float64 else 1  # the documented bounds
+        assert (ulp_distance(bias1, exact.astype(dtype)) <= limit).all()
+        for count, stream_min_bytes in ((1, 0), (2, None), (3, 0), (7, None)):
+            settings = {"stream_min_bytes": stream_min_bytes} if stream_min_bytes == 0 else {}
+            with thresholds(parallel_min_bytes=4096, **settings), fastact.threads(count):
                 y, mask = with_bias(x, bias, leaky)
+                alone = (
+                    fastact.bias_leaky_relu(x, bias, 0.2) if leaky else fastact.bias_relu(x, bias)
+                )
                 grad, grad_bias = bias_backward(g, mask, leaky)
             assert_bitwise_equal(y, y1)
+            assert_bitwise_equal(alone, y1)
             np.testing.assert_array_equal(mask, mask1)
             assert_bitwise_equal(grad, grad1)
             assert_bitwise_equal(grad_bias, bias1)
