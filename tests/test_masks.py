@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from bitwise import (
@@ -335,4 +337,5 @@ def test_loops_are_the_selected_build():
     ],
 )
 def test_every_runnable_build_too(build):
-    run_tests_under_build(build, __file__)
+    """This file's tests and the bias functions' (whose vector passes are per build too)."""
+    run_tests_under_build(build, __file__, str(Path(__file__).with_name("test_bias.py")))
