@@ -72,7 +72,7 @@ def parse_args(
 ) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="a few seconds: smoke test")
+    mode.add_argument("--quick", action="store_true", help="under a minute: smoke test")
     mode.add_argument("--full", action="store_true", help="every size 2^4..2^26, more samples")
     parser.add_argument(
         "--dtypes", type=choices_list(DTYPES), default=list(DTYPES), help="comma-separated"
