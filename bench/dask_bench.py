@@ -40,7 +40,7 @@ more read and write of every chunk for every implementation.
 
 Before timing, fastact on the dask arrays is checked against fastact on the whole NumPy
 arrays, bit for bit (NaN by NaN-ness), on the timing data and on edge values (NaN,
-+-inf, +-0.0, subnormals, extremes; ``run.py``'s set) in uneven chunks; a mismatch
++-inf, +-0.0, subnormals, extremes; the benchmark's set) in uneven chunks; a mismatch
 exits with status 1. Without dask the script prints why and exits with status 0.
 
 Output: a table, and every sample with the machine description in
@@ -57,20 +57,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import (
-    Settings,
-    count_list,
-    count_mismatches,
-    edge_operands,
-    exactness,
-    format_time,
-    metadata,
-    random_operands,
-    time_interleaved,
-    write_json,
-)
 
 import fastact
+from fastact._bench.checks import count_mismatches, edge_operands, exactness, random_operands
+from fastact._bench.cli import count_list
+from fastact._bench.report import format_time, metadata, write_json
+from fastact._bench.timing import Settings, time_interleaved
 
 try:
     import dask
@@ -186,7 +178,7 @@ def time_function(
     func: Function, dx: Any, dg: Any, target: Any, workers: int, cfg: Settings
 ) -> dict[str, Any]:
     """Seconds per run of each implementation after a warm-up run, sampled in interleaved
-    rounds (run.py's ``time_interleaved``) so that all share the machine's noise."""
+    rounds (the benchmark's ``time_interleaved``) so that all share the machine's noise."""
     timers = {
         impl: store_timer(evaluate(getattr(func, impl), dx, dg), target, workers)
         for impl in IMPLEMENTATIONS

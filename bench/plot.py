@@ -3,8 +3,8 @@
 Reads the JSON that ``run.py`` wrote (default ``bench/results/latest.json``) and writes
 the same PNGs ``run.py`` writes after a run (``throughput_<dtype>.png`` and
 ``speedup_<dtype>.png``, and ``threads.png`` when the report has a thread-scaling table;
-see ``plotting.py`` for what they show), by default next to the JSON. Needs matplotlib
-(``pip install matplotlib``, or ``pip install ".[bench]"``).
+see ``fastact/_bench/plots.py`` for what they show), by default next to the JSON. Needs
+matplotlib (``pip install matplotlib``, or ``pip install ".[bench]"``).
 
     python bench/plot.py                                   # bench/results/latest.json
     python bench/plot.py other.json --out bench/figures --dtypes float32
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        import plotting
+        from fastact._bench import plots
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] != "matplotlib":
             raise
@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report = json.loads(args.json.read_text(encoding="utf-8"))
     dtypes = args.dtypes.split(",") if args.dtypes else None
-    missing = set(dtypes or ()) - set(plotting.report_dtypes(report))
+    missing = set(dtypes or ()) - set(plots.report_dtypes(report))
     if missing:
         print(f"error: {args.json} has no results for {', '.join(missing)}", file=sys.stderr)
         return 1
-    for path in plotting.write_plots(report, args.out or args.json.parent, dtypes):
+    for path in plots.write_plots(report, args.out or args.json.parent, dtypes):
         print(f"Wrote {path}")
     return 0
 

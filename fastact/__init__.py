@@ -37,6 +37,12 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module(f"{__name__}.ufunc")
+    # ``fastact.bench()``: the benchmark ships with the package but loads only when called
+    # for, so that importing fastact imports no benchmark code, plotting library or peer.
+    if name == "bench":
+        from ._bench import bench
+
+        return bench
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,6 +1,7 @@
 """``python -m fastact`` prints :func:`fastact.show_config`; ``python -m fastact tune``
 measures this machine's streaming and thread thresholds and saves them (see
-``fastact._tuning``)."""
+``fastact._tuning``); ``python -m fastact bench [options]`` runs the benchmark (see
+``fastact._bench``; ``--help`` lists the options)."""
 
 import sys
 
@@ -13,8 +14,12 @@ def main(argv: list[str]) -> int:
 
         result = tune(save="--dry-run" not in argv[1:])
         return 1 if "error" in result else 0
+    if argv[:1] == ["bench"]:
+        from ._bench.cli import main as bench
+
+        return bench(argv[1:], prog="python -m fastact bench")
     if argv:
-        print("usage: python -m fastact [tune [--dry-run]]", file=sys.stderr)
+        print("usage: python -m fastact [tune [--dry-run] | bench [options]]", file=sys.stderr)
         return 2
     show_config()
     return 0

@@ -1,13 +1,17 @@
-"""The benchmark (the README's main job) runs and writes its report."""
+"""The benchmark (the README's main job) runs and writes its report, from each of its entry
+points: ``python bench/run.py``, ``python -m fastact bench`` and ``fastact.bench()``."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastact
+from fastact._bench import peers, sections, statements
+from fastact._bench.timing import Settings
 from fastact._functions import FUNCTIONS
 
 try:  # bfloat16 is benchmarked when ml_dtypes is installed
@@ -63,8 +67,175 @@ def test_quick_benchmark_runs(tmp_path):
     assert patterns == {"random", "sorted", "half NaN"}
     assert {row["layout"] for row in data["strided"]} == {"x2[::2]", "x2[:, :c]", "x2.T"}
     assert all(row["out_over_contiguous"] > 0 for row in data["strided"])
+    # The size sweep: every size, float32 and float64, each against np.copyto at least.
+    sweep = data["sweep"]
+    assert {row["dtype"] for row in sweep} == {"float32", "float64"}
+    assert {row["n"] for row in sweep} == {2**e for e in data["settings"]["sweep_exponents"]}
+    assert all(row["of_better"] == min(row["over"].values()) for row in sweep)
+    # No peers asked for: no peer column, so no fastest peer.
+    assert all(case["fastest_peer"] is None for case in data["cases"])
+    assert data["metadata"]["cpu"] in result.stdout
     assert {row["n"] for row in data["call_overhead"]} == {1, 16, 256}
 
     rows = data["thread_scaling"]
     assert {row["threads"] for row in rows} >= {1}
     assert all(row["exact"] == "yes" for row in rows if row["implementation"] == "fastact")
+
+
+def test_import_fastact_loads_no_benchmark_code():
+    # A fresh interpreter: this one has imported the benchmark already.
+    code = (
+        "import sys, fastact; "
+        "heavy = ('fastact._bench', 'matplotlib', 'torch', 'numba', 'numexpr', 'onnx', "
+        "'onnxruntime', 'jax'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or "
+        "m.startswith('fastact._bench')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+    assert fastact.bench.__module__ == "fastact._bench"
+    assert "bench" not in fastact.__all__  # a star import must not load it either
+
+
+def test_bench_function_returns_the_report(tmp_path, capsys):
+    report = fastact.bench(
+        mode="quick",
+        dtypes=["float32"],
+        functions=["relu"],
+        peers=[],
+        sections=["main", "strided"],
+        sizes=[6],
+    )
+    assert [case["n"] for case in report["cases"]] == [64]
+    assert report["cases"][0]["competitors"]["fastact"]["exact"] == "yes"
+    assert {row["layout"] for row in report["strided"]} == set(sections.LAYOUTS)
+    out = capsys.readouterr().out
+    assert "relu" in out and report["metadata"]["cpu"] in out
+    assert not list(tmp_path.iterdir())  # nothing written unless asked
+    with pytest.raises(ValueError, match="mode"):
+        fastact.bench(mode="fast")
+
+
+@pytest.mark.slow
+def test_package_entry_point_runs(tmp_path):
+    report = tmp_path / "out" / "bench.json"
+    command = [sys.executable, "-m", "fastact", "bench", "--quick", "--peers", ""]
+    command += ["--dtypes", "float64", "--functions", "relu,relu_backward"]
+    command += ["--sections", "sweep", "--sweep-sizes", "12", "--json", str(report)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(report.read_text())
+    assert [(row["function"], row["n"]) for row in data["sweep"]] == [
+        ("relu", 4096),
+        ("relu_backward", 4096),
+    ]
+    assert "Size sweep" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "fastact", "bench", "--peers", "tensorflow"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "tensorflow" in bad.stderr
+
+
+def test_missing_peer_is_a_skipped_column(monkeypatch):
+    def missing():
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setitem(peers.PEER_LOADERS, "onnxruntime", missing)
+    loaded, versions = peers.load_peers(["onnxruntime"])
+    assert loaded == []
+    assert versions == {"onnxruntime": "skipped (No module named 'onnxruntime')"}
+
+
+def edge_verdicts(peer, dtype, names=("relu", "leaky_relu", "relu_backward")):
+    funcs = [statements.FUNCTIONS[name] for name in names]
+    return sections.check_exactness(funcs, np.dtype(dtype), [peer])
+
+
+def test_a_peer_that_disagrees_is_reported_and_still_timed():
+    # A peer whose relu is np.maximum: it turns -0.0 into +0.0.
+    peer = peers.Peer("fake", "0", lambda arrays: {})
+    fake = {"fake": {"relu": "np.maximum(x, 0, out=y)", "leaky_relu": "1 / 0"}}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(peers.PEER_STATEMENTS, "fake", fake)
+        verdicts = edge_verdicts(peer, "float32", ("relu", "leaky_relu"))
+        relu = verdicts["main", "relu", "fake"]
+        assert relu.exact.startswith("no (") and not relu.failed
+        # One that raises is left out, with the reason.
+        assert verdicts["main", "leaky_relu", "fake"].exact.startswith("error (ZeroDivisionError")
+        cfg = Settings(repeat=1, large_repeat=1, target=1e-4, large_sample=1.0, exponents=(5,))
+        funcs = [statements.FUNCTIONS["relu"], statements.FUNCTIONS["leaky_relu"]]
+        cases = sections.run_cases(funcs, np.dtype(np.float32), [peer], cfg, verdicts)
+    by_function = {c.function.name: c for c in cases if c.table == statements.MAIN}
+    assert "fake" in by_function["relu"].timings
+    assert by_function["relu"].fastest_peer()[0] == "fake"
+    assert "fake" not in by_function["leaky_relu"].timings
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_onnxruntime_peer_writes_into_the_output(dtype):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    peer = peers.load_onnxruntime()
+    verdicts = edge_verdicts(peer, dtype)
+    for name in ("relu", "leaky_relu", "relu_backward"):
+        verdict = verdicts["main", name, "ort"]
+        assert not verdict.failed, verdict.exact
+        assert not verdict.allocates  # IO binding: the session wrote into y
+    # Relu's rule is fastact's, -0.0 and NaN included.
+    assert verdicts["main", "relu", "ort"].exact == "yes"
+    # A view with gaps cannot be bound: reported as an error, not misread.
+    x = np.zeros(8, dtype)[::2]
+    bound = peer.bind({"x": x, "g": x, "y": np.empty(4, dtype)})
+    with pytest.raises(ValueError, match="C-contiguous"):
+        bound["ort_relu"]()
+
+
+def test_onnxruntime_prelu_matches_the_reference():
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    verdicts = sections.check_prelu([peers.load_onnxruntime()])
+    assert verdicts["prelu", "forward", "onnxruntime"].exact == "yes"
+    assert verdicts["prelu", "forward", "fastact"].exact == "yes"
+
+
+# JAX in a child process: once imported, it warns at every os.fork() (as an error here),
+# and other tests fork.
+JAX_CHECK = """
+import json, sys
+import numpy as np
+from fastact._bench import checks, peers, sections, statements
+peer = peers.load_jax()
+dtype = np.dtype(sys.argv[1])
+names = ("relu", "leaky_relu", "relu_backward")
+verdicts = sections.check_exactness([statements.FUNCTIONS[n] for n in names], dtype, [peer])
+x, g = checks.edge_operands(dtype)
+ns = statements.namespace(x, g, [peer])
+results = {}
+for name in names:
+    got = checks.as_numpy(eval(peers.PEER_STATEMENTS["jax"]["jax"][name], ns))
+    verdict = verdicts["main", name, "jax"]
+    results[name] = [verdict.failed, verdict.allocates, got.dtype.name]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_jax_peer_runs_in_the_dtype_it_is_given(dtype):
+    pytest.importorskip("jax")
+    child = subprocess.run(
+        [sys.executable, "-c", JAX_CHECK, dtype],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr
+    results = json.loads(child.stdout.strip().splitlines()[-1])
+    # Every statement ran (none left out) and returned its result in the input's dtype:
+    # float64 stays float64 (x64 enabled), so the comparison is of the same work.
+    assert results == {name: [False, True, dtype] for name in results}
+    assert set(results) == {"relu", "leaky_relu", "relu_backward"}

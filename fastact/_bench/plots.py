@@ -1,5 +1,5 @@
-"""Plots of a ``bench/run.py`` report, shared by ``run.py`` (after a run) and ``plot.py``
-(from a saved JSON file).
+"""Plots of a benchmark report, drawn after a run (``report.write_plots``) and by
+``bench/plot.py`` from a saved JSON file.
 
 Two figures per dtype of the main table, one panel per function, size n on a log2 x-axis:
 
@@ -35,12 +35,12 @@ from PIL import Image  # a dependency of matplotlib
 
 DPI = 110
 PANEL_INCHES = (5.0, 3.0)  # width, height of one function's panel
-PANEL_COLUMNS = 2  # relu | leaky_relu side by side, in run.py's order of functions
+PANEL_COLUMNS = 2  # relu | leaky_relu side by side, in the function table's order
 MAX_SIZE_TICKS = 8
 
 ROOFLINE = "roofline"
 ROOFLINE_COLOR = "0.35"
-# Label and colour of each column of run.py's tables; an unknown column gets its own name.
+# Label and colour of each column of the main table; an unknown column gets its own name.
 SERIES_STYLE = {
     "fastact": ("fastact, out=", "tab:red"),
     "alloc": ("fastact, new array", "tab:orange"),
@@ -54,6 +54,8 @@ SERIES_STYLE = {
     "where": ("np.where(x > 0, x, 0); g for backward", "goldenrod"),
     "max": ("np.maximum(x, s * x)", "teal"),
     "nb vec": ("numba @vectorize", "darkgreen"),
+    "ort": ("onnxruntime, IO binding", "tab:gray"),
+    "jax": ("JAX jit", "black"),
     ROOFLINE: (
         "roofline: np.copyto(y, x); g | x as unsigned integers for backward",
         ROOFLINE_COLOR,

@@ -1,0 +1,135 @@
+"""fastact's benchmark: ``fastact.bench()``, ``python -m fastact bench``, ``python bench/run.py``.
+
+What it measures
+----------------
+The main table: for each dtype (float16, float32, float64, and bfloat16 with ml_dtypes),
+function of the table (``fastact._functions``) and size n (2**10 to 2**25 elements by
+default), the median time per call of every *competitor* of that function on seeded,
+random-sign standard-normal data:
+
+* ``fastact`` with a preallocated ``out=``: the main number; without ``out=`` (column
+  ``alloc``) it shows what allocating the result costs;
+* the NumPy idioms a user would otherwise write (``np.maximum(x, 0)``, ``np.clip``,
+  ``x * (x > 0)``, ``np.where``, ...);
+* peers, each only if importable and only on the dtypes it computes in: torch, a numba
+  ``@njit`` loop and a numba ``@vectorize`` ufunc, numexpr, onnxruntime (a one-node model
+  run with IO binding into the preallocated output) and JAX (``jax.jit``, CPU); all on one
+  thread, fastact too; the last column names the fastest of them;
+* the roofline, a pass that moves the same bytes: ``np.copyto(y, x)`` for a unary
+  function (read n, write n); for a backward one (read 2n, write n) a bitwise OR of ``g``
+  and ``x`` viewed as unsigned integers, at memory speed for every dtype.
+
+Beside it, smaller tables: in place; a size sweep (every power of two from 2^16 to 2^26
+against numba's loop and np.copyto); input patterns; strided views; thread scaling;
+PReLU; call overhead (``sections.py``).
+
+How
+---
+Before anything is timed, every statement is checked bit for bit on edge values
+(``checks.py``); timing is calibrated, interleaved and reported as medians
+(``timing.py``); the tables are printed as each section completes, and a JSON file with
+every sample, every verdict and the machine description is written, with PNG plots
+beside it when matplotlib is installed (``report.py``, ``plots.py``).
+
+Importing ``fastact`` imports none of this: ``fastact.bench`` loads it on first use, and a
+peer is imported only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import cli, report
+
+
+def bench(
+    *,
+    mode: str = "default",
+    dtypes: Sequence[str] | None = None,
+    functions: Sequence[str] | None = None,
+    sizes: Sequence[int] | None = None,
+    sweep_sizes: Sequence[int] | None = None,
+    peers: Sequence[str] | None = None,
+    sections: Sequence[str] | None = None,
+    threads: Sequence[int] | None = None,
+    repeat: int | None = None,
+    target_ms: float | None = None,
+    json: str | Path | None = None,
+    plots: str | Path | None = None,
+) -> dict[str, Any]:
+    """Benchmark fastact against NumPy, the installed peers and a memory roofline.
+
+    The same run as ``python -m fastact bench``: it prints every table as it completes
+    and returns the report. Every argument is optional and takes what the command line
+    option of the same name takes (``None``: that option's default).
+
+    Parameters
+    ----------
+    mode : {"default", "quick", "full"}
+        ``quick`` takes seconds (a smoke test), ``default`` a few minutes on 2 cores,
+        ``full`` every size from 2^4 to 2^26 with more samples.
+    dtypes, functions, peers, sections : sequence of str
+        What to run: by default every dtype, every function of the table, every peer
+        that imports (torch, numba, numexpr, onnxruntime, jax) and every section (main,
+        sweep, patterns, strided, threads, overhead, prelu). A peer that does not import
+        is reported as skipped.
+    sizes, sweep_sizes : sequence of int
+        Exponents: the main table's and the size sweep's sizes are ``2**e`` elements.
+    threads : sequence of int
+        Thread counts of the thread-scaling table (default 1, 2, 4, ... and the cores).
+    repeat : int
+        Samples per competitor (default 7; medians are reported).
+    target_ms : float
+        Minimum duration of one sample.
+    json : str or path
+        Where to write the report as JSON; by default nothing is written.
+    plots : str or path
+        Folder for the PNG plots (needs matplotlib); by default none are drawn.
+
+    Returns
+    -------
+    dict
+        The report written to the JSON file: ``metadata`` (CPU, flags, versions,
+        ``fastact.show_config()``, thread settings), ``exactness`` (every statement's
+        verdict on the edge values), ``cases`` (the main table), ``in_place``, ``sweep``,
+        ``input_patterns``, ``strided``, ``thread_scaling``, ``prelu``, ``call_overhead``
+        (those that ran), ``skipped`` and ``elapsed_s``.
+
+    Raises
+    ------
+    SystemExit
+        If fastact itself disagrees with ``fastact._reference`` on the edge values, or an
+        argument is not one the command line accepts.
+    """
+    if mode not in cli.MODES:
+        raise ValueError(f"mode must be one of {', '.join(cli.MODES)}, not {mode!r}")
+    argv = [] if mode == "default" else [f"--{mode}"]
+    lists = {
+        "--dtypes": dtypes,
+        "--functions": functions,
+        "--sizes": sizes,
+        "--sweep-sizes": sweep_sizes,
+        "--peers": peers,
+        "--sections": sections,
+        "--threads": threads,
+    }
+    for option, values in lists.items():
+        if values is not None:
+            argv += [option, ",".join(map(str, values))]
+    if repeat is not None:
+        argv += ["--repeat", str(repeat)]
+    if target_ms is not None:
+        argv += ["--target-ms", str(target_ms)]
+    args = cli.parse_args(argv, cli.PACKAGE_JSON, "fastact.bench")
+    result = cli.run(args)
+    if json is not None:
+        report.write_json(Path(json), result)
+    if plots is not None:
+        report.write_plots(result, Path(plots))
+    cli.finish(result)
+    return result
+
+
+__all__ = ["bench"]

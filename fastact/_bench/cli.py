@@ -1,0 +1,307 @@
+"""The command line of the benchmark and ``fastact.bench()``: options, sections, the run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fastact
+
+from . import report as rp
+from . import sections as sc
+from .checks import require_fastact_exact
+from .peers import PEER_LOADERS, Peer, load_peers
+from .statements import DTYPES, FUNCTIONS, MAIN, NEGATIVE_SLOPE, Function
+from .timing import MODES, Clock, Settings
+
+SECTIONS = ("main", "sweep", "patterns", "strided", "threads", "overhead", "prelu")
+DESCRIPTION = (
+    "Benchmark fastact against the NumPy idioms it replaces, optional peers (torch, numba, "
+    "numexpr, onnxruntime, JAX) and a memory roofline."
+)
+# `python -m fastact bench` writes here, in the working directory, unless --json says where.
+PACKAGE_JSON = Path("fastact-bench") / "latest.json"
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def choices_list(allowed: Iterable[str]) -> Callable[[str], list[str]]:
+    allowed = tuple(allowed)
+
+    def parse(text: str) -> list[str]:
+        items = comma_list(text)
+        unknown = [item for item in items if item not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {allowed}")
+        return items
+
+    return parse
+
+
+def int_list(text: str, low: int, high: int, what: str) -> list[int]:
+    """Comma-separated integers, each in [low, high], in the order given."""
+    try:
+        values = [int(item) for item in comma_list(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
+    if not values or not all(low <= v <= high for v in values):
+        raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}")
+    return values
+
+
+def exponent_list(text: str) -> tuple[int, ...]:
+    return tuple(int_list(text, 0, 28, "exponents"))
+
+
+def count_list(text: str) -> list[int]:
+    """Thread or worker counts, sorted, without repeats."""
+    return sorted(set(int_list(text, 1, 4096, "counts")))
+
+
+def parse_args(
+    argv: Sequence[str] | None, default_json: Path, prog: str | None
+) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="under a minute: smoke test")
+    mode.add_argument("--full", action="store_true", help="every size 2^4..2^26, more samples")
+    parser.add_argument(
+        "--dtypes", type=choices_list(DTYPES), default=list(DTYPES), help="comma-separated"
+    )
+    parser.add_argument(
+        "--functions",
+        type=choices_list(FUNCTIONS),
+        default=list(FUNCTIONS),
+        help="comma-separated, from: " + ", ".join(FUNCTIONS),
+    )
+    parser.add_argument(
+        "--sizes",
+        type=exponent_list,
+        help="comma-separated exponents of the main table: sizes are 2**e elements",
+    )
+    parser.add_argument(
+        "--sweep-sizes",
+        type=exponent_list,
+        help="comma-separated exponents of the size sweep (default 16..26)",
+    )
+    parser.add_argument(
+        "--peers",
+        type=choices_list(PEER_LOADERS),
+        default=list(PEER_LOADERS),
+        help="comma-separated, from: " + ", ".join(PEER_LOADERS) + " ('' for none)",
+    )
+    parser.add_argument(
+        "--sections",
+        type=choices_list(SECTIONS),
+        default=list(SECTIONS),
+        help="comma-separated tables to run, from: " + ", ".join(SECTIONS),
+    )
+    parser.add_argument(
+        "--threads",
+        type=count_list,
+        help="thread counts of the thread-scaling table (default 1, 2, 4, ... and the cores)",
+    )
+    parser.add_argument("--repeat", type=int, help="samples per competitor")
+    parser.add_argument("--target-ms", type=float, help="minimum duration of one sample")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=default_json,
+        help="where to write the results (default: %(default)s)",
+    )
+    plots = parser.add_mutually_exclusive_group()
+    plots.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="folder for the PNG plots, if matplotlib is installed (default: the JSON's)",
+    )
+    plots.add_argument("--no-plots", action="store_true", help="write no plots")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> tuple[str, Settings]:
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    cfg = MODES[mode]
+    if args.sizes:  # as asked, for every dtype
+        cfg = replace(cfg, exponents=args.sizes, max_exponent={})
+    if args.sweep_sizes:
+        cfg = replace(cfg, sweep_exponents=args.sweep_sizes)
+    if args.repeat:
+        cfg = replace(cfg, repeat=args.repeat, large_repeat=min(cfg.large_repeat, args.repeat))
+    if args.target_ms:
+        cfg = replace(cfg, target=args.target_ms / 1e3)
+    return mode, cfg
+
+
+def one_thread() -> AbstractContextManager[Any]:
+    """fastact on one thread, like the peers (whatever FASTACT_NUM_THREADS says)."""
+    return fastact.threads(1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every section asked for, printed as it completes; the report of them all."""
+    clock = Clock()
+    mode, cfg = settings_from(args)
+    dtypes = [np.dtype(name) for name in args.dtypes]
+    funcs = [FUNCTIONS[name] for name in args.functions]
+    peers, peer_versions = load_peers(args.peers)
+    meta = rp.metadata(peer_versions, peers)
+    rp.print_header(meta, mode, cfg, dtypes)
+    sections = set(args.sections)
+    report: dict[str, Any] = {
+        "metadata": meta,
+        "mode": mode,
+        "settings": asdict(cfg),
+        "negative_slope": NEGATIVE_SLOPE,
+        "exactness": {},  # by dtype (main and in-place tables), or by table
+        "skipped": [
+            {"what": peer.name, "dtype": dt.name, "reason": peer.unsupported[dt.name]}
+            for dt in dtypes
+            for peer in peers
+            if not peer.supports(dt)
+        ],
+    }
+    with one_thread():
+        if "main" in sections:
+            with clock.section("main"):
+                run_main(report, funcs, dtypes, peers, cfg)
+        if "sweep" in sections:
+            with clock.section("sweep"):
+                run_sweep(report, funcs, dtypes, peers, cfg)
+        if "patterns" in sections:
+            with clock.section("patterns"):
+                report["input_patterns"] = [
+                    row for dt in dtypes for row in sc.input_patterns(funcs, dt, cfg)
+                ]
+                rp.print_patterns(report["input_patterns"])
+        if "strided" in sections:
+            with clock.section("strided"):
+                run_strided(report, cfg)
+        if "threads" in sections:
+            with clock.section("threads"):
+                run_threads(report, funcs, peers, cfg, args.threads)
+        if "prelu" in sections:
+            with clock.section("prelu"):
+                verdicts = sc.check_prelu(peers)
+                require_fastact_exact(verdicts, "the prelu operands")
+                report["exactness"]["prelu"] = rp.verdict_records(verdicts)
+                report["prelu"] = sc.prelu_table(cfg, peers, verdicts)
+                rp.print_prelu(report["prelu"])
+        if "overhead" in sections:
+            with clock.section("overhead"):
+                chosen = [f for f in funcs if f.name in sc.OVERHEAD_FUNCTIONS]
+                verdicts = sc.check_overhead(chosen, peers)
+                require_fastact_exact(verdicts, "the call-overhead operands")
+                report["call_overhead"] = sc.call_overhead(chosen, peers, cfg, verdicts)
+                report["exactness"]["overhead"] = rp.verdict_records(verdicts)
+                rp.print_overhead(report["call_overhead"])
+    report["elapsed_s"] = {**clock.sections, "total_before_plots": clock.total()}
+    return report
+
+
+def run_main(
+    report: dict[str, Any],
+    funcs: list[Function],
+    dtypes: list[np.dtype],
+    peers: list[Peer],
+    cfg: Settings,
+) -> None:
+    """The main and in-place tables of every dtype, after the legend and the check."""
+    verdicts = {dt.name: sc.check_exactness(funcs, dt, peers) for dt in dtypes}
+    for dt in dtypes:
+        require_fastact_exact(verdicts[dt.name], dt.name)
+    rp.print_legend(funcs, peers, dtypes, verdicts)
+    report["skipped"] += [
+        {"what": " / ".join(key), "dtype": dt, "reason": v.exact}
+        for dt, table in verdicts.items()
+        for key, v in table.items()
+        if v.failed
+    ]
+    report["exactness"].update({dt: rp.verdict_records(table) for dt, table in verdicts.items()})
+    report["cases"], report["in_place"] = [], []
+    for dt in dtypes:
+        print(f"\ntiming {dt.name} ", end="", flush=True)
+        cases = sc.run_cases(funcs, dt, peers, cfg, verdicts[dt.name])
+        rp.print_main(dt, cases, verdicts[dt.name])
+        rp.print_in_place(dt, cases, verdicts[dt.name])
+        for case in cases:
+            key = "cases" if case.table == MAIN else "in_place"
+            report[key].append(rp.case_record(case, verdicts[dt.name]))
+
+
+def run_sweep(
+    report: dict[str, Any],
+    funcs: list[Function],
+    dtypes: list[np.dtype],
+    peers: list[Peer],
+    cfg: Settings,
+) -> None:
+    chosen = sc.sweep_functions(funcs)
+    report["sweep"] = []
+    for dt in (dt for dt in dtypes if dt.name in sc.SWEEP_DTYPES):
+        verdicts = sc.check_sweep(chosen, dt, peers)
+        require_fastact_exact(verdicts, f"the sweep's {dt.name} operands")
+        report["exactness"][f"sweep {dt.name}"] = rp.verdict_records(verdicts)
+        print(f"\ntiming sweep {dt.name} ", end="", flush=True)
+        report["sweep"] += sc.size_sweep(chosen, dt, peers, cfg, verdicts)
+    rp.print_sweep(report["sweep"])
+
+
+def run_strided(report: dict[str, Any], cfg: Settings) -> None:
+    verdicts = sc.check_strided()
+    require_fastact_exact(verdicts, "strided operands")
+    report["exactness"]["strided"] = rp.verdict_records(verdicts)
+    print(f"\ntiming strided {sc.SIDE_DTYPE.name} ", end="", flush=True)
+    report["strided"] = sc.strided(cfg, verdicts)
+    rp.print_strided(report["strided"])
+
+
+def run_threads(
+    report: dict[str, Any],
+    funcs: list[Function],
+    peers: list[Peer],
+    cfg: Settings,
+    counts: list[int] | None,
+) -> None:
+    chosen = [f for f in funcs if f.name in sc.THREAD_STATEMENTS["fastact"]]
+    verdicts = sc.check_threads(chosen, peers)
+    require_fastact_exact(verdicts, "the thread-scaling operands")
+    report["exactness"]["threads"] = rp.verdict_records(verdicts)
+    counts = counts or sc.thread_counts(os.cpu_count() or 1)
+    counts = sorted({1, *counts})
+    print(f"\ntiming threads {counts} ", end="", flush=True)
+    report["thread_scaling"] = sc.thread_scaling(chosen, peers, counts, cfg, verdicts)
+    rp.print_threads(report["thread_scaling"])
+
+
+def main(
+    argv: Sequence[str] | None = None, default_json: Path = PACKAGE_JSON, prog: str | None = None
+) -> int:
+    """Run the benchmark as the command line asks; write the JSON and the plots."""
+    args = parse_args(argv, default_json, prog)
+    report = run(args)
+    rp.write_json(args.json, report)
+    if not args.no_plots:
+        rp.write_plots(report, args.plots or args.json.parent)
+    finish(report)
+    return 0
+
+
+def finish(report: dict[str, Any]) -> None:
+    spent = ", ".join(
+        f"{name} {seconds:.0f} s"
+        for name, seconds in report["elapsed_s"].items()
+        if name != "total_before_plots"
+    )
+    total = report["elapsed_s"]["total_before_plots"]
+    print(f"Done in {total:.0f} s ({spent}) on {report['metadata']['cpu']}")
