@@ -49,10 +49,10 @@ from fastact._loops cimport (
 cdef enum:
     # A channel run this long or longer is run on its own; shorter ones row by row.
     LONG_RUN = 64
-    # Independent float64 sums per channel: one vector of them (fastact_add_terms).
-    LANES = 8
+    # Independent float64 sums per channel: four vectors of them (fastact_add_terms).
+    LANES = 32
     # Terms of a run computed into L1 and then added to the lanes, a block at a time.
-    TERM_BLOCK = 256
+    TERM_BLOCK = 1024
     # Positions of a row summed together over the rows of a block: their sums (and
     # compensations) stay in L1.
     ROW_TILE = 512
@@ -65,54 +65,58 @@ cdef extern from *:
     """
     #include <stddef.h>
     #include <string.h>
-    /* terms[i] added to lane i % 8 of sums (LANES = 8): plain float64 adds, or with each
-     * add's rounding error added to comps (Knuth's TwoSum: exact, and no select). One
-     * vector of eight doubles, written with the compiler's vector extension so that every
-     * build gets its own width (one 512-bit register, two 256-bit or four 128-bit ones)
-     * without relying on the vectoriser; element by element elsewhere. Either way each
-     * lane sees the same additions in the same order: the same bits in every build. */
+    /* terms[i] added to lane i % 32 of sums (LANES = 32): plain float64 adds, or with each
+     * add's rounding error added to comps (Knuth's TwoSum: exact, and no select). Four
+     * vectors of eight doubles, so that four chains of adds overlap (one alone waits on
+     * the add latency); written with the compiler's vector extension, so that every build
+     * gets its own width (512-, 256- or 128-bit registers) without relying on the
+     * vectoriser; element by element elsewhere. Either way each lane sees the same
+     * additions in the same order: the same bits in every build. */
+    static inline void fastact_add_term(double *sums, double *comps, double term,
+                                        int compensated)
+    {
+        double a = *sums, r = a + term;
+        if (compensated) {
+            double part = r - a;
+            *comps += (a - (r - part)) + (term - part);
+        }
+        *sums = r;
+    }
     #if defined(__GNUC__) || defined(__clang__)
     typedef double fastact_lanes_t __attribute__((vector_size(64)));
+    static inline void fastact_add_vector(fastact_lanes_t *s, fastact_lanes_t *c,
+                                          const double *terms, int compensated)
+    {
+        fastact_lanes_t v, t, part;
+        memcpy(&v, terms, sizeof v);
+        t = *s + v;
+        if (compensated) {
+            part = t - *s;
+            *c += (*s - (t - part)) + (v - part);
+        }
+        *s = t;
+    }
     static inline void fastact_add_terms(const double *terms, ptrdiff_t n, double *sums,
                                          double *comps, int compensated)
     {
-        fastact_lanes_t s, c, v, t, part;
+        fastact_lanes_t s[4], c[4];
         ptrdiff_t i = 0;
-        memcpy(&s, sums, sizeof s);
-        memcpy(&c, comps, sizeof c);
-        for (; i + 8 <= n; i += 8) {
-            memcpy(&v, terms + i, sizeof v);
-            t = s + v;
-            if (compensated) {
-                part = t - s;
-                c += (s - (t - part)) + (v - part);
-            }
-            s = t;
-        }
-        memcpy(sums, &s, sizeof s);
-        memcpy(comps, &c, sizeof c);
-        for (int j = 0; i < n; i++, j++) {
-            double a = sums[j], b = terms[i], r = a + b;
-            if (compensated) {
-                double p = r - a;
-                comps[j] += (a - (r - p)) + (b - p);
-            }
-            sums[j] = r;
-        }
+        memcpy(s, sums, sizeof s);
+        memcpy(c, comps, sizeof c);
+        for (; i + 32 <= n; i += 32)
+            for (int k = 0; k < 4; k++)
+                fastact_add_vector(&s[k], &c[k], terms + i + 8 * k, compensated);
+        memcpy(sums, s, sizeof s);
+        memcpy(comps, c, sizeof c);
+        for (; i < n; i++)
+            fastact_add_term(&sums[i % 32], &comps[i % 32], terms[i], compensated);
     }
     #else
     static inline void fastact_add_terms(const double *terms, ptrdiff_t n, double *sums,
                                          double *comps, int compensated)
     {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            int j = (int)(i % 8);
-            double a = sums[j], b = terms[i], r = a + b;
-            if (compensated) {
-                double p = r - a;
-                comps[j] += (a - (r - p)) + (b - p);
-            }
-            sums[j] = r;
-        }
+        for (ptrdiff_t i = 0; i < n; i++)
+            fastact_add_term(&sums[i % 32], &comps[i % 32], terms[i], compensated);
     }
     #endif
     """
@@ -280,6 +284,7 @@ cdef inline void backward_rows(const floating_t* g, const floating_t* x, floatin
     cdef double sums[ROW_TILE]
     cdef double sum_compensations[ROW_TILE]
     cdef Py_ssize_t tile, first, m, r, k, offset, c
+    cdef double total, compensation
     for tile in range((row_length + ROW_TILE - 1) // ROW_TILE):
         first = tile * ROW_TILE
         m = min(<Py_ssize_t>ROW_TILE, row_length - first)
@@ -290,10 +295,15 @@ cdef inline void backward_rows(const floating_t* g, const floating_t* x, floatin
             offset = r * row_length + first
             backward_row(g + offset, x + offset, out + offset, slopes + first, m, sums,
                          sum_compensations)
-        for k in range(m):
-            c = (first + k) // inner
-            add_compensated(&totals[c], &compensations[c], sums[k])
-            compensations[c] += sum_compensations[k]
+        for c in range(first // inner, (first + m - 1) // inner + 1):
+            # In locals, as the lanes of long runs; each channel's positions in order.
+            total = totals[c]
+            compensation = compensations[c]
+            for k in range(max(c * inner, first), min((c + 1) * inner, first + m)):
+                add_compensated(&total, &compensation, sums[k - first])
+                compensation += sum_compensations[k - first]
+            totals[c] = total
+            compensations[c] = compensation
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,6 +334,7 @@ cdef inline void backward_typed(const floating_t* g, const floating_t* x, floati
     """Long runs add to ``LANES`` sums per channel (``lanes``: ``2 * LANES * channels``
     doubles of scratch), folded into the totals once, after the block."""
     cdef Py_ssize_t r, c, j, offset
+    cdef double total, compensation
     cdef double* lane_compensations = lanes + channels * LANES
     if inner < LONG_RUN:
         backward_rows(g, x, out, slopes, rows, channels * inner, inner, totals,
@@ -337,9 +348,14 @@ cdef inline void backward_typed(const floating_t* g, const floating_t* x, floati
             backward_run(g + offset, x + offset, out + offset, inner, weight[c],
                          &lanes[c * LANES], &lane_compensations[c * LANES])
     for c in range(channels):
+        # In locals: a chain through memory would wait on a store for every lane.
+        total = totals[c]
+        compensation = compensations[c]
         for j in range(LANES):
-            add_compensated(&totals[c], &compensations[c], lanes[c * LANES + j])
-            compensations[c] += lane_compensations[c * LANES + j]
+            add_compensated(&total, &compensation, lanes[c * LANES + j])
+            compensation += lane_compensations[c * LANES + j]
+        totals[c] = total
+        compensations[c] = compensation
 
 
 # ---------------------------------------------------------------------------------------
