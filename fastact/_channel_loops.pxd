@@ -7,18 +7,21 @@ here is ``inline``: each ``_loops_*`` module compiles its own copy with its inst
 set's flags and exports it as a ``ChannelTable``, so the per-channel loops, the weight
 gradient's float64 sums included, run at the width of the build in use.
 
-- A long run (``inner >= LONG_RUN``, NCHW images) goes through the very loops
-  ``leaky_relu`` / ``leaky_relu_backward`` use, with its channel's weight as the slope.
+- A long run (``inner >= LONG_RUN``, NCHW images) goes through ``leaky_relu``'s loop
+  (forward) or ``leaky_relu_backward``'s rule (backward), with its channel's weight as the
+  slope.
 - Short runs (an ``(N, C)`` batch, runs of one) go row by row with the weights spread over
   the row (``slopes``: channel ``c``'s weight at each of its positions), one vector loop
   per row instead of a strided call per channel.
 
-The backward pass writes ``grad_input`` and adds the weight-gradient terms
-``x > 0 ? 0 : x * g`` to float64 sums in the same loop, while ``g`` and ``x`` are in
-registers: one pass over memory. ``x * g`` is exact in float64 for every format but
-float64 itself, whose sums are Neumaier-compensated. The order of the additions depends on
-the shape alone (element ``i`` of a run goes to lane ``i % LANES``; short runs sum each
-position over the rows), so every build and every thread count gives the same bits.
+The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and the
+weight-gradient terms ``x > 0 ? 0 : x * g`` (into a block that stays in L1, or straight
+into per-position sums for short runs), and the terms are added to float64 sums. ``x * g``
+is exact in float64 for every format but float64 itself, whose sums are compensated. The
+order of the additions depends on the shape alone (element ``i`` of a run goes to lane
+``i % LANES`` of its channel, and the lanes are folded once per chunk of rows; short runs
+sum each position over the rows), so every build and every thread count gives the same
+bits.
 """
 from libc.stdint cimport uint16_t
 from cpython.mem cimport PyMem_RawMalloc
