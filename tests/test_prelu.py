@@ -14,8 +14,11 @@ def DTYPE_IDS(d):
     return np.dtype(d).name
 
 
-# (shape, channels): NCHW with long runs, an (N, C) batch (runs of one), NCL, 1-D, 0-d.
+# (shape, channels): NCHW with long runs, an (N, C) batch (runs of one), NCL, 1-D, 0-d;
+# runs past the loops' blocks of 256 with a tail of 4 (an (N, C) batch over several tiles
+# of positions and chunks of rows: the exact-sum test).
 SHAPES = [((3, 4, 5, 7), 4), ((9, 6), 6), ((2, 3, 70), 3), ((2, 5, 1, 3), 5), ((37,), 1)]
+SHAPES += [((3, 2, 300), 2)]
 
 
 def weights(dtype, channels, rng):
@@ -71,15 +74,20 @@ def test_edge_values_against_leaky_relu(dtype):
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
-def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype):
+@pytest.mark.parametrize("shape", [(4, 5, 300), (130, 700)])  # long runs; short, 2 chunks
+def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype, shape):
     rng = np.random.default_rng(2)
     # Terms of both signs and many magnitudes, none so large that the sum overflows.
-    x = rng.standard_normal((4, 5, 300)) * 10.0 ** rng.integers(-3, 3, (4, 5, 300))
+    x = rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3, shape)
     x = x.astype(dtype)
     g = rng.standard_normal(x.shape).astype(dtype)
-    _, gw = fastact.prelu_backward(g, x, np.full(5, 0.25, dtype))
+    channels = shape[1]
+    w = np.full(channels, 0.25, dtype)
+    gi, gw = fastact.prelu_backward(g, x, w)
+    assert_bitwise_equal(gi, _reference.prelu_backward(g, x, w)[0])
+    assert_bitwise_equal(fastact.prelu(x, w), _reference.prelu(x, w))
     x64, g64 = x.astype(np.float64), g.astype(np.float64)
-    terms = np.moveaxis(np.where(x64 > 0, 0.0, x64 * g64), 1, 0).reshape(5, -1)
+    terms = np.moveaxis(np.where(x64 > 0, 0.0, x64 * g64), 1, 0).reshape(channels, -1)
     exact = [math.fsum(row.tolist()) for row in terms]
     tolerance = 4 if np.dtype(dtype) == np.float64 else 1
     for got, want in zip(gw.astype(np.float64), exact, strict=True):
@@ -89,16 +97,18 @@ def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype):
 @pytest.mark.slow
 def test_same_bits_for_any_thread_count():
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((64, 16, 64, 64)).astype(np.float32)
-    g = rng.standard_normal(x.shape).astype(np.float32)
-    w = rng.standard_normal(16).astype(np.float32)
-    with fastact.threads(1):
-        one = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
-    for n in (2, 3, 4):
-        with fastact.threads(n):
-            many = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
-        for a, b in zip(one, many, strict=True):
-            assert_bitwise_equal(a, b)
+    # Long runs (NCHW) and short ones (an (N, C) batch), each over many chunks.
+    for shape in ((64, 16, 64, 64), (1 << 16, 48)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(x.shape).astype(np.float32)
+        w = rng.standard_normal(shape[1]).astype(np.float32)
+        with fastact.threads(1):
+            one = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
+        for n in (2, 3, 4):
+            with fastact.threads(n):
+                many = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
+            for a, b in zip(one, many, strict=True):
+                assert_bitwise_equal(a, b)
 
 
 def test_any_layout_gives_the_same_result():

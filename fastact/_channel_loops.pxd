@@ -1,0 +1,432 @@
+# cython: language_level=3
+"""PReLU's loops: the leaky rule with one slope per channel, and the fused backward.
+
+A block of ``rows`` C-contiguous rows, each ``channels`` runs of ``inner`` elements (channel
+``c`` of a row is ``inner`` contiguous elements). Like the rest of the loops everything
+here is ``inline``: each ``_loops_*`` module compiles its own copy with its instruction
+set's flags and exports it as a ``ChannelTable``, so the per-channel loops, the weight
+gradient's float64 sums included, run at the width of the build in use.
+
+- A long run (``inner >= LONG_RUN``, NCHW images) goes through ``leaky_relu``'s loop
+  (forward) or ``leaky_relu_backward``'s rule (backward), with its channel's weight as the
+  slope.
+- Short runs (an ``(N, C)`` batch, runs of one) go row by row with the weights spread over
+  the row (``slopes``: channel ``c``'s weight at each of its positions), one vector loop
+  per row instead of a strided call per channel.
+
+The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and the
+weight-gradient terms ``x > 0 ? 0 : x * g`` (into a block that stays in L1, or straight
+into per-position sums for short runs), and the terms are added to float64 sums. ``x * g``
+is exact in float64 for every format but float64 itself, whose sums are compensated. The
+order of the additions depends on the shape alone (element ``i`` of a run goes to lane
+``i % LANES`` of its channel, and the lanes are folded once per chunk of rows; short runs
+sum each position over the rows), so every build and every thread count gives the same
+bits.
+"""
+from libc.stdint cimport uint16_t
+from cpython.mem cimport PyMem_RawMalloc
+from cpython.pycapsule cimport PyCapsule_New
+
+from fastact._elementwise cimport (
+    bfloat16_t,
+    float16_t,
+    floating_t,
+    leaky_relu_backward_rule,
+    leaky_relu_rule,
+    widen,
+)
+from fastact._loops cimport (
+    BFLOAT16,
+    FLOAT16,
+    FLOAT32,
+    FLOAT64,
+    FASTACT_HAS_F16C,
+    F16C_BLOCK,
+    ElementType,
+    fastact_narrow_float16,
+    fastact_widen_float16,
+    leaky_relu_op,
+    run_typed,
+)
+
+cdef enum:
+    # A channel run this long or longer is run on its own; shorter ones row by row.
+    LONG_RUN = 64
+    # Independent float64 sums per channel: four vectors of them (fastact_add_terms).
+    LANES = 32
+    # Terms of a run computed into L1 and then added to the lanes, a block at a time.
+    TERM_BLOCK = 1024
+    # Positions of a row summed together over the rows of a block: their sums (and
+    # compensations) stay in L1.
+    ROW_TILE = 512
+
+
+# ---------------------------------------------------------------------------------------
+# The weight-gradient terms and their sums.
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #include <string.h>
+    /* terms[i] added to lane i % 32 of sums (LANES = 32): plain float64 adds, or with each
+     * add's rounding error added to comps (Knuth's TwoSum: exact, and no select). Four
+     * vectors of eight doubles, so that four chains of adds overlap (one alone waits on
+     * the add latency); written with the compiler's vector extension, so that every build
+     * gets its own width (512-, 256- or 128-bit registers) without relying on the
+     * vectoriser; element by element elsewhere. Either way each lane sees the same
+     * additions in the same order: the same bits in every build. */
+    static inline void fastact_add_term(double *sums, double *comps, double term,
+                                        int compensated)
+    {
+        double a = *sums, r = a + term;
+        if (compensated) {
+            double part = r - a;
+            *comps += (a - (r - part)) + (term - part);
+        }
+        *sums = r;
+    }
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef double fastact_lanes_t __attribute__((vector_size(64)));
+    static inline void fastact_add_vector(fastact_lanes_t *s, fastact_lanes_t *c,
+                                          const double *terms, int compensated)
+    {
+        fastact_lanes_t v, t, part;
+        memcpy(&v, terms, sizeof v);
+        t = *s + v;
+        if (compensated) {
+            part = t - *s;
+            *c += (*s - (t - part)) + (v - part);
+        }
+        *s = t;
+    }
+    static inline void fastact_add_terms(const double *terms, ptrdiff_t n, double *sums,
+                                         double *comps, int compensated)
+    {
+        fastact_lanes_t s[4], c[4];
+        ptrdiff_t i = 0;
+        memcpy(s, sums, sizeof s);
+        memcpy(c, comps, sizeof c);
+        for (; i + 32 <= n; i += 32)
+            for (int k = 0; k < 4; k++)
+                fastact_add_vector(&s[k], &c[k], terms + i + 8 * k, compensated);
+        memcpy(sums, s, sizeof s);
+        memcpy(comps, c, sizeof c);
+        for (; i < n; i++)
+            fastact_add_term(&sums[i % 32], &comps[i % 32], terms[i], compensated);
+    }
+    #else
+    static inline void fastact_add_terms(const double *terms, ptrdiff_t n, double *sums,
+                                         double *comps, int compensated)
+    {
+        for (ptrdiff_t i = 0; i < n; i++)
+            fastact_add_term(&sums[i % 32], &comps[i % 32], terms[i], compensated);
+    }
+    #endif
+    """
+    void fastact_add_terms(const double* terms, Py_ssize_t n, double* sums, double* comps,
+                           bint compensated) nogil
+
+
+cdef inline double as_double(floating_t v) noexcept nogil:
+    if floating_t is float16_t or floating_t is bfloat16_t:
+        return widen(v)
+    else:
+        return v
+
+
+cdef inline double term_of(floating_t g, floating_t x) noexcept nogil:
+    """``x > 0 ? 0 : x * g`` in float64; both operands loaded before the select."""
+    cdef double xd = as_double(x)
+    cdef double product = xd * as_double(g)
+    # `> 0`, as the rule: NaN and ±0 take the product (a NaN propagates to the sum).
+    return 0.0 if xd > 0 else product
+
+
+cdef inline void add_compensated(double* total, double* compensation,
+                                 double value) noexcept nogil:
+    """``total += value``, its rounding error added to ``compensation`` (Neumaier's sum).
+    The error by Knuth's TwoSum, exact whichever operand is larger: the same error as
+    Neumaier's comparison picks, with no select, so a vector loop stays branch-free."""
+    cdef double s = total[0]
+    cdef double t = s + value
+    cdef double value_part = t - s
+    compensation[0] += (s - (t - value_part)) + (value - value_part)
+    total[0] = t
+
+
+# ---------------------------------------------------------------------------------------
+# Long runs.
+
+cdef inline void backward_lanes(const floating_t* g, const floating_t* x, floating_t* out,
+                                Py_ssize_t n, double slope, double* lane_sums,
+                                double* lane_compensations) noexcept nogil:
+    """One contiguous run: ``out`` by leaky_relu_backward's rule and the terms added to
+    ``lane_sums[i % LANES]``, through a block of terms in L1 (an elementwise loop with two
+    outputs, which the compiler vectorises as the other loops)."""
+    cdef double terms[TERM_BLOCK]
+    cdef Py_ssize_t start = 0, m, k
+    cdef floating_t gi, xi
+    while start < n:
+        m = min(<Py_ssize_t>TERM_BLOCK, n - start)
+        for k in range(m):
+            gi = g[start + k]
+            xi = x[start + k]
+            out[start + k] = leaky_relu_backward_rule(gi, xi, slope)
+            terms[k] = term_of(gi, xi)
+        fastact_add_terms(terms, m, lane_sums, lane_compensations, floating_t is double)
+        start += m
+
+
+cdef inline void backward_run(const floating_t* g, const floating_t* x, floating_t* out,
+                              Py_ssize_t n, double slope, double* lane_sums,
+                              double* lane_compensations) noexcept nogil:
+    """A channel's run: its gradient, and its terms added to the channel's lanes."""
+    cdef float g_block[F16C_BLOCK]
+    cdef float x_block[F16C_BLOCK]
+    cdef float out_block[F16C_BLOCK]
+    cdef Py_ssize_t start, m
+    if floating_t is float16_t:
+        if FASTACT_HAS_F16C:
+            # As leaky_relu_backward's float16 loop in this build: widened by the hardware,
+            # the float32 rule, narrowed once. Blocks are multiples of LANES: the same lanes.
+            start = 0
+            while start < n:
+                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+                fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
+                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
+                backward_lanes(<const float*>g_block, <const float*>x_block, out_block, m,
+                               slope, lane_sums, lane_compensations)
+                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
+                start += m
+        else:
+            backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
+    else:
+        backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
+
+
+# ---------------------------------------------------------------------------------------
+# Short runs: whole rows, a slope per position. A float16 row goes through F16C as the
+# float16 loops of this build do (widened, the float32 rule, narrowed once).
+
+cdef inline void forward_positions(const floating_t* x, floating_t* out, const double* slopes,
+                                   Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef floating_t xi
+    for k in range(n):
+        xi = x[k]
+        out[k] = leaky_relu_rule(xi, slopes[k])
+
+
+cdef inline void backward_positions(const floating_t* g, const floating_t* x,
+                                    floating_t* out, const double* slopes, Py_ssize_t n,
+                                    double* sums, double* sum_compensations) noexcept nogil:
+    """One row's ``n`` positions: the gradient, and each term added to its position's sum."""
+    cdef Py_ssize_t k
+    cdef floating_t gi, xi
+    for k in range(n):
+        gi = g[k]
+        xi = x[k]
+        out[k] = leaky_relu_backward_rule(gi, xi, slopes[k])
+        if floating_t is double:
+            add_compensated(&sums[k], &sum_compensations[k], term_of(gi, xi))
+        else:
+            sums[k] += term_of(gi, xi)
+
+
+cdef inline void forward_row(const floating_t* x, floating_t* out, const double* slopes,
+                             Py_ssize_t n) noexcept nogil:
+    cdef float x_block[F16C_BLOCK]
+    cdef float out_block[F16C_BLOCK]
+    cdef Py_ssize_t start = 0, m
+    if floating_t is float16_t:
+        if FASTACT_HAS_F16C:
+            while start < n:
+                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
+                forward_positions(<const float*>x_block, out_block, slopes + start, m)
+                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
+                start += m
+            return
+    forward_positions(x, out, slopes, n)
+
+
+cdef inline void backward_row(const floating_t* g, const floating_t* x, floating_t* out,
+                              const double* slopes, Py_ssize_t n, double* sums,
+                              double* sum_compensations) noexcept nogil:
+    cdef float g_block[F16C_BLOCK]
+    cdef float x_block[F16C_BLOCK]
+    cdef float out_block[F16C_BLOCK]
+    cdef Py_ssize_t start = 0, m
+    if floating_t is float16_t:
+        if FASTACT_HAS_F16C:
+            while start < n:
+                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+                fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
+                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
+                backward_positions(<const float*>g_block, <const float*>x_block, out_block,
+                                   slopes + start, m, sums + start, sum_compensations + start)
+                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
+                start += m
+            return
+    backward_positions(g, x, out, slopes, n, sums, sum_compensations)
+
+
+cdef inline void forward_rows(const floating_t* x, floating_t* out, const double* slopes,
+                              Py_ssize_t rows, Py_ssize_t row_length) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(rows):
+        forward_row(x + r * row_length, out + r * row_length, slopes, row_length)
+
+
+cdef inline void backward_rows(const floating_t* g, const floating_t* x, floating_t* out,
+                               const double* slopes, Py_ssize_t rows, Py_ssize_t row_length,
+                               Py_ssize_t inner, double* totals,
+                               double* compensations) noexcept nogil:
+    """Tiles of positions: each position's terms summed over the rows (a vector loop
+    along the row), then the tile's positions folded into their channels in order."""
+    cdef double sums[ROW_TILE]
+    cdef double sum_compensations[ROW_TILE]
+    cdef Py_ssize_t tile, first, m, r, k, offset, c
+    cdef double total, compensation
+    for tile in range((row_length + ROW_TILE - 1) // ROW_TILE):
+        first = tile * ROW_TILE
+        m = min(<Py_ssize_t>ROW_TILE, row_length - first)
+        for k in range(m):
+            sums[k] = 0.0
+            sum_compensations[k] = 0.0
+        for r in range(rows):
+            offset = r * row_length + first
+            backward_row(g + offset, x + offset, out + offset, slopes + first, m, sums,
+                         sum_compensations)
+        for c in range(first // inner, (first + m - 1) // inner + 1):
+            # In locals, as the lanes of long runs; each channel's positions in order.
+            total = totals[c]
+            compensation = compensations[c]
+            for k in range(max(c * inner, first), min((c + 1) * inner, first + m)):
+                add_compensated(&total, &compensation, sums[k - first])
+                compensation += sum_compensations[k - first]
+            totals[c] = total
+            compensations[c] = compensation
+
+
+# ---------------------------------------------------------------------------------------
+# One block of rows, typed. ``weight`` holds a value of x's type per channel (exact in the
+# rules' compute type, so the rules' rounding of the slope changes nothing); ``slopes`` the
+# weights spread over a row, given for short runs only.
+
+cdef inline void forward_typed(const floating_t* x, floating_t* out, const double* weight,
+                               const double* slopes, Py_ssize_t rows, Py_ssize_t channels,
+                               Py_ssize_t inner) noexcept nogil:
+    cdef Py_ssize_t size = sizeof(floating_t)
+    cdef Py_ssize_t r, c
+    if inner < LONG_RUN:
+        forward_rows(x, out, slopes, rows, channels * inner)
+        return
+    for r in range(rows):
+        for c in range(channels):
+            run_typed(<leaky_relu_op*>NULL, x, size, x, size, out, size, inner, weight[c],
+                      0.0)
+            x += inner
+            out += inner
+
+
+cdef inline void backward_typed(const floating_t* g, const floating_t* x, floating_t* out,
+                                const double* weight, const double* slopes, Py_ssize_t rows,
+                                Py_ssize_t channels, Py_ssize_t inner, double* totals,
+                                double* compensations, double* lanes) noexcept nogil:
+    """Long runs add to ``LANES`` sums per channel (``lanes``: ``2 * LANES * channels``
+    doubles of scratch), folded into the totals once, after the block."""
+    cdef Py_ssize_t r, c, j, offset
+    cdef double total, compensation
+    cdef double* lane_compensations = lanes + channels * LANES
+    if inner < LONG_RUN:
+        backward_rows(g, x, out, slopes, rows, channels * inner, inner, totals,
+                      compensations)
+        return
+    for j in range(2 * channels * LANES):
+        lanes[j] = 0.0
+    for r in range(rows):
+        for c in range(channels):
+            offset = (r * channels + c) * inner
+            backward_run(g + offset, x + offset, out + offset, inner, weight[c],
+                         &lanes[c * LANES], &lane_compensations[c * LANES])
+    for c in range(channels):
+        # In locals: a chain through memory would wait on a store for every lane.
+        total = totals[c]
+        compensation = compensations[c]
+        for j in range(LANES):
+            add_compensated(&total, &compensation, lanes[c * LANES + j])
+            compensation += lane_compensations[c * LANES + j]
+        totals[c] = total
+        compensations[c] = compensation
+
+
+# ---------------------------------------------------------------------------------------
+# The run-time dispatch from an element type, behind function pointers.
+
+cdef inline void channel_forward(ElementType etype, const char* x, char* out,
+                                 const double* weight, const double* slopes, Py_ssize_t rows,
+                                 Py_ssize_t channels, Py_ssize_t inner) noexcept nogil:
+    if etype == FLOAT32:
+        forward_typed(<const float*>x, <float*>out, weight, slopes, rows, channels, inner)
+    elif etype == FLOAT64:
+        forward_typed(<const double*>x, <double*>out, weight, slopes, rows, channels, inner)
+    elif etype == FLOAT16:
+        forward_typed(<const float16_t*>x, <float16_t*>out, weight, slopes, rows, channels,
+                      inner)
+    elif etype == BFLOAT16:
+        forward_typed(<const bfloat16_t*>x, <bfloat16_t*>out, weight, slopes, rows, channels,
+                      inner)
+
+
+cdef inline void channel_backward(ElementType etype, const char* g, const char* x, char* out,
+                                  const double* weight, const double* slopes, Py_ssize_t rows,
+                                  Py_ssize_t channels, Py_ssize_t inner, double* totals,
+                                  double* compensations, double* lanes) noexcept nogil:
+    if etype == FLOAT32:
+        backward_typed(<const float*>g, <const float*>x, <float*>out, weight, slopes, rows,
+                       channels, inner, totals, compensations, lanes)
+    elif etype == FLOAT64:
+        backward_typed(<const double*>g, <const double*>x, <double*>out, weight, slopes, rows,
+                       channels, inner, totals, compensations, lanes)
+    elif etype == FLOAT16:
+        backward_typed(<const float16_t*>g, <const float16_t*>x, <float16_t*>out, weight,
+                       slopes, rows, channels, inner, totals, compensations, lanes)
+    elif etype == BFLOAT16:
+        backward_typed(<const bfloat16_t*>g, <const bfloat16_t*>x, <bfloat16_t*>out, weight,
+                       slopes, rows, channels, inner, totals, compensations, lanes)
+
+
+ctypedef void (*channel_forward_loop)(ElementType etype, const char* x, char* out,
+                                      const double* weight, const double* slopes,
+                                      Py_ssize_t rows, Py_ssize_t channels,
+                                      Py_ssize_t inner) noexcept nogil
+ctypedef void (*channel_backward_loop)(ElementType etype, const char* g, const char* x,
+                                       char* out, const double* weight, const double* slopes,
+                                       Py_ssize_t rows, Py_ssize_t channels, Py_ssize_t inner,
+                                       double* totals, double* compensations,
+                                       double* lanes) noexcept nogil
+
+ctypedef struct ChannelTable:
+    const char* isa
+    channel_forward_loop forward
+    channel_backward_loop backward
+
+
+cdef extern from *:
+    """
+    static const char FASTACT_CHANNEL_TABLE_NAME[] = "fastact._channel_loops.ChannelTable";
+    """
+    const char* FASTACT_CHANNEL_TABLE_NAME
+
+
+cdef inline object export_channel_table(const char* isa):
+    """A capsule holding this module's build of the channel loops; lives as long as the
+    module."""
+    cdef ChannelTable* table = <ChannelTable*>PyMem_RawMalloc(sizeof(ChannelTable))
+    if table == NULL:
+        raise MemoryError()
+    table.isa = isa
+    table.forward = channel_forward
+    table.backward = channel_backward
+    return PyCapsule_New(table, FASTACT_CHANNEL_TABLE_NAME, NULL)
