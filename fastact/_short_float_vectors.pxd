@@ -59,46 +59,56 @@ cdef extern from *:
         return ((fastact_u32v)mask & a) | (~(fastact_u32v)mask & b);
     }
 
-    /* fastact_float_to_bfloat16 lane by lane, the result in each lane's upper half. */
-    static inline fastact_u32v fastact_round_to_bfloat16_lanes(fastact_f32v f)
+    /* fastact_float_to_bfloat16 lane by lane, the result in each lane's upper half, for
+       a product of a widened bfloat16 and a slope from fastact_canonical_slope: its NaN
+       (the operand's, quieted, or the default NaN of inf * 0) has 16 zero low bits, so the
+       rounding increment cannot carry into it and the scalar rule's NaN test is not needed.
+       The hardware already returns it quiet. */
+    static inline fastact_u32v fastact_round_product_to_bfloat16(fastact_f32v f)
     {
         fastact_u32v u = (fastact_u32v)f;
-        fastact_u32v rounded = u + 0x7fffu + ((u >> 16) & 1u);
-        return fastact_select_u32(f != f, u | 0x00400000u, rounded);
+        return u + 0x7fffu + ((u >> 16) & 1u);
     }
 
-    /* fastact_float16_to_float lane by lane, from the bits in each lane's lower half
-       (upper half zero). Subnormal halves through an int -> float conversion, as there:
-       no float subnormal is touched. */
-    static inline fastact_f32v fastact_widen_float16_lanes(fastact_u32v h)
+    /* A NaN slope with its low 16 bits cleared and quieted: the same NaN as the scalar
+       rule's bfloat16 result, and no low bits for the rounding to carry. */
+    static inline float fastact_canonical_slope(float slope)
     {
-        fastact_u32v sign = (h & 0x8000u) << 16;
-        fastact_u32v magnitude = h & 0x7fffu;
+        uint32_t u;
+        memcpy(&u, &slope, 4);
+        if (slope != slope)
+            u = (u & 0xffff0000u) | 0x00400000u;
+        memcpy(&slope, &u, 4);
+        return slope;
+    }
+
+    /* fastact_float16_to_float lane by lane, from a half's magnitude (bits 0..14 of each
+       lane, the rest zero) and sign (bit 31). Subnormal halves through an int -> float
+       conversion, as there: no float subnormal is touched. */
+    static inline fastact_f32v fastact_widen_float16_lanes(fastact_u32v magnitude,
+                                                           fastact_u32v sign)
+    {
         fastact_i32v m = (fastact_i32v)magnitude;
-        fastact_u32v normal = (magnitude << 13) + ((uint32_t)(127 - 15) << 23);
-        fastact_u32v inf_or_nan = (magnitude << 13) | 0x7f800000u;
+        /* Rebias the exponent; inf and NaN once more, up to float32's all-ones one. */
+        fastact_u32v rebias = (fastact_u32v){0} + ((uint32_t)(127 - 15) << 23);
+        fastact_u32v normal = (magnitude << 13) + rebias + ((fastact_u32v)(m > 0x7bff) & rebias);
         fastact_u32v subnormal = (fastact_u32v)(__builtin_convertvector(m, fastact_f32v)
                                                 * 0x1p-24f);
-        fastact_u32v bits = fastact_select_u32(
-            m < 0x0400, subnormal, fastact_select_u32(m >= 0x7c00, inf_or_nan, normal));
-        return (fastact_f32v)(bits | sign);
+        return (fastact_f32v)(fastact_select_u32(m < 0x0400, subnormal, normal) | sign);
     }
 
-    /* fastact_float_to_float16 lane by lane, the result in each lane's lower half. */
-    static inline fastact_u32v fastact_narrow_float16_lanes(fastact_f32v f)
+    /* fastact_float_to_float16 of |f| lane by lane, in each lane's lower half; the sign
+       is the caller's to place. */
+    static inline fastact_u32v fastact_narrow_float16_magnitude(fastact_f32v f)
     {
-        fastact_u32v u = (fastact_u32v)f;
-        fastact_u32v sign = (u >> 16) & 0x8000u;
-        fastact_u32v a = u & 0x7fffffffu;
+        fastact_u32v a = (fastact_u32v)f & 0x7fffffffu;
         fastact_i32v ai = (fastact_i32v)a;
         fastact_u32v subnormal = (fastact_u32v)((fastact_f32v)a + 0.5f) - 0x3f000000u;
         fastact_u32v normal =
             (a - ((uint32_t)(127 - 15) << 23) + 0x0fffu + ((a >> 13) & 1u)) >> 13;
-        fastact_u32v overflow = fastact_select_u32(
-            ai > 0x7f800000, (fastact_u32v){0} + 0x7e00u, (fastact_u32v){0} + 0x7c00u);
-        fastact_u32v bits = fastact_select_u32(
-            ai < 0x38800000, subnormal, fastact_select_u32(ai >= 0x477ff000, overflow, normal));
-        return bits | sign;
+        fastact_u32v overflow = ((fastact_u32v)(ai > 0x7f800000) & 0x0200u) | 0x7c00u;
+        return fastact_select_u32(ai < 0x38800000, subnormal,
+                                  fastact_select_u32(ai > 0x477fefff, overflow, normal));
     }
 
     static inline fastact_u16v fastact_scale_bfloat16(fastact_u16v g, float slope)
@@ -106,8 +116,8 @@ cdef extern from *:
         fastact_u32v w = (fastact_u32v)g;
         fastact_f32v low = (fastact_f32v)(w << 16) * slope;
         fastact_f32v high = (fastact_f32v)(w & 0xffff0000u) * slope;
-        return (fastact_u16v)((fastact_round_to_bfloat16_lanes(low) >> 16)
-                              | (fastact_round_to_bfloat16_lanes(high) & 0xffff0000u));
+        return (fastact_u16v)((fastact_round_product_to_bfloat16(low) >> 16)
+                              | (fastact_round_product_to_bfloat16(high) & 0xffff0000u));
     }
 
     static inline fastact_u16v fastact_scale_float16(fastact_u16v g, float slope)
@@ -129,10 +139,15 @@ cdef extern from *:
                                               _mm256_cvtps_ph(low, _MM_FROUND_TO_NEAREST_INT));
     #else
         fastact_u32v w = (fastact_u32v)g;
-        fastact_f32v low = fastact_widen_float16_lanes(w & 0xffffu) * slope;
-        fastact_f32v high = fastact_widen_float16_lanes(w >> 16) * slope;
-        return (fastact_u16v)(fastact_narrow_float16_lanes(low)
-                              | (fastact_narrow_float16_lanes(high) << 16));
+        fastact_f32v low = fastact_widen_float16_lanes(w & 0x7fffu, (w << 16) & 0x80000000u);
+        fastact_f32v high = fastact_widen_float16_lanes((w >> 16) & 0x7fffu, w & 0x80000000u);
+        fastact_u32v low_product = (fastact_u32v)(low * slope);
+        fastact_u32v high_product = (fastact_u32v)(high * slope);
+        return (fastact_u16v)(
+            fastact_narrow_float16_magnitude((fastact_f32v)low_product)
+            | ((low_product >> 16) & 0x8000u)
+            | (fastact_narrow_float16_magnitude((fastact_f32v)high_product) << 16)
+            | (high_product & 0x80000000u));
     #endif
     }
 
@@ -147,9 +162,10 @@ cdef extern from *:
         return (positive & g) | (~positive & scaled);
     }
 
-    static inline void fastact_leaky_short_floats(const uint16_t *g, const uint16_t *x,
-                                                  uint16_t *out, ptrdiff_t n, float slope,
-                                                  int is_bfloat16)
+    static inline __attribute__((always_inline)) void
+    fastact_leaky_short_floats_loop(const uint16_t *g, const uint16_t *x,
+                                                       uint16_t *out, ptrdiff_t n,
+                                                       float slope, int is_bfloat16)
     {
         fastact_u16v gv, xv, r;
         ptrdiff_t i = 0;
@@ -170,6 +186,19 @@ cdef extern from *:
             memcpy(tail_g, &r, sizeof r);
             memcpy(out + i, tail_g, (size_t)(n - i) * 2);
         }
+    }
+
+    static inline void fastact_leaky_short_floats(const uint16_t *g, const uint16_t *x,
+                                                  uint16_t *out, ptrdiff_t n, float slope,
+                                                  int is_bfloat16)
+    {
+        slope = fastact_canonical_slope(slope);
+        /* The forward pass (g is x) with one load per vector: two loads of the same
+           addresses cost a third more time at L2 sizes. */
+        if (g == x)
+            fastact_leaky_short_floats_loop(x, x, out, n, slope, is_bfloat16);
+        else
+            fastact_leaky_short_floats_loop(g, x, out, n, slope, is_bfloat16);
     }
 
     #else
