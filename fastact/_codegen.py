@@ -30,6 +30,10 @@ HERE = Path(__file__).resolve().parent
 _HEADER = "# Generated from fastact/_functions.py by fastact/_codegen.py: do not edit.\n"
 
 
+# The rules of leaky_relu's shape, whose slope is their first parameter.
+LEAKY_RULES = ("leaky_relu", "leaky_relu_backward")
+
+
 def _tag(func: Function) -> str:
     return f"{func.name}_op"
 
@@ -90,6 +94,19 @@ def ops_pxi() -> str:
     widening = [f for f in FUNCTIONS if f.widens]
     if widening:
         test = " or ".join(f"op_t is {_tag(f)}" for f in widening)
+        lines.append(f"    return {test}")
+    else:
+        lines.append("    return False")
+    lines.append("")
+    lines.append("")
+    lines.append(
+        "cdef inline bint op_is_leaky(op_t* op) noexcept nogil:\n"
+        '    """Whether the rule is ``x > 0 ? g : g * p0`` (``g`` is ``x`` in a forward op),\n'
+        '    which the 16-bit loops run on whole vectors of bits (_short_float_vectors.pxd)."""'
+    )
+    leaky = [f for f in FUNCTIONS if f.rule in LEAKY_RULES and not f.fixed]
+    if leaky:
+        test = " or ".join(f"op_t is {_tag(f)}" for f in leaky)
         lines.append(f"    return {test}")
     else:
         lines.append("    return False")

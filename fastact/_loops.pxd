@@ -17,6 +17,7 @@ from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 
 from fastact._elementwise cimport *
+from fastact._short_float_vectors cimport FASTACT_HAS_SHORT_VECTORS, leaky_short_floats
 
 # ---------------------------------------------------------------------------------------
 # The element types, in one place.
@@ -151,6 +152,10 @@ cdef inline void run_typed(op_t* op, const element_t* g, Py_ssize_t g_stride,
         return
     round_params(op, x[0], &p0, &p1)
     if g_stride == size and x_stride == size and out_stride == size:
+        if element_t is float16_t or element_t is bfloat16_t:
+            if FASTACT_HAS_SHORT_VECTORS and op_is_leaky(op):
+                leaky_short_floats(g, x, out, n, <float>p0)
+                return
         if element_t is float16_t:
             if FASTACT_HAS_F16C and op_widens(op):
                 float16_via_f16c(op, g, x, out, n, p0, p1)
