@@ -270,7 +270,7 @@ include "_ops_dispatch.pxi"
 cdef enum:
     TILE_WORDS = 1024  # one operand's buffer, in 8-byte words (aligned for every type) ...
     TILE_BYTES = 8 * TILE_WORDS  # ... three of them leave half of a 48 KiB L1 free
-    TILE_COLUMN_BYTES = 128  # a tile's height along a transposed column: two cache lines
+    TILE_COLUMN_BYTES = 256  # a tile's height along a transposed column: four cache lines
 
 cdef extern from *:
     """
@@ -288,12 +288,56 @@ cdef extern from *:
     """
     /* Transposes between two row-major layouts: d[j * ds + i] = s[i * ss + j] for i < rows,
        j < cols (steps in elements, either sign). In square blocks of SSE2 unpacks where
-       the ISA has them (every x86-64 build: moves and shuffles only, so every bit passes
-       unchanged), the edges element by element. */
+       the ISA has them (every x86-64 build; AVX2 unpacks for 4- and 8-byte elements in
+       the AVX2 and AVX-512 builds): moves and shuffles only, so every bit passes
+       unchanged; the edges element by element. */
     #if defined(__SSE2__) || defined(_M_X64)
     #include <emmintrin.h>
     #define FASTACT_LOAD(p) _mm_loadu_si128((const __m128i *)(p))
     #define FASTACT_STORE(p, v) _mm_storeu_si128((__m128i *)(p), (v))
+    #if defined(__AVX2__)
+    #include <immintrin.h>
+    #define FASTACT_LOAD256(p) _mm256_loadu_si256((const __m256i *)(p))
+    #define FASTACT_STORE256(p, v) _mm256_storeu_si256((__m256i *)(p), (v))
+    #define FASTACT_BLOCK_u64 4
+    #define FASTACT_BLOCK_u32 8
+    static inline void fastact_block_u64(const uint64_t *s, ptrdiff_t ss, uint64_t *d, ptrdiff_t ds)
+    {
+        __m256i a = FASTACT_LOAD256(s), b = FASTACT_LOAD256(s + ss);
+        __m256i c = FASTACT_LOAD256(s + 2 * ss), e = FASTACT_LOAD256(s + 3 * ss);
+        __m256i ab_even = _mm256_unpacklo_epi64(a, b), ab_odd = _mm256_unpackhi_epi64(a, b);
+        __m256i ce_even = _mm256_unpacklo_epi64(c, e), ce_odd = _mm256_unpackhi_epi64(c, e);
+        FASTACT_STORE256(d, _mm256_permute2x128_si256(ab_even, ce_even, 0x20));
+        FASTACT_STORE256(d + ds, _mm256_permute2x128_si256(ab_odd, ce_odd, 0x20));
+        FASTACT_STORE256(d + 2 * ds, _mm256_permute2x128_si256(ab_even, ce_even, 0x31));
+        FASTACT_STORE256(d + 3 * ds, _mm256_permute2x128_si256(ab_odd, ce_odd, 0x31));
+    }
+    static inline void fastact_block_u32(const uint32_t *s, ptrdiff_t ss, uint32_t *d, ptrdiff_t ds)
+    {
+        __m256i r[8], pairs[8], quads[8];
+        int k;
+        for (k = 0; k < 8; k++)
+            r[k] = FASTACT_LOAD256(s + k * ss);
+        for (k = 0; k < 4; k++) {
+            pairs[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+            pairs[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+        }
+        /* quads[k]: column k (and k + 4 in the high lane) of rows 0-3, then of rows 4-7. */
+        for (k = 0; k < 2; k++) {
+            quads[4 * k] = _mm256_unpacklo_epi64(pairs[4 * k], pairs[4 * k + 2]);
+            quads[4 * k + 1] = _mm256_unpackhi_epi64(pairs[4 * k], pairs[4 * k + 2]);
+            quads[4 * k + 2] = _mm256_unpacklo_epi64(pairs[4 * k + 1], pairs[4 * k + 3]);
+            quads[4 * k + 3] = _mm256_unpackhi_epi64(pairs[4 * k + 1], pairs[4 * k + 3]);
+        }
+        for (k = 0; k < 4; k++) {
+            FASTACT_STORE256(d + k * ds, _mm256_permute2x128_si256(quads[k], quads[k + 4], 0x20));
+            FASTACT_STORE256(d + (k + 4) * ds,
+                             _mm256_permute2x128_si256(quads[k], quads[k + 4], 0x31));
+        }
+    }
+    #else
+    #define FASTACT_BLOCK_u64 2
+    #define FASTACT_BLOCK_u32 4
     static inline void fastact_block_u64(const uint64_t *s, ptrdiff_t ss, uint64_t *d, ptrdiff_t ds)
     {
         __m128i a = FASTACT_LOAD(s), b = FASTACT_LOAD(s + ss);
@@ -311,6 +355,7 @@ cdef extern from *:
         FASTACT_STORE(d + 2 * ds, _mm_unpacklo_epi64(ab_high, ce_high));
         FASTACT_STORE(d + 3 * ds, _mm_unpackhi_epi64(ab_high, ce_high));
     }
+    #endif
     static inline void fastact_block_u16(const uint16_t *s, ptrdiff_t ss, uint16_t *d, ptrdiff_t ds)
     {
         __m128i r[8], pairs[8], quads[8];
@@ -334,8 +379,6 @@ cdef extern from *:
             FASTACT_STORE(d + (4 * k + 3) * ds, _mm_unpackhi_epi64(quads[4 * k + 1], quads[4 * k + 3]));
         }
     }
-    #define FASTACT_BLOCK_u64 2
-    #define FASTACT_BLOCK_u32 4
     #define FASTACT_BLOCK_u16 8
     #define FASTACT_TRANSPOSE_BLOCKS(T, S, D, rows, cols, i)                              \
         for (; i + FASTACT_BLOCK_##T <= rows; i += FASTACT_BLOCK_##T) {                    \
@@ -428,7 +471,7 @@ cdef inline void copy_tile_typed(const bits_t* src, Py_ssize_t src_row, Py_ssize
                                  Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
     """Copy a ``rows`` x ``cols`` tile between two layouts (steps in elements), the inner
     loop along the axis where the strided side is closer to contiguous."""
-    cdef Py_ssize_t r, c
+    cdef Py_ssize_t r, c, line
     cdef Py_ssize_t strided_row = src_row if dst_col == 1 else dst_row
     cdef Py_ssize_t strided_col = src_col if dst_col == 1 else dst_col
     cdef const char* ahead
@@ -437,8 +480,8 @@ cdef inline void copy_tile_typed(const bits_t* src, Py_ssize_t src_row, Py_ssize
             # The tiles walk down the columns: the next tile reads on from here.
             for c in range(cols):
                 ahead = <const char*>(src + c * src_col + rows * src_row)
-                fastact_prefetch_l2(ahead)
-                fastact_prefetch_l2(ahead + TILE_COLUMN_BYTES // 2)
+                for line in range(0, TILE_COLUMN_BYTES, 64):
+                    fastact_prefetch_l2(ahead + line)
         if src_row == 1 and dst_col == 1:
             transpose(src, src_col, dst, dst_row, cols, rows)
         elif src_col == 1 and dst_row == 1:
