@@ -278,11 +278,14 @@ cdef extern from *:
        power-of-two stride apart and would evict each other there); no-op elsewhere. */
     #if defined(__GNUC__) || defined(__clang__)
     #define fastact_prefetch_l2(p) __builtin_prefetch((p), 0, 2)
+    #define fastact_prefetch_l2_for_write(p) __builtin_prefetch((p), 1, 2)
     #else
     #define fastact_prefetch_l2(p) ((void)(p))
+    #define fastact_prefetch_l2_for_write(p) ((void)(p))
     #endif
     """
     void fastact_prefetch_l2(const void* p) nogil
+    void fastact_prefetch_l2_for_write(const void* p) nogil
 
 cdef extern from *:
     """
@@ -526,6 +529,19 @@ cdef inline const char* tile_rows(const char* data, const Py_ssize_t* steps, cha
     return buffer
 
 
+cdef inline void prefetch_rows(const char* data, Py_ssize_t row_step, Py_ssize_t rows,
+                               Py_ssize_t row_bytes, bint for_write) noexcept nogil:
+    """Ask for the lines of ``rows`` row pieces of ``row_bytes`` each: a tall tile reads (or
+    writes) them a power-of-two stride apart, a pattern no hardware prefetcher follows."""
+    cdef Py_ssize_t r, line
+    for r in range(rows):
+        for line in range(0, row_bytes + 63, 64):
+            if for_write:
+                fastact_prefetch_l2_for_write(data + r * row_step + line)
+            else:
+                fastact_prefetch_l2(data + r * row_step + line)
+
+
 cdef inline bint packs_transposed(const Py_ssize_t* steps, Py_ssize_t itemsize) noexcept nogil:
     return steps[1] != itemsize and magnitude(steps[0]) < magnitude(steps[1])
 
@@ -564,7 +580,7 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
         <Py_ssize_t>1, TILE_BYTES // itemsize // height)
     cdef Py_ssize_t row_tiles = (rows + height - 1) // height
     cdef Py_ssize_t col_tiles = (cols + width - 1) // width
-    cdef Py_ssize_t t, r, r0, c0, n_rows, n_cols, g_row, x_row, out_row
+    cdef Py_ssize_t t, r, r0, c0, n_rows, n_cols, next_rows, g_row, x_row, out_row
     cdef const char* g_rows
     cdef const char* x_rows
     cdef char* out_rows
@@ -575,6 +591,18 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
             r0, c0 = (t // col_tiles) * height, (t % col_tiles) * width
         n_rows = min(height, rows - r0)
         n_cols = min(width, cols - c0)
+        if transposed and r0 + height < rows:
+            # The next tile down: the operands read or written along their rows.
+            next_rows = min(height, rows - r0 - height)
+            if x_steps[1] == itemsize:
+                prefetch_rows(x + (r0 + height) * x_steps[0] + c0 * itemsize, x_steps[0],
+                              next_rows, n_cols * itemsize, False)
+            if g_steps[1] == itemsize and not forward:
+                prefetch_rows(g + (r0 + height) * g_steps[0] + c0 * itemsize, g_steps[0],
+                              next_rows, n_cols * itemsize, False)
+            if out_steps[1] == itemsize:
+                prefetch_rows(out + (r0 + height) * out_steps[0] + c0 * itemsize,
+                              out_steps[0], next_rows, n_cols * itemsize, True)
         x_rows = tile_rows(x + r0 * x_steps[0] + c0 * x_steps[1], x_steps,
                            <char*>x_buffer, n_rows, n_cols, itemsize, transposed, &x_row)
         if forward:
