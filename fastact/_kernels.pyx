@@ -43,6 +43,7 @@ from fastact._loops cimport (
     LoopTable,
     Op,
     is_covered,
+    magnitude,
 )
 
 import importlib
@@ -531,11 +532,10 @@ cdef object output_for(ndarray x, object out):
 
 
 # ---------------------------------------------------------------------------------------
-# Any other layout (views such as x[::2], row slices, transposes, a strided out): NumPy's
-# iterator walks the arrays in memory order, merging dimensions where it can, and hands
-# the loops one inner run after another: the contiguous loop where every operand of the
-# run is contiguous (a row slice), the strided loop otherwise. No copy, unless out
-# partially overlaps an input (then NumPy writes through a temporary). One thread.
+# A strided out that shares memory with an input as another view (or writes an element
+# twice): NumPy's iterator walks the arrays in memory order and hands the loops one inner
+# run after another, through a temporary where out partially overlaps an input. One
+# thread. Every other strided layout goes through the tiles below.
 
 cdef inline bint is_iterable_array(object a) noexcept:
     """An exact ndarray of at least one dimension, aligned, native byte order."""
@@ -612,6 +612,227 @@ cdef object run_iterated(Op op, ElementType etype, object g, ndarray x, object o
     return result
 
 
+# ---------------------------------------------------------------------------------------
+# Strided layouts in L1 tiles (views such as x[::2], transposes, Fortran order against C
+# order, broadcast inputs, a strided out). The array's axes are reordered by out's
+# strides and merged where every operand allows; out's fastest axis becomes the columns
+# of a 2-D block, and the rows are the axis along which a strided input lies contiguous
+# (a transposed input), so that the loops' tiles copy it along whole cache lines; the
+# other axes are walked one block after another. The rows of all blocks are split over
+# threads as a contiguous call's elements are (the columns, when there are too few rows).
+# NumPy's iterator keeps the calls whose out shares memory with an input as anything but
+# the very same view (it copies where the overlap needs it), and those whose out would
+# write an element twice.
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_NewLikeArray(ndarray prototype, cnp.NPY_ORDER order,
+                                cnp.PyArray_Descr* descr, int subok)
+
+cdef enum:
+    MAX_DIMS = 64  # NumPy 2's NPY_MAXDIMS
+    N_OPERANDS = 3  # g, x, out
+    # Below this many rows per thread the threads split the columns instead.
+    MIN_ROWS_PER_THREAD = 4
+
+
+ctypedef struct Blocks:
+    char* data[N_OPERANDS]
+    Py_ssize_t steps[N_OPERANDS][2]  # bytes, (row, column)
+    Py_ssize_t rows
+    Py_ssize_t cols
+    int n_outer
+    Py_ssize_t outer_shape[MAX_DIMS]  # slowest first
+    Py_ssize_t outer_strides[N_OPERANDS][MAX_DIMS]
+
+
+cdef bint overlaps_as_another_view(ndarray a, ndarray b) noexcept:
+    """Whether ``a`` and ``b`` may share bytes without being the very same view."""
+    cdef int d, ndim = cnp.PyArray_NDIM(a)
+    cdef npy_intp* dims = cnp.PyArray_DIMS(a)
+    cdef npy_intp* a_strides = cnp.PyArray_STRIDES(a)
+    cdef npy_intp* b_strides = cnp.PyArray_STRIDES(b)
+    cdef bint same_view = cnp.PyArray_BYTES(a) == cnp.PyArray_BYTES(b)
+    cdef char* a_low = cnp.PyArray_BYTES(a)
+    cdef char* a_high = a_low + cnp.PyArray_ITEMSIZE(a)
+    cdef char* b_low = cnp.PyArray_BYTES(b)
+    cdef char* b_high = b_low + cnp.PyArray_ITEMSIZE(b)
+    for d in range(ndim):
+        if dims[d] > 1:
+            same_view = same_view and a_strides[d] == b_strides[d]
+            a_low += min(a_strides[d] * (dims[d] - 1), 0)
+            a_high += max(a_strides[d] * (dims[d] - 1), 0)
+            b_low += min(b_strides[d] * (dims[d] - 1), 0)
+            b_high += max(b_strides[d] * (dims[d] - 1), 0)
+    return not same_view and a_low < b_high and b_low < a_high
+
+
+cdef bint writes_an_element_twice(ndarray out) noexcept:
+    cdef int d
+    for d in range(cnp.PyArray_NDIM(out)):
+        if cnp.PyArray_DIMS(out)[d] > 1 and cnp.PyArray_STRIDES(out)[d] == 0:
+            return True
+    return False
+
+
+cdef void plan_blocks(Blocks* b, ndarray g, ndarray x, ndarray out,
+                      Py_ssize_t itemsize) noexcept:
+    """Fill ``b`` from the operands (of one shape, not empty; ``g`` is ``x`` for a forward
+    op)."""
+    cdef int ndim = cnp.PyArray_NDIM(out)
+    cdef npy_intp* dims = cnp.PyArray_DIMS(out)
+    cdef npy_intp* out_strides = cnp.PyArray_STRIDES(out)
+    cdef npy_intp* operand_strides[N_OPERANDS]
+    operand_strides[0] = cnp.PyArray_STRIDES(g)
+    operand_strides[1] = cnp.PyArray_STRIDES(x)
+    operand_strides[2] = out_strides
+    cdef int axes[MAX_DIMS]
+    cdef Py_ssize_t shape[MAX_DIMS]
+    cdef Py_ssize_t strides[N_OPERANDS][MAX_DIMS]
+    cdef int n = 0, d, k, j, best, score, best_score
+    # The axes longer than 1, slowest in out first (a stable insertion sort: few axes).
+    for d in range(ndim):
+        if dims[d] > 1:
+            k = n
+            while k > 0 and magnitude(out_strides[axes[k - 1]]) < magnitude(out_strides[d]):
+                axes[k] = axes[k - 1]
+                k -= 1
+            axes[k] = d
+            n += 1
+    # Merge an axis into the one before where every operand steps over both as one.
+    cdef int m = 0
+    for k in range(n):
+        d = axes[k]
+        if m > 0 and continues_as_one_run(operand_strides, strides, m - 1, d, dims[d]):
+            shape[m - 1] *= dims[d]
+            for j in range(N_OPERANDS):
+                strides[j][m - 1] = operand_strides[j][d]
+            continue
+        shape[m] = dims[d]
+        for j in range(N_OPERANDS):
+            strides[j][m] = operand_strides[j][d]
+        m += 1
+    if m == 0:  # a single element
+        shape[0] = 1
+        for j in range(N_OPERANDS):
+            strides[j][0] = itemsize
+        m = 1
+    # Columns: out's fastest axis. Rows: where most inputs that are strided along the
+    # columns lie contiguous, else out's next fastest axis.
+    cdef int rows_axis = -1
+    best_score = -1
+    for k in range(m - 2, -1, -1):
+        score = 0
+        for j in range(2):
+            if (strides[j][m - 1] != itemsize and magnitude(strides[j][k]) == itemsize):
+                score += 1
+        if score > best_score:
+            best, best_score = k, score
+    b.cols = shape[m - 1]
+    b.data[0] = cnp.PyArray_BYTES(g)
+    b.data[1] = cnp.PyArray_BYTES(x)
+    b.data[2] = cnp.PyArray_BYTES(out)
+    for j in range(N_OPERANDS):
+        b.steps[j][1] = strides[j][m - 1]
+        b.steps[j][0] = 0
+    b.rows = 1
+    if best_score >= 0:
+        rows_axis = best
+        b.rows = shape[rows_axis]
+        for j in range(N_OPERANDS):
+            b.steps[j][0] = strides[j][rows_axis]
+    b.n_outer = 0
+    for k in range(m - 1):
+        if k != rows_axis:
+            b.outer_shape[b.n_outer] = shape[k]
+            for j in range(N_OPERANDS):
+                b.outer_strides[j][b.n_outer] = strides[j][k]
+            b.n_outer += 1
+
+
+cdef inline bint continues_as_one_run(npy_intp** operand_strides,
+                                      Py_ssize_t (*strides)[MAX_DIMS], int slow, int d,
+                                      Py_ssize_t length) noexcept:
+    """Whether every operand steps over axis ``d`` (``length`` long) and then over the
+    (merged) axis ``slow`` as over one axis."""
+    cdef int j
+    for j in range(N_OPERANDS):
+        if strides[j][slow] != operand_strides[j][d] * length:
+            return False
+    return True
+
+
+cdef void run_block_rows(const Blocks* b, Op op, ElementType etype, Py_ssize_t itemsize,
+                         Py_ssize_t first, Py_ssize_t last, Py_ssize_t col_first,
+                         Py_ssize_t col_last, Params p) noexcept nogil:
+    """Rows ``first`` to ``last`` (counted over every block) and the columns between
+    ``col_first`` and ``col_last``."""
+    cdef Py_ssize_t block, row, n_rows, index, i
+    cdef Py_ssize_t offset[N_OPERANDS]
+    cdef const char* at[N_OPERANDS]
+    cdef int k, j
+    while first < last and col_first < col_last:
+        block = first // b.rows
+        row = first % b.rows
+        n_rows = min(b.rows - row, last - first)
+        for j in range(N_OPERANDS):
+            offset[j] = row * b.steps[j][0] + col_first * b.steps[j][1]
+        index = block
+        for k in range(b.n_outer - 1, -1, -1):
+            i = index % b.outer_shape[k]
+            index = index // b.outer_shape[k]
+            for j in range(N_OPERANDS):
+                offset[j] += i * b.outer_strides[j][k]
+        for j in range(N_OPERANDS):
+            at[j] = b.data[j] + offset[j]
+        LOOPS.run_tiles(op, etype, itemsize, at[0], b.steps[0], at[1], b.steps[1],
+                        <char*>at[2], b.steps[2], n_rows, col_last - col_first, p.p0, p.p1)
+        first += n_rows
+
+
+cdef void run_blocks(const Blocks* b, Op op, ElementType etype, Py_ssize_t itemsize,
+                     Py_ssize_t n_blocks, int n_threads, Params p) noexcept nogil:
+    cdef Py_ssize_t total = n_blocks * b.rows
+    cdef Py_ssize_t align = max(<Py_ssize_t>1, SLICE_ALIGN_BYTES // itemsize)
+    cdef Py_ssize_t per_thread
+    cdef int t
+    if n_threads == 1:
+        run_block_rows(b, op, etype, itemsize, 0, total, 0, b.cols, p)
+    elif total >= MIN_ROWS_PER_THREAD * n_threads:
+        per_thread = (total + n_threads - 1) // n_threads
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            run_block_rows(b, op, etype, itemsize, t * per_thread,
+                           min(total, (t + 1) * per_thread), 0, b.cols, p)
+    else:
+        per_thread = ((b.cols + n_threads - 1) // n_threads + align - 1) // align * align
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            run_block_rows(b, op, etype, itemsize, 0, total, t * per_thread,
+                           min(b.cols, (t + 1) * per_thread), p)
+
+
+cdef object run_strided(Op op, ElementType etype, ndarray g, ndarray x, object out, Params p):
+    if out is not None and not (is_iterable_array(out) and same_shape(x, <ndarray>out)
+                                and cnp.PyArray_ISWRITEABLE(<ndarray>out)):
+        return None
+    if out is not None and (writes_an_element_twice(<ndarray>out)
+                            or overlaps_as_another_view(x, <ndarray>out)
+                            or (g is not None and overlaps_as_another_view(g, <ndarray>out))):
+        return run_iterated(op, etype, g, x, out, p)
+    cdef ndarray result = (<ndarray>PyArray_NewLikeArray(x, cnp.NPY_KEEPORDER, NULL, 0)
+                           if out is None else <ndarray>out)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
+    if size == 0:
+        return result
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef Blocks blocks
+    # A forward op reads x in g's place (its rule ignores g).
+    plan_blocks(&blocks, x if g is None else g, x, result, itemsize)
+    cdef int n_threads = threads_for(size * itemsize * (2 if g is None else 3))
+    with nogil:
+        run_blocks(&blocks, op, etype, itemsize, size // (blocks.rows * blocks.cols),
+                   n_threads, p)
+    return result
+
+
 cdef object run_op_on(Op op, object grad_output, object x, object out, Params p):
     """Run ``op`` (``grad_output`` None for a forward op), or None to decline."""
     if not is_iterable_array(x):
@@ -629,7 +850,7 @@ cdef object run_op_on(Op op, object grad_output, object x, object out, Params p)
         result = output_for(xa, out)
         if result is not None and (ga is None or not overlaps_partially(ga, <ndarray>result)):
             return run_with_gil_released(op, etype, ga, xa, <ndarray>result, p)
-    return run_iterated(op, etype, ga, xa, out, p)
+    return run_strided(op, etype, ga, xa, out, p)
 
 
 # ---------------------------------------------------------------------------------------

@@ -262,6 +262,378 @@ include "_ops_dispatch.pxi"
 
 
 # ---------------------------------------------------------------------------------------
+# Strided blocks through L1 tiles. A block of ``rows`` x ``cols`` elements at any byte
+# steps, ``cols`` being the output's fastest axis: an operand whose columns are contiguous
+# is read (or written) where it lies, row by row; any other is copied a tile at a time
+# into a contiguous buffer that stays in L1, so the vector loop always runs on contiguous
+# rows. So ``x[::2]`` becomes a gather into a block, and a transposed operand a tile
+# copied along its own contiguous axis (whole cache lines per column; an element-by-element
+# strided loop touches a new line, and soon a new page, at every element). The copies move
+# bits as unsigned integers (NaN payloads untouched), and the loop is the contiguous one:
+# the result is the contiguous call's, bit for bit.
+
+cdef enum:
+    TILE_WORDS = 1024  # one operand's buffer, in 8-byte words (aligned for every type) ...
+    TILE_BYTES = 8 * TILE_WORDS  # ... three of them leave half of a 48 KiB L1 free
+    TILE_COLUMN_BYTES = 256  # a tile's height along a transposed column: four cache lines
+
+cdef extern from *:
+    """
+    /* A hint to fetch a line into L2 (not L1: the columns of a transposed tile lie a
+       power-of-two stride apart and would evict each other there); no-op elsewhere. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastact_prefetch_l2(p) __builtin_prefetch((p), 0, 2)
+    #define fastact_prefetch_l2_for_write(p) __builtin_prefetch((p), 1, 2)
+    #else
+    #define fastact_prefetch_l2(p) ((void)(p))
+    #define fastact_prefetch_l2_for_write(p) ((void)(p))
+    #endif
+    """
+    void fastact_prefetch_l2(const void* p) nogil
+    void fastact_prefetch_l2_for_write(const void* p) nogil
+
+cdef extern from *:
+    """
+    /* Transposes between two row-major layouts: d[j * ds + i] = s[i * ss + j] for i < rows,
+       j < cols (steps in elements, either sign). In square blocks of SSE2 unpacks where
+       the ISA has them (every x86-64 build; AVX2 unpacks for 4- and 8-byte elements in
+       the AVX2 and AVX-512 builds): moves and shuffles only, so every bit passes
+       unchanged; the edges element by element. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define FASTACT_LOAD(p) _mm_loadu_si128((const __m128i *)(p))
+    #define FASTACT_STORE(p, v) _mm_storeu_si128((__m128i *)(p), (v))
+    #if defined(__AVX2__)
+    #include <immintrin.h>
+    #define FASTACT_LOAD256(p) _mm256_loadu_si256((const __m256i *)(p))
+    #define FASTACT_STORE256(p, v) _mm256_storeu_si256((__m256i *)(p), (v))
+    #define FASTACT_BLOCK_u64 4
+    #define FASTACT_BLOCK_u32 8
+    static inline void fastact_block_u64(const uint64_t *s, ptrdiff_t ss, uint64_t *d, ptrdiff_t ds)
+    {
+        __m256i a = FASTACT_LOAD256(s), b = FASTACT_LOAD256(s + ss);
+        __m256i c = FASTACT_LOAD256(s + 2 * ss), e = FASTACT_LOAD256(s + 3 * ss);
+        __m256i ab_even = _mm256_unpacklo_epi64(a, b), ab_odd = _mm256_unpackhi_epi64(a, b);
+        __m256i ce_even = _mm256_unpacklo_epi64(c, e), ce_odd = _mm256_unpackhi_epi64(c, e);
+        FASTACT_STORE256(d, _mm256_permute2x128_si256(ab_even, ce_even, 0x20));
+        FASTACT_STORE256(d + ds, _mm256_permute2x128_si256(ab_odd, ce_odd, 0x20));
+        FASTACT_STORE256(d + 2 * ds, _mm256_permute2x128_si256(ab_even, ce_even, 0x31));
+        FASTACT_STORE256(d + 3 * ds, _mm256_permute2x128_si256(ab_odd, ce_odd, 0x31));
+    }
+    static inline void fastact_block_u32(const uint32_t *s, ptrdiff_t ss, uint32_t *d, ptrdiff_t ds)
+    {
+        __m256i r[8], pairs[8], quads[8];
+        int k;
+        for (k = 0; k < 8; k++)
+            r[k] = FASTACT_LOAD256(s + k * ss);
+        for (k = 0; k < 4; k++) {
+            pairs[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+            pairs[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+        }
+        /* quads[k]: column k (and k + 4 in the high lane) of rows 0-3, then of rows 4-7. */
+        for (k = 0; k < 2; k++) {
+            quads[4 * k] = _mm256_unpacklo_epi64(pairs[4 * k], pairs[4 * k + 2]);
+            quads[4 * k + 1] = _mm256_unpackhi_epi64(pairs[4 * k], pairs[4 * k + 2]);
+            quads[4 * k + 2] = _mm256_unpacklo_epi64(pairs[4 * k + 1], pairs[4 * k + 3]);
+            quads[4 * k + 3] = _mm256_unpackhi_epi64(pairs[4 * k + 1], pairs[4 * k + 3]);
+        }
+        for (k = 0; k < 4; k++) {
+            FASTACT_STORE256(d + k * ds, _mm256_permute2x128_si256(quads[k], quads[k + 4], 0x20));
+            FASTACT_STORE256(d + (k + 4) * ds,
+                             _mm256_permute2x128_si256(quads[k], quads[k + 4], 0x31));
+        }
+    }
+    #else
+    #define FASTACT_BLOCK_u64 2
+    #define FASTACT_BLOCK_u32 4
+    static inline void fastact_block_u64(const uint64_t *s, ptrdiff_t ss, uint64_t *d, ptrdiff_t ds)
+    {
+        __m128i a = FASTACT_LOAD(s), b = FASTACT_LOAD(s + ss);
+        FASTACT_STORE(d, _mm_unpacklo_epi64(a, b));
+        FASTACT_STORE(d + ds, _mm_unpackhi_epi64(a, b));
+    }
+    static inline void fastact_block_u32(const uint32_t *s, ptrdiff_t ss, uint32_t *d, ptrdiff_t ds)
+    {
+        __m128i a = FASTACT_LOAD(s), b = FASTACT_LOAD(s + ss);
+        __m128i c = FASTACT_LOAD(s + 2 * ss), e = FASTACT_LOAD(s + 3 * ss);
+        __m128i ab_low = _mm_unpacklo_epi32(a, b), ce_low = _mm_unpacklo_epi32(c, e);
+        __m128i ab_high = _mm_unpackhi_epi32(a, b), ce_high = _mm_unpackhi_epi32(c, e);
+        FASTACT_STORE(d, _mm_unpacklo_epi64(ab_low, ce_low));
+        FASTACT_STORE(d + ds, _mm_unpackhi_epi64(ab_low, ce_low));
+        FASTACT_STORE(d + 2 * ds, _mm_unpacklo_epi64(ab_high, ce_high));
+        FASTACT_STORE(d + 3 * ds, _mm_unpackhi_epi64(ab_high, ce_high));
+    }
+    #endif
+    static inline void fastact_block_u16(const uint16_t *s, ptrdiff_t ss, uint16_t *d, ptrdiff_t ds)
+    {
+        __m128i r[8], pairs[8], quads[8];
+        int k;
+        for (k = 0; k < 8; k++)
+            r[k] = FASTACT_LOAD(s + k * ss);
+        for (k = 0; k < 4; k++) {
+            pairs[k] = _mm_unpacklo_epi16(r[2 * k], r[2 * k + 1]);
+            pairs[k + 4] = _mm_unpackhi_epi16(r[2 * k], r[2 * k + 1]);
+        }
+        for (k = 0; k < 2; k++) {
+            quads[4 * k] = _mm_unpacklo_epi32(pairs[4 * k], pairs[4 * k + 1]);
+            quads[4 * k + 1] = _mm_unpackhi_epi32(pairs[4 * k], pairs[4 * k + 1]);
+            quads[4 * k + 2] = _mm_unpacklo_epi32(pairs[4 * k + 2], pairs[4 * k + 3]);
+            quads[4 * k + 3] = _mm_unpackhi_epi32(pairs[4 * k + 2], pairs[4 * k + 3]);
+        }
+        for (k = 0; k < 2; k++) {
+            FASTACT_STORE(d + (4 * k) * ds, _mm_unpacklo_epi64(quads[4 * k], quads[4 * k + 2]));
+            FASTACT_STORE(d + (4 * k + 1) * ds, _mm_unpackhi_epi64(quads[4 * k], quads[4 * k + 2]));
+            FASTACT_STORE(d + (4 * k + 2) * ds, _mm_unpacklo_epi64(quads[4 * k + 1], quads[4 * k + 3]));
+            FASTACT_STORE(d + (4 * k + 3) * ds, _mm_unpackhi_epi64(quads[4 * k + 1], quads[4 * k + 3]));
+        }
+    }
+    #define FASTACT_BLOCK_u16 8
+    #define FASTACT_TRANSPOSE_BLOCKS(T, S, D, rows, cols, i)                              \
+        for (; i + FASTACT_BLOCK_##T <= rows; i += FASTACT_BLOCK_##T) {                    \
+            ptrdiff_t j = 0, k;                                                            \
+            for (; j + FASTACT_BLOCK_##T <= cols; j += FASTACT_BLOCK_##T)                  \
+                fastact_block_##T(S + i * ss + j, ss, D + j * ds + i, ds);                 \
+            for (; j < cols; j++)                                                          \
+                for (k = i; k < i + FASTACT_BLOCK_##T; k++)                                \
+                    D[j * ds + k] = S[k * ss + j];                                         \
+        }
+    #else
+    #define FASTACT_TRANSPOSE_BLOCKS(T, S, D, rows, cols, i)
+    #endif
+    #define FASTACT_TRANSPOSE(T, C_TYPE, BLOCKS)                                           \
+        static inline void fastact_transpose_##T(const C_TYPE *s, ptrdiff_t ss, C_TYPE *d,  \
+                                                 ptrdiff_t ds, ptrdiff_t rows, ptrdiff_t cols) \
+        {                                                                                  \
+            ptrdiff_t i = 0, j;                                                            \
+            BLOCKS                                                                         \
+            for (; i < rows; i++)                                                          \
+                for (j = 0; j < cols; j++)                                                 \
+                    d[j * ds + i] = s[i * ss + j];                                         \
+        }
+    FASTACT_TRANSPOSE(u64, uint64_t, FASTACT_TRANSPOSE_BLOCKS(u64, s, d, rows, cols, i))
+    FASTACT_TRANSPOSE(u32, uint32_t, FASTACT_TRANSPOSE_BLOCKS(u32, s, d, rows, cols, i))
+    FASTACT_TRANSPOSE(u16, uint16_t, FASTACT_TRANSPOSE_BLOCKS(u16, s, d, rows, cols, i))
+    FASTACT_TRANSPOSE(u8, uint8_t, )
+    """
+    void fastact_transpose_u64(const uint64_t* s, Py_ssize_t ss, uint64_t* d, Py_ssize_t ds,
+                               Py_ssize_t rows, Py_ssize_t cols) nogil
+    void fastact_transpose_u32(const uint32_t* s, Py_ssize_t ss, uint32_t* d, Py_ssize_t ds,
+                               Py_ssize_t rows, Py_ssize_t cols) nogil
+    void fastact_transpose_u16(const uint16_t* s, Py_ssize_t ss, uint16_t* d, Py_ssize_t ds,
+                               Py_ssize_t rows, Py_ssize_t cols) nogil
+    void fastact_transpose_u8(const uint8_t* s, Py_ssize_t ss, uint8_t* d, Py_ssize_t ds,
+                              Py_ssize_t rows, Py_ssize_t cols) nogil
+
+
+ctypedef fused bits_t:
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+
+cdef inline Py_ssize_t magnitude(Py_ssize_t step) noexcept nogil:
+    return -step if step < 0 else step
+
+
+cdef inline void copy_run(const bits_t* src, Py_ssize_t src_step, bits_t* dst,
+                          Py_ssize_t dst_step, Py_ssize_t n) noexcept nogil:
+    """``dst[i * dst_step] = src[i * src_step]``: literal steps where they are common, so
+    the compiler can vectorise them (a stride-2 gather becomes loads and a shuffle)."""
+    cdef Py_ssize_t i
+    if src_step == 1 and dst_step == 1:
+        for i in range(n):
+            dst[i] = src[i]
+    elif src_step == 2 and dst_step == 1:
+        for i in range(n):
+            dst[i] = src[2 * i]
+    elif src_step == -1 and dst_step == 1:
+        for i in range(n):
+            dst[i] = src[-i]
+    elif src_step == 1:
+        for i in range(n):
+            dst[i * dst_step] = src[i]
+    elif dst_step == 1:
+        for i in range(n):
+            dst[i] = src[i * src_step]
+    else:
+        for i in range(n):
+            dst[i * dst_step] = src[i * src_step]
+
+
+cdef inline void transpose(const bits_t* src, Py_ssize_t src_step, bits_t* dst,
+                           Py_ssize_t dst_step, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """``dst[j * dst_step + i] = src[i * src_step + j]``, ``i < rows``, ``j < cols``."""
+    if bits_t is uint64_t:
+        fastact_transpose_u64(src, src_step, dst, dst_step, rows, cols)
+    elif bits_t is uint32_t:
+        fastact_transpose_u32(src, src_step, dst, dst_step, rows, cols)
+    elif bits_t is uint16_t:
+        fastact_transpose_u16(src, src_step, dst, dst_step, rows, cols)
+    else:
+        fastact_transpose_u8(src, src_step, dst, dst_step, rows, cols)
+
+
+cdef inline void copy_tile_typed(const bits_t* src, Py_ssize_t src_row, Py_ssize_t src_col,
+                                 bits_t* dst, Py_ssize_t dst_row, Py_ssize_t dst_col,
+                                 Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """Copy a ``rows`` x ``cols`` tile between two layouts (steps in elements), the inner
+    loop along the axis where the strided side is closer to contiguous."""
+    cdef Py_ssize_t r, c, line
+    cdef Py_ssize_t strided_row = src_row if dst_col == 1 else dst_row
+    cdef Py_ssize_t strided_col = src_col if dst_col == 1 else dst_col
+    cdef const char* ahead
+    if rows > 1 and magnitude(strided_row) < magnitude(strided_col):
+        if dst_col == 1:
+            # The tiles walk down the columns: the next tile reads on from here.
+            for c in range(cols):
+                ahead = <const char*>(src + c * src_col + rows * src_row)
+                for line in range(0, TILE_COLUMN_BYTES, 64):
+                    fastact_prefetch_l2(ahead + line)
+        if src_row == 1 and dst_col == 1:
+            transpose(src, src_col, dst, dst_row, cols, rows)
+        elif src_col == 1 and dst_row == 1:
+            transpose(src, src_row, dst, dst_col, rows, cols)
+        else:
+            for c in range(cols):
+                copy_run(src + c * src_col, src_row, dst + c * dst_col, dst_row, rows)
+    else:
+        for r in range(rows):
+            copy_run(src + r * src_row, src_col, dst + r * dst_row, dst_col, cols)
+
+
+cdef inline void copy_tile(const char* src, Py_ssize_t src_row, Py_ssize_t src_col, char* dst,
+                           Py_ssize_t dst_row, Py_ssize_t dst_col, Py_ssize_t rows,
+                           Py_ssize_t cols, Py_ssize_t itemsize) noexcept nogil:
+    """``copy_tile_typed`` at byte steps, by element size."""
+    if itemsize == 4:
+        copy_tile_typed(<const uint32_t*>src, src_row // 4, src_col // 4, <uint32_t*>dst,
+                        dst_row // 4, dst_col // 4, rows, cols)
+    elif itemsize == 8:
+        copy_tile_typed(<const uint64_t*>src, src_row // 8, src_col // 8, <uint64_t*>dst,
+                        dst_row // 8, dst_col // 8, rows, cols)
+    elif itemsize == 2:
+        copy_tile_typed(<const uint16_t*>src, src_row // 2, src_col // 2, <uint16_t*>dst,
+                        dst_row // 2, dst_col // 2, rows, cols)
+    else:
+        copy_tile_typed(<const uint8_t*>src, src_row, src_col, <uint8_t*>dst, dst_row,
+                        dst_col, rows, cols)
+
+
+cdef inline const char* tile_rows(const char* data, const Py_ssize_t* steps, char* buffer,
+                                  Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t itemsize,
+                                  bint pack, Py_ssize_t* row_step) noexcept nogil:
+    """Where an input tile's contiguous rows are: in place (unless ``pack``), or packed
+    into ``buffer``."""
+    if steps[1] == itemsize and not pack:
+        row_step[0] = steps[0]
+        return data
+    copy_tile(data, steps[0], steps[1], buffer, cols * itemsize, itemsize, rows, cols,
+              itemsize)
+    row_step[0] = cols * itemsize
+    return buffer
+
+
+cdef inline void prefetch_rows(const char* data, Py_ssize_t row_step, Py_ssize_t rows,
+                               Py_ssize_t row_bytes, bint for_write) noexcept nogil:
+    """Ask for the lines of ``rows`` row pieces of ``row_bytes`` each: a tall tile reads (or
+    writes) them a power-of-two stride apart, a pattern no hardware prefetcher follows."""
+    cdef Py_ssize_t r, line
+    for r in range(rows):
+        for line in range(0, row_bytes + 63, 64):
+            if for_write:
+                fastact_prefetch_l2_for_write(data + r * row_step + line)
+            else:
+                fastact_prefetch_l2(data + r * row_step + line)
+
+
+cdef inline bint packs_transposed(const Py_ssize_t* steps, Py_ssize_t itemsize) noexcept nogil:
+    return steps[1] != itemsize and magnitude(steps[0]) < magnitude(steps[1])
+
+
+cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, const char* g,
+                              const Py_ssize_t* g_steps, const char* x,
+                              const Py_ssize_t* x_steps, char* out,
+                              const Py_ssize_t* out_steps, Py_ssize_t rows, Py_ssize_t cols,
+                              double p0, double p1) noexcept nogil:
+    """Run ``op`` over a ``rows`` x ``cols`` block; ``*_steps`` are the byte steps
+    (row, column) of each operand, and ``g`` is ``x`` (with its steps) for a forward op.
+    An input may be the output itself with the same steps (in place): each tile is read
+    before it is written."""
+    cdef uint64_t g_buffer[TILE_WORDS]
+    cdef uint64_t x_buffer[TILE_WORDS]
+    cdef uint64_t out_buffer[TILE_WORDS]
+    cdef bint forward = g == x and g_steps[0] == x_steps[0] and g_steps[1] == x_steps[1]
+    cdef bint out_in_place = out_steps[1] == itemsize
+    cdef bint all_in_place = (out_in_place and x_steps[1] == itemsize
+                              and g_steps[1] == itemsize)
+    # A packed operand closer to contiguous along the rows than along the columns is a
+    # transposed one: its tiles are tall (whole cache lines down each column) and walk
+    # down the columns, a strip at a time, so that it is read (or written) along its
+    # contiguous axis from one tile to the next, as the prefetchers expect. Otherwise a
+    # tile is a stretch of one row.
+    cdef bint transposed = rows > 1 and (
+        packs_transposed(x_steps, itemsize) or packs_transposed(g_steps, itemsize)
+        or packs_transposed(out_steps, itemsize))
+    cdef Py_ssize_t height = rows if all_in_place else 1
+    if transposed:
+        height = min(rows, max(<Py_ssize_t>1, TILE_COLUMN_BYTES // itemsize))
+    # A transposed tile is short (its rows a few cache lines long): its operands are all
+    # packed, so that one call of the loop runs over the whole tile.
+    out_in_place = out_in_place and not transposed
+    cdef Py_ssize_t width = cols if all_in_place else max(
+        <Py_ssize_t>1, TILE_BYTES // itemsize // height)
+    cdef Py_ssize_t row_tiles = (rows + height - 1) // height
+    cdef Py_ssize_t col_tiles = (cols + width - 1) // width
+    cdef Py_ssize_t t, r, r0, c0, n_rows, n_cols, next_rows, g_row, x_row, out_row
+    cdef const char* g_rows
+    cdef const char* x_rows
+    cdef char* out_rows
+    for t in range(row_tiles * col_tiles):
+        if transposed:
+            r0, c0 = (t % row_tiles) * height, (t // row_tiles) * width
+        else:
+            r0, c0 = (t // col_tiles) * height, (t % col_tiles) * width
+        n_rows = min(height, rows - r0)
+        n_cols = min(width, cols - c0)
+        if transposed and r0 + height < rows:
+            # The next tile down: the operands read or written along their rows.
+            next_rows = min(height, rows - r0 - height)
+            if x_steps[1] == itemsize:
+                prefetch_rows(x + (r0 + height) * x_steps[0] + c0 * itemsize, x_steps[0],
+                              next_rows, n_cols * itemsize, False)
+            if g_steps[1] == itemsize and not forward:
+                prefetch_rows(g + (r0 + height) * g_steps[0] + c0 * itemsize, g_steps[0],
+                              next_rows, n_cols * itemsize, False)
+            if out_steps[1] == itemsize:
+                prefetch_rows(out + (r0 + height) * out_steps[0] + c0 * itemsize,
+                              out_steps[0], next_rows, n_cols * itemsize, True)
+        x_rows = tile_rows(x + r0 * x_steps[0] + c0 * x_steps[1], x_steps,
+                           <char*>x_buffer, n_rows, n_cols, itemsize, transposed, &x_row)
+        if forward:
+            g_rows, g_row = x_rows, x_row
+        else:
+            g_rows = tile_rows(g + r0 * g_steps[0] + c0 * g_steps[1], g_steps,
+                               <char*>g_buffer, n_rows, n_cols, itemsize, transposed,
+                               &g_row)
+        out_rows = out + r0 * out_steps[0] + c0 * out_steps[1]
+        out_row = out_steps[0]
+        if not out_in_place:
+            out_rows, out_row = <char*>out_buffer, n_cols * itemsize
+        if g_row == x_row == out_row == n_cols * itemsize:  # rows end to end: one run
+            run_op(op, etype, g_rows, itemsize, x_rows, itemsize, out_rows, itemsize,
+                   n_rows * n_cols, p0, p1)
+        else:
+            for r in range(n_rows):
+                run_op(op, etype, g_rows + r * g_row, itemsize, x_rows + r * x_row,
+                       itemsize, out_rows + r * out_row, itemsize, n_cols, p0, p1)
+        if not out_in_place:
+            copy_tile(out_rows, out_row, itemsize,
+                      out + r0 * out_steps[0] + c0 * out_steps[1], out_steps[0],
+                      out_steps[1], n_rows, n_cols, itemsize)
+
+
+# ---------------------------------------------------------------------------------------
 # One build of the loops behind one function pointer, so that a table selects a whole
 # instruction-set build at run time.
 
@@ -269,10 +641,17 @@ ctypedef void (*op_loop)(Op op, ElementType etype, const char* g, Py_ssize_t g_s
                          const char* x, Py_ssize_t x_stride, char* out, Py_ssize_t out_stride,
                          Py_ssize_t n, double p0, double p1) noexcept nogil
 
+ctypedef void (*op_tiles_loop)(Op op, ElementType etype, Py_ssize_t itemsize, const char* g,
+                               const Py_ssize_t* g_steps, const char* x,
+                               const Py_ssize_t* x_steps, char* out,
+                               const Py_ssize_t* out_steps, Py_ssize_t rows, Py_ssize_t cols,
+                               double p0, double p1) noexcept nogil
+
 ctypedef struct LoopTable:
     const char* isa  # the instruction set the loops were compiled for
     const char* cflags  # and the compiler flags
     op_loop run
+    op_tiles_loop run_tiles  # a strided 2-D block (run_op_tiles)
 
 
 cdef extern from *:
@@ -295,4 +674,5 @@ cdef inline object export_loop_table(const char* isa):
     table.isa = isa
     table.cflags = FASTACT_LOOP_CFLAGS
     table.run = run_op
+    table.run_tiles = run_op_tiles
     return PyCapsule_New(table, FASTACT_LOOP_TABLE_NAME, NULL)

@@ -24,6 +24,7 @@ from bitwise import (
     requires_compiled,
     run_tests_under_build,
     sample,
+    thresholds,
 )
 
 import fastact
@@ -184,6 +185,91 @@ def test_strided_in_place_and_overlap(name):
     x, out = shifted[:57:3], shifted[3::3]
     assert kernel(name)(*args_for(name, x, g, 0.2), out) is out
     assert_bitwise_equal(out, want)
+
+
+def tiled_layouts(dtype, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, out) pairs of strided layouts large enough to cross the loops' L1 blocks and
+    tiles (a 2048-element row block for float32, tiles of two cache lines by 64 columns),
+    each with edges that fill neither: a None out is a fresh one."""
+    big = sample(dtype, 5003 * 2, rng)
+    grid = sample(dtype, 133 * 70, rng).reshape(133, 70)
+    cube = sample(dtype, 5 * 37 * 70, rng).reshape(5, 37, 70)
+    c_out, f_out = np.empty((70, 133), dtype), np.empty((133, 70), dtype, order="F")
+    return [
+        (big[::2], None),
+        (big[::-3], None),
+        (big[::2], np.empty(2 * 5003, dtype)[1::2]),  # out strided too
+        (grid.T, c_out),  # a transposed input into a C-ordered out
+        (grid.T, None),
+        (grid, f_out),  # C order into Fortran order
+        (np.asfortranarray(grid), np.empty((133, 70), dtype)),
+        (grid[::-1, ::2].T, np.empty((35, 133), dtype)[::-1]),  # negative steps both sides
+        (cube.transpose(2, 0, 1), np.empty((70, 5, 37), dtype)),  # 3-d, no axis in order
+        (cube[:, ::3].transpose(1, 2, 0), None),
+        (np.broadcast_to(grid[:1], (133, 70)), None),  # a 0-stride input, each way
+        (np.broadcast_to(grid[:, :1], (133, 70)), c_out.T),
+    ]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_tiled_layouts_match_contiguous_bit_for_bit(name, dtype):
+    # Every strided layout gives the contiguous call's bits, on one thread and split over
+    # threads (tiny thresholds make these small arrays split), for a binary function with
+    # either operand strided.
+    rng = np.random.default_rng(16)
+    for x, out in tiled_layouts(dtype, rng):
+        g_strided = np.swapaxes(np.empty(x.shape[::-1], dtype), 0, -1) if x.ndim > 1 else x[::-1]
+        g_strided[...] = sample(dtype, x.size, rng).reshape(x.shape)
+        for g in (np.ascontiguousarray(g_strided), g_strided):
+            args = args_for(name, x, g, 0.2)
+            contiguous = tuple(
+                np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args
+            )
+            want = kernel(name)(*contiguous, None)
+            assert_bitwise_equal(want, getattr(_reference, name)(*contiguous))
+            for n_threads in (1, 2, 3):
+                with fastact.threads(n_threads), thresholds(parallel_min_bytes=64):
+                    got = kernel(name)(*args, out)
+                    assert got is not None, f"{name} declined {x.strides} -> {out}"
+                    assert out is None or got is out
+                    assert_bitwise_equal(got, want)
+                    if out is not None:
+                        out[...] = 0
+            if name not in BINARY:
+                break
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_tiled_layouts_integer_relu(dtype):
+    rng = np.random.default_rng(17)
+    for x, out in tiled_layouts(dtype, rng):
+        want = _reference.relu(np.ascontiguousarray(x))
+        for n_threads in (1, 2):
+            with fastact.threads(n_threads), thresholds(parallel_min_bytes=64):
+                assert_bitwise_equal(kernel("relu")(x, out), want)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_tiled_in_place_on_strided_views(name, dtype):
+    # x is out, through a strided view: each tile is read before it is written. A
+    # transposed view of the same buffer overlaps out partially: NumPy's iterator copies.
+    rng = np.random.default_rng(18)
+    base = sample(dtype, 140 * 140, rng).reshape(140, 140)
+    g = sample(dtype, 70 * 140, rng).reshape(140, 70)
+    for view in (lambda a: a[:, ::2], lambda a: a[::-1, 1::2], lambda a: a.T[:, ::2]):
+        want = getattr(_reference, name)(*args_for(name, view(base).copy(), g, 0.2))
+        for n_threads in (1, 2):
+            with fastact.threads(n_threads), thresholds(parallel_min_bytes=64):
+                x = view(base.copy())
+                assert kernel(name)(*args_for(name, x, g, 0.2), x) is x
+                assert_bitwise_equal(x, want)
+    square = sample(dtype, 64 * 64, rng).reshape(64, 64)
+    want = getattr(_reference, name)(*args_for(name, square.T.copy(), g[:64, :64], 0.2))
+    x = square.copy()
+    assert kernel(name)(*args_for(name, x.T, g[:64, :64], 0.2), x) is x
+    assert_bitwise_equal(x, want)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
