@@ -19,6 +19,7 @@ is written. Without the compiled extension, the reference below computes the sam
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -271,15 +272,31 @@ __all__ += [
 ]
 
 
+def _ieee_sums_of_infinities(sums: np.ndarray, grad: np.ndarray) -> None:
+    """Where a compensated sum came out NaN, put IEEE's sum of the column instead.
+
+    The compensation term of an infinite addend is ``inf - inf``, NaN, even when the
+    column holds infinities of one sign only, whose sum is that infinity (as torch's).
+    Only such columns are summed again, plainly: a NaN term or infinities of both signs
+    still give NaN there.
+    """
+    columns = np.flatnonzero(np.isnan(sums))
+    if columns.size:
+        rows = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1])
+        with np.errstate(invalid="ignore"):
+            sums[columns] = rows[:, columns].sum(axis=0, dtype=np.float64)
+
+
 def reference_bias_backward(
     grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    import math
-
     grad = reference_backward_mask(grad_output, mask, leaky, negative_slope)
-    columns = grad.reshape(-1, grad.shape[-1]).astype(np.float64)
-    sums = np.array([math.fsum(columns[:, j]) for j in range(columns.shape[1])], np.float64)
-    return grad, sums.astype(grad.dtype)
+    # Rows counted from the shape: reshape(-1, 0) cannot infer them for an empty last axis.
+    columns = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1]).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # infinities of both signs: NaN, as IEEE's sum
+        sums = np.array([_reference._exact_sum(columns[:, j]) for j in range(columns.shape[1])])
+    with np.errstate(over="ignore"):
+        return grad, sums.astype(np.float64).astype(grad.dtype)
 
 
 def _check_bias(bias: Any, x: np.ndarray, func: str) -> np.ndarray:
@@ -354,7 +371,9 @@ def _bias_backward(
         sums = _compiled.bias_backward(
             leaky, source, bits, result, g.shape[-1], slope, _threads(traffic)
         )
-        grad_bias = sums.astype(source.dtype)
+        _ieee_sums_of_infinities(sums, result)
+        with np.errstate(over="ignore"):  # a sum beyond the type's range is infinite
+            grad_bias = sums.astype(source.dtype)
     else:
         result[...], grad_bias = reference_bias_backward(source, bits, leaky, slope)
     if out is not None and result is not out:
