@@ -161,7 +161,7 @@ def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
         channels = _channel_count(x)
         grad_input = np.empty_like(xk)
         sums = _channels.prelu_backward(gk, xk, _weight_per_channel(w, channels), grad_input)
-        if w.size == 1 and channels > 1:  # one weight shared by every channel
+        if w.size == 1 and channels != 1:  # one weight shared by every channel (or none)
             sums = np.array([math.fsum(sums)])
         with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
             grad_weight = sums.astype(w.dtype).reshape(w.shape)

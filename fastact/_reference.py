@@ -204,7 +204,8 @@ def prelu_backward(
     if weight.size == 1 or x.ndim < 2:
         sums = [_exact_sum(terms.ravel())]
     else:
-        by_channel = np.moveaxis(terms, 1, 0).reshape(x.shape[1], -1)
+        # The count given: reshape(C, -1) cannot infer it when C or the rest is empty.
+        by_channel = np.moveaxis(terms, 1, 0).reshape(x.shape[1], terms.size // max(x.shape[1], 1))
         sums = [_exact_sum(row) for row in by_channel]
     with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
         return grad_input, np.array(sums).astype(weight.dtype).reshape(weight.shape)

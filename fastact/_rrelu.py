@@ -63,7 +63,9 @@ def _evaluated(leaky: Any, arrays: tuple, low: float, high: float, func: str, **
 
 def _check_in_range(bounds: tuple[float, float], x: np.ndarray, func: str) -> None:
     """Training rounds each bound to the compute type: torch refuses one that overflows."""
-    largest = float(np.finfo(np.float64 if x.dtype == np.float64 else np.float32).max)
+    # Either byte order: a byte-swapped float64 input computes in float64 too.
+    wide = x.dtype.kind == "f" and x.dtype.itemsize == 8
+    largest = float(np.finfo(np.float64 if wide else np.float32).max)
     for name, value in zip(("lower", "upper"), bounds, strict=True):
         if math.isfinite(value) and abs(value) > largest:
             raise ValueError(

@@ -120,6 +120,7 @@ def test_errors():
     with pytest.raises(ValueError, match="upper=1e\\+39 overflows"):
         fastact.rrelu(x, 0.1, 1e39, training=True)
     fastact.rrelu(x.astype(np.float64), 0.1, 1e39, training=True)  # float64 takes it
+    fastact.rrelu(x.astype(">f8"), 0.1, 1e39, training=True)  # in either byte order
     with pytest.raises(TypeError, match="x has dtype int64"):
         fastact.rrelu(np.ones(2, np.int64), training=True)
 
