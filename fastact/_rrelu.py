@@ -153,10 +153,15 @@ def rrelu_backward(
     x = _dispatch._as_array(x, "x", "rrelu_backward")
     slopes = _dispatch._as_array(noise, "noise", "rrelu_backward")
     _dispatch._check_same((g.shape, x.shape), (g.dtype, x.dtype), "rrelu_backward")
-    if slopes.shape != x.shape or not _dispatch._same_type(slopes.dtype, x.dtype):
+    if not _dispatch._same_type(slopes.dtype, x.dtype):
+        raise TypeError(
+            f"fastact.rrelu_backward: noise has dtype {slopes.dtype} but x has dtype "
+            f"{x.dtype}; they must be equal"
+        )
+    if slopes.shape != x.shape:
         raise ValueError(
-            f"fastact.rrelu_backward: noise has shape {slopes.shape} and dtype "
-            f"{slopes.dtype} but x has shape {x.shape} and dtype {x.dtype}"
+            f"fastact.rrelu_backward: noise has shape {slopes.shape} but x has shape "
+            f"{x.shape}; they must be equal"
         )
     # torch's training gradient, grad_output * noise: a product rounded once in x's type
     # (16-bit floats multiply in float32, as NumPy and ml_dtypes do).
