@@ -214,8 +214,16 @@ def prelu_backward(
 def _exact_sum(values: np.ndarray) -> float:
     """The correctly rounded sum; with a NaN or infinity, IEEE's (fsum refuses inf - inf)."""
     if not np.isfinite(values).all():
-        return float(np.sum(values))
-    return math.fsum(values.tolist())
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(values))
+    try:
+        return math.fsum(values.tolist())
+    except OverflowError:
+        # A partial sum beyond float64: scaled down by a power of two so that no sum of
+        # the terms can overflow, every term stays exact but subnormals (which cannot
+        # matter beside terms that large); scaled back up, the sum is inf if it must be.
+        scale = 2.0 ** (values.size.bit_length() + 1)
+        return math.fsum((values / scale).tolist()) * scale
 
 
 # Dead units: a reduction, not an elementwise rule, so it returns bool, not x's dtype.

@@ -159,6 +159,16 @@ def test_bad_weight_is_a_clear_error():
     assert (out == 7.0).all()
 
 
+def test_weight_gradient_beyond_float64_is_infinite():
+    # Finite terms whose sum overflows float64: -inf, in the loops and in the reference
+    # (math.fsum alone raises OverflowError on such a sum).
+    x = np.full((3, 2, 5), -1e154)
+    g = np.full(x.shape, 1.7e154)
+    want = np.full(2, -np.inf)
+    assert_bitwise_equal(fastact.prelu_backward(g, x, np.ones(2))[1], want)
+    assert_bitwise_equal(_reference.prelu_backward(g, x, np.ones(2))[1], want)
+
+
 torch = pytest.importorskip("torch")
 from torch_bridge import from_torch, to_torch  # noqa: E402
 
