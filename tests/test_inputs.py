@@ -16,7 +16,6 @@ from bitwise import (
     requires_compiled,
     sample,
 )
-
 from composites import COMPOSITE_CASES, assert_results, build_call, empty_outputs, expected
 
 import fastact

@@ -23,7 +23,6 @@ from bitwise import (
     sample,
     thresholds,
 )
-
 from composites import COMPOSITE_CASES, assert_results, build_call
 
 import fastact
