@@ -196,7 +196,8 @@ def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, An
 
 
 def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
-    if _dispatch._is_dask_array(grad_output) or _dispatch._is_dask_array(x):
+    lazy = _dispatch._is_dask_array(grad_output) or _dispatch._is_dask_array(x)
+    if lazy and _dispatch._ufuncs is not None:  # the input gradient is the ufunc's
         return _lazy_prelu_backward(grad_output, x, weight)
     g = _dispatch._as_array(grad_output, "grad_output", "prelu_backward")
     x = _dispatch._as_array(x, "x", "prelu_backward")
