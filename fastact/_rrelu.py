@@ -202,9 +202,9 @@ def _draw_with_numpy(
     r = (low + (high - low) * generator.random(int(negative.sum()))).astype(compute)
     y[...] = x
     noise[...] = 1
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # a bound beyond a 16-bit type gives inf, not a warning
         y[negative] = (x[negative].astype(compute) * r).astype(x.dtype)
-    noise[negative] = r.astype(x.dtype)
+        noise[negative] = r.astype(x.dtype)
 
 
 def rrelu_backward(
