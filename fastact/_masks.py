@@ -298,8 +298,10 @@ def reference_bias_backward(
 ) -> tuple[np.ndarray, np.ndarray]:
     grad = reference_backward_mask(grad_output, mask, leaky, negative_slope)
     # Rows counted from the shape: reshape(-1, 0) cannot infer them for an empty last axis.
-    columns = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1]).astype(np.float64)
-    with np.errstate(invalid="ignore"):  # infinities of both signs: NaN, as IEEE's sum
+    rows = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1])
+    # Infinities of both signs: NaN, as IEEE's sum; ml_dtypes flags a NaN's cast.
+    with np.errstate(invalid="ignore"):
+        columns = rows.astype(np.float64)
         sums = np.array([_reference._exact_sum(columns[:, j]) for j in range(columns.shape[1])])
     with np.errstate(over="ignore"):
         return grad, sums.astype(np.float64).astype(grad.dtype)

@@ -39,8 +39,8 @@ def channels(shape: tuple[int, ...]) -> int:
 def passes(x: np.ndarray, leaky: bool) -> np.ndarray:
     """The mask bits' rule, in float64 (exact for every float type): relu passes
     ``!(x <= 0)`` (NaN included), leaky_relu ``x > 0``."""
-    wide = _native(x).astype(np.float64)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # ml_dtypes flags a NaN's cast and comparison
+        wide = _native(x).astype(np.float64)
         return wide > 0 if leaky else ~(wide <= 0)
 
 
@@ -50,8 +50,8 @@ def mask_of(x: np.ndarray, leaky: bool) -> np.ndarray:
 
 def noise_for(x: np.ndarray, lower: float, upper: float, rng: np.random.Generator) -> np.ndarray:
     """Training noise as rrelu returns it: a slope in [lower, upper] where ``x <= 0``."""
-    drew = _native(x).astype(np.float64) <= 0
-    with np.errstate(over="ignore", invalid="ignore"):  # bounds beyond a 16-bit type
+    with np.errstate(over="ignore", invalid="ignore"):  # bounds beyond a 16-bit type, NaN
+        drew = _native(x).astype(np.float64) <= 0
         r = lower + (upper - lower) * rng.random(np.shape(x))
         return np.where(drew, r, 1.0).astype(np.asarray(x).dtype)
 
@@ -130,7 +130,8 @@ def _bias_terms(call: Call, leaky: bool) -> np.ndarray:
     g, mask = _native(call["grad_output"]), _native(call["mask"])
     slope = call.get("negative_slope", 0.0)
     grad = _masks.reference_backward_mask(g, mask, leaky, slope)
-    return grad.reshape(math.prod(g.shape[:-1]), g.shape[-1]).astype(np.float64).T
+    with np.errstate(invalid="ignore"):  # ml_dtypes flags a NaN's cast
+        return grad.reshape(math.prod(g.shape[:-1]), g.shape[-1]).astype(np.float64).T
 
 
 # ---------------------------------------------------------------------------------------
