@@ -494,7 +494,9 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         In ``weight``'s shape and dtype: for each channel, the sum over every other axis
         of ``x > 0 ? 0 : x * g`` (over everything, for a single weight), accumulated in
         float64 (compensated, for float64 input) and rounded once: within 1 ulp of the
-        exact sum (4 ulp for float64), and the same bits for any thread count.
+        exact sum (4 ulp for float64) unless the terms cancel (a float64 sum loses what
+        lies below 2^-53 of its largest partial sum), and the same bits for any thread
+        count.
 
     Notes
     -----
@@ -799,7 +801,8 @@ _GRAD_BIAS_NOTES = (
     "Neumaier's compensation) over a partition of the rows fixed by the shape alone, so it "
     "has the same bits for any thread count; rounded once, it is within 1 ulp of the exact "
     "sum (``math.fsum``) for float32, float16 and bfloat16, and within a few ulp for "
-    "float64 unless the column's terms cancel."
+    "float64, unless the column's terms cancel (a float64 sum loses what lies below "
+    "2^-53 of its largest partial sum, ``[3e38, 1e-45, 1e-45, -3e38]`` sums to 0)."
 )
 _G_LAST = """\
     grad_output : array_like
