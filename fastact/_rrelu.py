@@ -104,7 +104,8 @@ def rrelu(
     x = _dispatch._as_array(x, "x", "rrelu")
     _check_in_range((low, high), x, "rrelu")
     _dispatch._check_out(out, x, "rrelu")
-    native = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("=")).reshape(-1)
+    # Aligned too: the loops load whole elements (a misaligned buffer is copied).
+    native = np.require(x, x.dtype.newbyteorder("="), ["C_CONTIGUOUS", "ALIGNED"]).reshape(-1)
     y, noise = np.empty_like(native), np.empty_like(native)
     if _noise is not None and _dispatch.COMPILED:
         _noise.rrelu_train(native, y, noise, low, high, generator.bit_generator)
