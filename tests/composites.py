@@ -80,8 +80,6 @@ class CompositeCase:
     sized: tuple[str, ...] = ()
     sums: tuple[int, ...] = ()
     min_ndim: int = 0
-    #: The array operands that must share ``x``'s dtype (``x`` and ``grad_output`` aside).
-    same_dtype: tuple[str, ...] = ()
 
     def call(self, call: Call, **outputs: Any) -> tuple[Any, ...]:
         """Call the function; its results as a tuple."""
@@ -221,7 +219,6 @@ _CASES = [
         {},
         outputs=("out",),
         sized=("weight",),
-        same_dtype=("weight",),
     ),
     CompositeCase(
         "prelu_backward",
@@ -236,7 +233,6 @@ _CASES = [
         {},
         sized=("weight",),
         sums=(1,),
-        same_dtype=("weight",),
     ),
     CompositeCase(
         "rrelu",
@@ -251,7 +247,6 @@ _CASES = [
         _rrelu_backward_reference,
         {**_BOUNDS, "training": True},
         sized=("noise",),
-        same_dtype=("noise",),
     ),
     CompositeCase(
         "relu_with_mask",
@@ -297,7 +292,6 @@ for _leaky in (False, True):
             outputs=("out",),
             sized=("bias",),
             min_ndim=1,
-            same_dtype=("bias",),
         ),
         CompositeCase(
             f"{_name}_with_mask",
@@ -307,7 +301,6 @@ for _leaky in (False, True):
             outputs=("out", "mask"),
             sized=("bias",),
             min_ndim=1,
-            same_dtype=("bias",),
         ),
         CompositeCase(
             f"{_name}_backward",

@@ -473,22 +473,21 @@ class CompositeDraw:
     outputs: dict
     wrong: list  # [(error type, argument), ...]
     windows: list[tuple[np.ndarray, int]]
-    label: str = ""
 
 
-def _spoil_operand(draw, case, name: str, value: np.ndarray) -> tuple[Any, type, str]:
-    """``(spoiled value, error, how)`` for an operand other than the first."""
+def _spoil_operand(draw, case, name: str, value: np.ndarray) -> tuple[Any, type]:
+    """``(spoiled value, error)`` for an operand other than the first."""
     how = draw(
         st.sampled_from(["dtype", "type", "length"] if name in case.sized else ["dtype", "type"])
     )
     if how == "dtype":
         other = np.int8 if value.dtype == np.uint8 else np.complex64
-        return np.zeros(value.shape, other), TypeError, how
+        return np.zeros(value.shape, other), TypeError
     if how == "type":
-        return draw(st.sampled_from(["abc", object(), {1: 2}])), TypeError, how
+        return draw(st.sampled_from(["abc", object(), {1: 2}])), TypeError
     flat = np.asarray(value).ravel()
     longer = np.concatenate([flat] * 3 + [np.zeros(2, flat.dtype)])  # never 1 or the length
-    return longer, ValueError, how
+    return longer, ValueError
 
 
 def _draw_params(draw, case, dtype, wrong: list) -> dict:
@@ -568,7 +567,7 @@ def composite_calls(draw, case, x_dtypes=None) -> CompositeDraw:
                 wrong += [(ValueError, "x"), (ValueError, "grad_output"), (TypeError, "x")]
                 wrong.append((TypeError, "grad_output"))
                 continue
-            call[name], error, _ = _spoil_operand(draw, case, name, call[name])
+            call[name], error = _spoil_operand(draw, case, name, call[name])
             wrong.append((error, name))
     outputs = {}
     like_dtype = native(dtype)
