@@ -251,6 +251,24 @@ def _is_duck_array(value: Any) -> bool:
     return getattr(type(value), "__array_ufunc__", None) is not None
 
 
+def _is_dask_array(value: Any) -> bool:
+    """A dask array: the functions that are not one ufunc build their lazy graph for it."""
+    return type(value).__module__.startswith("dask.") and hasattr(value, "map_blocks")
+
+
+def _check_lazy_dtype(value: Any, arg: str, func: str) -> np.dtype:
+    """A duck array's dtype under the main functions' rules; bfloat16 is refused, as the
+    ufuncs that keep it lazy would widen it."""
+    dtype = np.dtype(value.dtype)
+    _check_dtype(dtype, arg, func, False)
+    if _is_bfloat16(dtype):
+        raise TypeError(
+            f"fastact.{func}: {arg} is a bfloat16 {type(value).__name__}; the lazy form has "
+            "no bfloat16 loops (pass a NumPy array)"
+        )
+    return dtype
+
+
 def _apply_ufunc(
     spec: Function, inputs: tuple[Any, ...], params: tuple[Any, ...], out: Any
 ) -> Any:

@@ -494,12 +494,20 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         In ``weight``'s shape and dtype: for each channel, the sum over every other axis
         of ``x > 0 ? 0 : x * g`` (over everything, for a single weight), accumulated in
         float64 (compensated, for float64 input) and rounded once: within 1 ulp of the
-        exact sum (4 ulp for float64), and the same bits for any thread count.
+        exact sum (4 ulp for float64) unless the terms cancel (a float64 sum loses what
+        lies below 2^-53 of its largest partial sum), and the same bits for any thread
+        count.
 
     Notes
     -----
     One pass over ``grad_output`` and ``x`` computes both results. A NaN in ``x`` or in
     ``g`` where ``x <= 0`` makes the channel's weight gradient NaN, as in torch.
+
+    On dask arrays both results are lazy: ``grad_input`` chunk by chunk, the same bits
+    as the eager call; ``grad_weight`` a reduction: each chunk's sums in float64
+    (compensated), the chunks' sums added exactly (``math.fsum``), rounded once. It has
+    the same accuracy bound and the same bits for the same chunks on any scheduler, but
+    its sums are grouped by chunk, so its last bit can differ from the eager call's.
 
     Raises
     ------
@@ -546,11 +554,20 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         ``x``'s dtype; elsewhere ``y = x`` and ``noise = 1``. The draws follow ``x``'s
         C order, one ``next_double`` each: the same seed gives the same bits.
 
+    Notes
+    -----
+    On a dask array training is lazy (``out`` must be None): chunk ``k``, in C order of
+    the chunk grid, draws as above on that chunk alone, from the ``k``-th generator of
+    ``rng.spawn(number of chunks)`` (a seed: ``default_rng(seed).spawn(...)``). The same
+    seed and the same chunks give the same bits on any scheduler; the bits differ from
+    the eager call's on the whole array. Evaluation is :func:`leaky_relu`'s ufunc, lazy.
+
     Raises
     ------
     TypeError
         If ``x`` is not float16/32/64/bfloat16, a bound is not a real number, ``rng`` is
-        not a Generator, seed or None, or ``out`` is not an ndarray of the right dtype.
+        not a Generator, seed or None, or ``out`` is not an ndarray of the right dtype
+        (or is given with a dask array in training).
     ValueError
         If ``lower > upper``, a bound (training) or the mean slope (evaluation) overflows
         float32 below float64 input, or ``out`` has the wrong shape or is read-only.
@@ -583,7 +600,7 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     ndarray or scalar
         In evaluation, :func:`leaky_relu_backward` at the mean slope, bit-identical to
         torch's evaluation gradient; in training ``grad_output * noise``, rounded once in
-        ``x``'s dtype, as torch computes it.
+        ``x``'s dtype, as torch computes it (lazily, on dask arrays).
 
     Raises
     ------
@@ -784,7 +801,8 @@ _GRAD_BIAS_NOTES = (
     "Neumaier's compensation) over a partition of the rows fixed by the shape alone, so it "
     "has the same bits for any thread count; rounded once, it is within 1 ulp of the exact "
     "sum (``math.fsum``) for float32, float16 and bfloat16, and within a few ulp for "
-    "float64 unless the column's terms cancel."
+    "float64, unless the column's terms cancel (a float64 sum loses what lies below "
+    "2^-53 of its largest partial sum, ``[3e38, 1e-45, 1e-45, -3e38]`` sums to 0)."
 )
 _G_LAST = """\
     grad_output : array_like

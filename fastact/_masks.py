@@ -19,6 +19,7 @@ is written. Without the compiled extension, the reference below computes the sam
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,12 @@ def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndar
         raise TypeError(
             f"fastact.{func}: {arg} must be a numpy.ndarray, not {type(mask).__name__}"
         )
-    array = np.asarray(mask)
+    try:
+        array = np.asarray(mask)
+    except ValueError as exc:
+        raise ValueError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
+    except Exception as exc:
+        raise TypeError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
     if array.dtype != np.uint8:
         raise TypeError(
             f"fastact.{func}: {arg} has dtype {array.dtype}; a mask is uint8, packed as "
@@ -293,15 +299,34 @@ __all__ += [
 ]
 
 
+def _ieee_sums_of_infinities(sums: np.ndarray, grad: np.ndarray) -> None:
+    """Where a compensated sum came out NaN, put IEEE's sum of the column instead.
+
+    The compensation term of an infinite addend (or partial sum) is ``inf - inf``, NaN,
+    even when the column holds infinities of one sign only, or finite terms whose sum
+    overflows: IEEE's sum is then that infinity (as torch's).
+    Only such columns are summed again, plainly: a NaN term or infinities of both signs
+    still give NaN there.
+    """
+    columns = np.flatnonzero(np.isnan(sums))
+    if columns.size:
+        rows = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1])
+        with np.errstate(invalid="ignore", over="ignore"):
+            sums[columns] = rows[:, columns].sum(axis=0, dtype=np.float64)
+
+
 def reference_bias_backward(
     grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    import math
-
     grad = reference_backward_mask(grad_output, mask, leaky, negative_slope)
-    columns = grad.reshape(-1, grad.shape[-1]).astype(np.float64)
-    sums = np.array([math.fsum(columns[:, j]) for j in range(columns.shape[1])], np.float64)
-    return grad, sums.astype(grad.dtype)
+    # Rows counted from the shape: reshape(-1, 0) cannot infer them for an empty last axis.
+    rows = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1])
+    # Infinities of both signs: NaN, as IEEE's sum; ml_dtypes flags a NaN's cast.
+    with np.errstate(invalid="ignore"):
+        columns = rows.astype(np.float64)
+        sums = np.array([_reference._exact_sum(columns[:, j]) for j in range(columns.shape[1])])
+    with np.errstate(over="ignore"):
+        return grad, sums.astype(np.float64).astype(grad.dtype)
 
 
 def _check_bias(bias: Any, x: np.ndarray, func: str) -> np.ndarray:
@@ -376,7 +401,9 @@ def _bias_backward(
         sums = _compiled.bias_backward(
             leaky, source, bits, result, g.shape[-1], slope, _threads(traffic)
         )
-        grad_bias = sums.astype(source.dtype)
+        _ieee_sums_of_infinities(sums, result)
+        with np.errstate(over="ignore"):  # a sum beyond the type's range is infinite
+            grad_bias = sums.astype(source.dtype)
     else:
         result[...], grad_bias = reference_bias_backward(source, bits, leaky, slope)
     if out is not None and result is not out:

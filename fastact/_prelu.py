@@ -146,7 +146,59 @@ def prelu(x: Any, weight: Any, out: np.ndarray | None = None) -> Any:
     return out
 
 
+def _chunk_sums(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """One chunk's weight-gradient sums, per channel, in float64 and unrounded: the terms
+    x * g are exact in float64 below float64 input, and float64 sums are compensated.
+    Shaped to keep the chunk's place: length 1 on every axis but the channel axis."""
+    channels = _channel_count(x)
+    wide = (a.astype(np.float64) for a in (g, x))
+    _, sums = prelu_backward(*wide, np.ones(channels))
+    place = [1] * x.ndim
+    if x.ndim >= 2:
+        place[1] = channels
+    return np.asarray(sums, np.float64).reshape(place)
+
+
+def _rounded_sums(partials: np.ndarray, one_weight: bool, weight: np.ndarray) -> np.ndarray:
+    """Every chunk's sums of a channel added exactly, then rounded once to the weight."""
+    by_channel = partials.reshape(1, -1) if partials.ndim < 2 else np.moveaxis(partials, 1, 0)
+    rows = by_channel.reshape(by_channel.shape[0], -1)
+    if one_weight:
+        rows = rows.reshape(1, -1)
+    sums = np.array([_reference._exact_sum(row) for row in rows], np.float64)
+    with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
+        return sums.astype(weight.dtype).reshape(weight.shape)
+
+
+def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
+    """dask arrays: the input gradient elementwise (the ufunc with the weight broadcast
+    along axis 1), the weight gradient a reduction over the chunks; both lazy."""
+    import dask
+    import dask.array as da
+
+    from . import ufunc
+
+    func = "prelu_backward"
+    g_dtype = _dispatch._check_lazy_dtype(grad_output, "grad_output", func)
+    x_dtype = _dispatch._check_lazy_dtype(x, "x", func)
+    _dispatch._check_same((grad_output.shape, x.shape), (g_dtype, x_dtype), func)
+    w = _check_weight(weight, x, func)
+    g, x = da.asarray(grad_output), da.asarray(x)
+    g = g.rechunk(x.chunks)
+    grad_input = ufunc.leaky_relu_backward(g, x, _reference._per_channel(w, x))
+    place = tuple(c if axis == 1 else (1,) * len(c) for axis, c in enumerate(x.chunks))
+    partials = da.map_blocks(
+        _chunk_sums, g, x, chunks=place, dtype=np.float64, meta=np.empty((0,) * x.ndim)
+    )
+    one_weight = w.size == 1 and _channel_count(x) != 1
+    rounded = dask.delayed(_rounded_sums, pure=True)(partials, one_weight, w)
+    return grad_input, da.from_delayed(rounded, shape=w.shape, dtype=w.dtype)
+
+
 def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
+    lazy = _dispatch._is_dask_array(grad_output) or _dispatch._is_dask_array(x)
+    if lazy and _dispatch._ufuncs is not None:  # the input gradient is the ufunc's
+        return _lazy_prelu_backward(grad_output, x, weight)
     g = _dispatch._as_array(grad_output, "grad_output", "prelu_backward")
     x = _dispatch._as_array(x, "x", "prelu_backward")
     _dispatch._check_same((g.shape, x.shape), (g.dtype, x.dtype), "prelu_backward")
@@ -161,7 +213,7 @@ def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
         channels = _channel_count(x)
         grad_input = np.empty_like(xk)
         sums = _channels.prelu_backward(gk, xk, _weight_per_channel(w, channels), grad_input)
-        if w.size == 1 and channels > 1:  # one weight shared by every channel
+        if w.size == 1 and channels != 1:  # one weight shared by every channel (or none)
             sums = np.array([math.fsum(sums)])
         with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
             grad_weight = sums.astype(w.dtype).reshape(w.shape)

@@ -204,7 +204,8 @@ def prelu_backward(
     if weight.size == 1 or x.ndim < 2:
         sums = [_exact_sum(terms.ravel())]
     else:
-        by_channel = np.moveaxis(terms, 1, 0).reshape(x.shape[1], -1)
+        # The count given: reshape(C, -1) cannot infer it when C or the rest is empty.
+        by_channel = np.moveaxis(terms, 1, 0).reshape(x.shape[1], terms.size // max(x.shape[1], 1))
         sums = [_exact_sum(row) for row in by_channel]
     with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
         return grad_input, np.array(sums).astype(weight.dtype).reshape(weight.shape)
@@ -213,8 +214,16 @@ def prelu_backward(
 def _exact_sum(values: np.ndarray) -> float:
     """The correctly rounded sum; with a NaN or infinity, IEEE's (fsum refuses inf - inf)."""
     if not np.isfinite(values).all():
-        return float(np.sum(values))
-    return math.fsum(values.tolist())
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(values))
+    try:
+        return math.fsum(values.tolist())
+    except OverflowError:
+        # A partial sum beyond float64: scaled down by a power of two so that no sum of
+        # the terms can overflow, every term stays exact but subnormals (which cannot
+        # matter beside terms that large); scaled back up, the sum is inf if it must be.
+        scale = 2.0 ** (values.size.bit_length() + 1)
+        return math.fsum((values / scale).tolist()) * scale
 
 
 # Dead units: a reduction, not an elementwise rule, so it returns bool, not x's dtype.

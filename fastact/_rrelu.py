@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,9 @@ def _evaluated(leaky: Any, arrays: tuple, low: float, high: float, func: str, **
 
 def _check_in_range(bounds: tuple[float, float], x: np.ndarray, func: str) -> None:
     """Training rounds each bound to the compute type: torch refuses one that overflows."""
-    largest = float(np.finfo(np.float64 if x.dtype == np.float64 else np.float32).max)
+    # Either byte order: a byte-swapped float64 input computes in float64 too.
+    wide = x.dtype.kind == "f" and x.dtype.itemsize == 8
+    largest = float(np.finfo(np.float64 if wide else np.float32).max)
     for name, value in zip(("lower", "upper"), bounds, strict=True):
         if math.isfinite(value) and abs(value) > largest:
             raise ValueError(
@@ -95,11 +98,14 @@ def rrelu(
     low, high = _check_bounds(lower, upper, "rrelu")
     if not training:
         return _evaluated(_api.leaky_relu, (x,), low, high, "rrelu", out=out)
+    if _dispatch._is_dask_array(x):
+        return _lazy_training(x, low, high, rng, out)
     generator = _generator(rng, "rrelu")
     x = _dispatch._as_array(x, "x", "rrelu")
     _check_in_range((low, high), x, "rrelu")
     _dispatch._check_out(out, x, "rrelu")
-    native = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("=")).reshape(-1)
+    # Aligned too: the loops load whole elements (a misaligned buffer is copied).
+    native = np.require(x, x.dtype.newbyteorder("="), ["C_CONTIGUOUS", "ALIGNED"]).reshape(-1)
     y, noise = np.empty_like(native), np.empty_like(native)
     if _noise is not None and _dispatch.COMPILED:
         _noise.rrelu_train(native, y, noise, low, high, generator.bit_generator)
@@ -110,6 +116,76 @@ def rrelu(
         np.copyto(out, y)
         y = out
     return (y[()], noise[()]) if x.ndim == 0 and out is None else (y, noise)
+
+
+# ---------------------------------------------------------------------------------------
+# Training on a dask array, lazily. The eager draws follow x's C order over the whole
+# array, which no chunk can know without the counts of every chunk before it; instead each
+# chunk draws from a generator of its own, spawned from the caller's: chunk k (in C order
+# of the chunk grid) takes the k-th of ``rng.spawn(number of chunks)`` and draws as the
+# eager function does on that chunk alone. Same seed and same chunks, same bits, on any
+# scheduler and any number of workers; not the bits of the eager call on the whole array.
+
+
+@dataclass(frozen=True)
+class _Spawned:
+    """What a chunk needs to rebuild its generator: ``rng.spawn(n)[k]`` is the bit
+    generator's type seeded by ``SeedSequence(entropy, spawn_key=(*spawn_key, first + k),
+    pool_size=pool_size)`` (NumPy's definition of spawning)."""
+
+    bit_generator: type
+    entropy: Any
+    spawn_key: tuple[int, ...]
+    pool_size: int
+    first: int
+    grid: tuple[int, ...]
+
+    def generator(self, k: int) -> np.random.Generator:
+        seeds = np.random.SeedSequence(
+            self.entropy, spawn_key=(*self.spawn_key, self.first + k), pool_size=self.pool_size
+        )
+        return np.random.Generator(self.bit_generator(seeds))
+
+
+def _spawn_chunks(generator: np.random.Generator, grid: tuple[int, ...]) -> _Spawned:
+    seeds = generator.bit_generator.seed_seq
+    if not isinstance(seeds, np.random.SeedSequence):
+        raise TypeError(
+            "fastact.rrelu: rng must be seeded by a numpy.random.SeedSequence to draw for a "
+            f"dask array (its chunks spawn generators of their own), not {type(seeds).__name__}"
+        )
+    first = seeds.n_children_spawned
+    generator.spawn(math.prod(grid))  # taken, as draws are: the next call spawns others
+    return _Spawned(
+        type(generator.bit_generator), seeds.entropy, seeds.spawn_key, seeds.pool_size, first, grid
+    )
+
+
+def _train_chunk(
+    x: np.ndarray, lower: float, upper: float, spawned: _Spawned, block_id: tuple = ()
+) -> np.ndarray:
+    k = int(np.ravel_multi_index(block_id[1:], spawned.grid)) if spawned.grid else 0
+    y, noise = rrelu(x, lower, upper, True, rng=spawned.generator(k))
+    return np.stack([y, noise])
+
+
+def _lazy_training(x: Any, low: float, high: float, rng: Any, out: Any) -> tuple[Any, Any]:
+    if out is not None:
+        raise TypeError("fastact.rrelu: out must be None for a dask array (the result is lazy)")
+    _dispatch._check_lazy_dtype(x, "x", "rrelu")
+    _check_in_range((low, high), x, "rrelu")
+    spawned = _spawn_chunks(_generator(rng, "rrelu"), tuple(x.numblocks))
+    both = x.map_blocks(
+        _train_chunk,
+        low,
+        high,
+        spawned,
+        new_axis=0,
+        chunks=((2,), *x.chunks),
+        dtype=x.dtype,
+        meta=np.empty((0,) * (x.ndim + 1), x.dtype),
+    )
+    return both[0], both[1]
 
 
 def _draw_with_numpy(
@@ -127,9 +203,9 @@ def _draw_with_numpy(
     r = (low + (high - low) * generator.random(int(negative.sum()))).astype(compute)
     y[...] = x
     noise[...] = 1
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # a bound beyond a 16-bit type gives inf, not a warning
         y[negative] = (x[negative].astype(compute) * r).astype(x.dtype)
-    noise[negative] = r.astype(x.dtype)
+        noise[negative] = r.astype(x.dtype)
 
 
 def rrelu_backward(
@@ -147,17 +223,44 @@ def rrelu_backward(
         raise ValueError(
             "fastact.rrelu_backward: training=True needs the noise rrelu returned with y"
         )
+    if any(_dispatch._is_dask_array(a) for a in (grad_output, x, noise)):
+        return _lazy_training_backward(grad_output, x, noise)
     g = _dispatch._as_array(grad_output, "grad_output", "rrelu_backward")
     x = _dispatch._as_array(x, "x", "rrelu_backward")
     slopes = _dispatch._as_array(noise, "noise", "rrelu_backward")
     _dispatch._check_same((g.shape, x.shape), (g.dtype, x.dtype), "rrelu_backward")
-    if slopes.shape != x.shape or not _dispatch._same_type(slopes.dtype, x.dtype):
+    if not _dispatch._same_type(slopes.dtype, x.dtype):
+        raise TypeError(
+            f"fastact.rrelu_backward: noise has dtype {slopes.dtype} but x has dtype "
+            f"{x.dtype}; they must be equal"
+        )
+    if slopes.shape != x.shape:
         raise ValueError(
-            f"fastact.rrelu_backward: noise has shape {slopes.shape} and dtype "
-            f"{slopes.dtype} but x has shape {x.shape} and dtype {x.dtype}"
+            f"fastact.rrelu_backward: noise has shape {slopes.shape} but x has shape "
+            f"{x.shape}; they must be equal"
         )
     # torch's training gradient, grad_output * noise: a product rounded once in x's type
     # (16-bit floats multiply in float32, as NumPy and ml_dtypes do).
     with np.errstate(all="ignore"):
         result = np.multiply(g, slopes, dtype=g.dtype.newbyteorder("="))
     return result[()] if result.ndim == 0 else result
+
+
+def _lazy_training_backward(grad_output: Any, x: Any, noise: Any) -> Any:
+    """``grad_output * noise`` on dask arrays, lazily: NumPy's multiply rounds once in
+    the element type (16-bit floats through float32), as the eager product."""
+    func = "rrelu_backward"
+    arrays = {"grad_output": grad_output, "x": x, "noise": noise}
+    dtypes = {name: _dispatch._check_lazy_dtype(a, name, func) for name, a in arrays.items()}
+    _dispatch._check_same((grad_output.shape, x.shape), (dtypes["grad_output"], dtypes["x"]), func)
+    if not _dispatch._same_type(dtypes["noise"], dtypes["x"]):
+        raise TypeError(
+            f"fastact.{func}: noise has dtype {dtypes['noise']} but x has dtype {dtypes['x']}; "
+            "they must be equal"
+        )
+    if tuple(noise.shape) != tuple(x.shape):
+        raise ValueError(
+            f"fastact.{func}: noise has shape {tuple(noise.shape)} but x has shape "
+            f"{tuple(x.shape)}; they must be equal"
+        )
+    return np.multiply(grad_output, noise)

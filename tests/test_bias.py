@@ -170,3 +170,20 @@ def test_in_place():
     assert grad is g
     assert_bitwise_equal(grad, grad_expected)
     assert_bitwise_equal(grad_bias, bias_expected)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_bias_gradient_of_infinities_is_ieees_sum(dtype):
+    # A compensated sum turns an infinite term into NaN (its error term is inf - inf);
+    # the sum of a column holding infinities of one sign is that infinity, as in torch.
+    inf = float("inf")
+    g = np.array([[1.0, -inf, inf, 2.0], [inf, 3.0, -inf, np.nan], [0.5, -inf, 1.0, 1.0]])
+    g = g.astype(dtype)
+    mask = np.full((g.size + 7) // 8, 0xFF, np.uint8)
+    with np.errstate(invalid="ignore"):
+        want = g.astype(np.float64).sum(axis=0).astype(dtype)
+    for func in (fastact.bias_relu_backward, fastact.bias_leaky_relu_backward):
+        assert_bitwise_equal(func(g, mask)[1], want)
+    # An empty last axis: no column, no sum.
+    grad, grad_bias = fastact.bias_relu_backward(np.empty((3, 0), dtype), np.empty(0, np.uint8))
+    assert grad.shape == (3, 0) and grad_bias.shape == (0,)

@@ -19,6 +19,7 @@ FASTACT_FUZZ_EXAMPLES sets the number of examples per function (default 500).
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import os
 import re
@@ -451,3 +452,260 @@ def test_fuzz_bfloat16(name, dtype, data):
     # x is bfloat16 in either byte order; grad_output and out are drawn as above.
     d = data.draw(calls(name, [dtype, dtype.newbyteorder()]))
     event(check_call(name, d))
+
+
+# ---------------------------------------------------------------------------------------
+# The composite functions, from their entries in tests/composites.py. A draw builds a
+# valid call in drawn layouts (x and grad_output of one drawn dtype and shape, any
+# byte order, windows into larger buffers), then may spoil any of its arguments: the
+# first operand of another dtype, a weight/bias/mask/noise of a wrong length, dtype or
+# type, a parameter that is not real or that overflows, an output that is read-only, of
+# the wrong shape or dtype, not an array, or (out and mask) overlapping. The prediction
+# is the list of arguments spoiled; a valid call must match the reference.
+
+COMPOSITE_EXAMPLES = max(EXAMPLES // 5, 1)
+_REJECTED = [t for t in ALL_DTYPES if not accepts("prelu", t)]
+
+
+@dataclass
+class CompositeDraw:
+    call: dict
+    outputs: dict
+    wrong: list  # [(error type, argument), ...]
+    windows: list[tuple[np.ndarray, int]]
+
+
+def _spoil_operand(draw, case, name: str, value: np.ndarray) -> tuple[Any, type]:
+    """``(spoiled value, error)`` for an operand other than the first."""
+    how = draw(
+        st.sampled_from(["dtype", "type", "length"] if name in case.sized else ["dtype", "type"])
+    )
+    if how == "dtype":
+        other = np.int8 if value.dtype == np.uint8 else np.complex64
+        return np.zeros(value.shape, other), TypeError
+    if how == "type":
+        return draw(st.sampled_from(["abc", object(), {1: 2}])), TypeError
+    flat = np.asarray(value).ravel()
+    longer = np.concatenate([flat] * 3 + [np.zeros(2, flat.dtype)])  # never 1 or the length
+    return longer, ValueError
+
+
+def _draw_params(draw, case, dtype, wrong: list) -> dict:
+    """Drawn parameters (any real, boundaries, overflowing, not real), errors predicted."""
+    params = dict(case.default_params)
+    below_float64 = native(np.dtype(dtype)) != np.float64
+    for name in [n for n in params if n != "training"]:
+        value = draw(st.one_of(_slopes(), st.sampled_from([0.0, -0.0, 3.4e38, 1e39, 0.125])))
+        params[name] = value
+        if not isinstance(value, numbers.Real):
+            wrong.append((TypeError, name))
+            continue
+        try:
+            float(value)
+        except OverflowError:
+            wrong.append((ValueError, name))
+    if "training" in params:
+        params["training"] = draw(st.booleans())
+    numbers_ok = not any(arg in params for _, arg in wrong)
+    if not numbers_ok or dtype is None:
+        return params
+    values = {k: float(v) for k, v in params.items() if k != "training"}
+    limit = float(np.finfo(np.float32).max) if below_float64 else float(np.finfo(np.float64).max)
+
+    def overflows(v: float) -> bool:
+        return np.isfinite(v) and abs(v) > limit
+
+    if "negative_slope" in values and overflows(values["negative_slope"]):
+        wrong.append((ValueError, "negative_slope"))
+    if "lower" in values:
+        low, high = values["lower"], values["upper"]
+        if low > high:
+            wrong += [(ValueError, "lower"), (ValueError, "upper")]
+        elif not params["training"] and overflows((low + high) / 2):
+            wrong += [(ValueError, "lower"), (ValueError, "upper")]
+        elif params["training"] and case.name == "rrelu" and (overflows(low) or overflows(high)):
+            wrong += [(ValueError, "lower"), (ValueError, "upper")]
+    return params
+
+
+@st.composite
+def composite_calls(draw, case, x_dtypes=None) -> CompositeDraw:
+    wrong: list = []
+    accepted = [t for t in ALL_DTYPES if accepts("prelu", t)]
+    natives = [t for t in accepted if t.byteorder in "=|" and t.itemsize >= 4]
+    dtype = draw(
+        st.sampled_from(x_dtypes or [natives, natives, accepted][draw(st.integers(0, 2))])
+    )
+    min_dims = case.min_ndim if draw(st.integers(0, 9)) else 0
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=4, min_side=0, max_side=4))
+    holder = Draw(x=None)
+    x = draw(placed(dtype, shape, holder, list_ok=False))
+    shape = x.shape  # np.asfortranarray makes a 0-d array 1-D
+    if len(shape) < case.min_ndim:
+        wrong.append((ValueError, case.arrays[0]))  # the bias runs along the last axis
+    g = draw(placed(dtype, shape, holder, list_ok=False)).reshape(shape)
+    params = _draw_params(draw, case, dtype, wrong)
+    seed = draw(st.integers(0, 2**32 - 1))
+    # Built with valid parameters (the noise is drawn from the bounds), then given the
+    # drawn ones.
+    valid = {**case.default_params, **{k: v for k, v in params.items() if k == "training"}}
+    if len(shape) >= case.min_ndim:
+        call = case.build(x, g, valid, np.random.default_rng(seed))
+    else:  # a valid call of one more axis, cut down to the drawn 0-d operands
+        call = case.build(x.reshape(1), g.reshape(1), valid, np.random.default_rng(seed))
+        call = {k: (x if k == "x" else g if k == "grad_output" else v) for k, v in call.items()}
+    call.update(params)
+    first = case.arrays[0]
+    if draw(st.integers(0, 5)) == 0:
+        bad = draw(st.sampled_from(_REJECTED))
+        call[first] = draw(placed(bad, shape, holder, list_ok=False))
+        wrong.append((TypeError, first))
+    for name in case.arrays[1:]:
+        if name in call and draw(st.integers(0, 6)) == 0:
+            if name == "x":  # grad_output and x of different dtypes or shapes
+                call[name] = np.zeros((*shape, 2), np.float32)
+                wrong += [(ValueError, "x"), (ValueError, "grad_output"), (TypeError, "x")]
+                wrong.append((TypeError, "grad_output"))
+                continue
+            call[name], error = _spoil_operand(draw, case, name, call[name])
+            wrong.append((error, name))
+    outputs = {}
+    like_dtype = native(dtype)
+    for key in case.outputs:
+        kind = draw(st.sampled_from(["omit", "fresh", "fresh", "alias", "overlap", "bad"]))
+        if key == "mask":
+            length = (math.prod(shape) + 7) // 8
+            if kind in ("fresh", "alias", "overlap"):
+                outputs[key] = draw(placed(np.dtype(np.uint8), (length,), holder, list_ok=False))
+                if not outputs[key].flags.writeable:
+                    wrong.append((ValueError, key))
+                if "out" in outputs and np.shares_memory(outputs["out"], outputs[key]):
+                    wrong.append((ValueError, key))
+            elif kind == "bad":
+                outputs[key] = draw(
+                    st.sampled_from(
+                        [np.zeros(length + 1, np.uint8), np.zeros(length, np.int8), [0] * length]
+                    )
+                )
+                wrong.append(
+                    (
+                        TypeError
+                        if not isinstance(outputs[key], np.ndarray)
+                        or outputs[key].dtype != np.uint8
+                        else ValueError,
+                        key,
+                    )
+                )
+            continue
+        if kind == "fresh":
+            out_dtype = like_dtype if draw(st.booleans()) else like_dtype.newbyteorder()
+            outputs[key] = draw(placed(out_dtype, shape, holder, list_ok=False))
+        elif kind == "alias" and isinstance(call[first], np.ndarray):
+            outputs[key] = call[first]
+        elif kind == "overlap" and holder.windows:
+            buffer, _ = draw(st.sampled_from(holder.windows))
+            size = math.prod(shape)
+            if buffer.size >= size + 6 and buffer.dtype == like_dtype:
+                begin = draw(st.integers(0, 6))
+                outputs[key] = buffer[begin : begin + size].reshape(shape)
+        elif kind == "bad":
+            outputs[key] = draw(
+                st.sampled_from(
+                    [
+                        np.zeros((*shape, 2), like_dtype),
+                        np.zeros(shape, np.complex64),
+                        [0.0],
+                        0.0,
+                    ]
+                )
+            )
+        if key not in outputs:
+            continue
+        out = outputs[key]
+        if not isinstance(out, np.ndarray):
+            wrong.append((TypeError, key))
+        elif out.shape != shape:
+            wrong.append((ValueError, key))
+        elif not same_element_type(out.dtype, like_dtype):
+            wrong.append((TypeError, key))
+        elif not out.flags.writeable:
+            wrong.append((ValueError, key))
+    return CompositeDraw(call, outputs, wrong, holder.windows)
+
+
+def check_composite_call(case, d: CompositeDraw) -> str:
+    from composites import assert_results, expected
+
+    watched = [v for v in (*d.call.values(), *d.outputs.values()) if isinstance(v, np.ndarray)]
+    before = [snapshot(v) for v in watched]
+    windows_before = [buffer.copy() for buffer, _ in d.windows]
+    want = None if d.wrong else expected(case, d.call)
+    try:
+        got = case.call(d.call, **d.outputs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        assert d.wrong, f"valid call raised {exc!r}"
+        assert message.startswith(f"fastact.{case.name}"), message
+        assert any(
+            isinstance(exc, kind) and re.search(rf"\b{arg}\b", message) for kind, arg in d.wrong
+        ), f"{exc!r} does not name any of {d.wrong}"
+        for value, old in zip(watched, before, strict=True):
+            assert unchanged(value, old), "an argument changed on error"
+        for (buffer, _), old in zip(d.windows, windows_before, strict=True):
+            assert buffer.tobytes() == old.tobytes(), "a buffer changed on error"
+        return "error"
+    assert not d.wrong, f"expected an error naming one of {d.wrong}"
+    for index, key in enumerate(("out", "mask")):  # the activation, then its mask
+        if key in d.outputs:
+            assert got[index] is d.outputs[key], key
+    assert_results(case, d.call, got, want)
+    written = list(d.outputs.values())
+    for value, old in zip(watched, before, strict=True):
+        if any(np.may_share_memory(value, w) for w in written):
+            continue
+        assert unchanged(value, old), "an input was modified"
+    for (buffer, _), old in zip(d.windows, windows_before, strict=True):
+        outside = np.ones(buffer.shape, bool)
+        for w in written:
+            if np.may_share_memory(buffer, w):
+                outside[elements_of(w, buffer)] = False
+        assert buffer[outside].tobytes() == old[outside].tobytes(), "stray write"
+    return "ok"
+
+
+def _composite_names():
+    from composites import COMPOSITE_CASES
+
+    return list(COMPOSITE_CASES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _composite_names())
+@settings(
+    max_examples=COMPOSITE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_fuzz_composite(name, data):
+    from composites import COMPOSITE_CASES
+
+    case = COMPOSITE_CASES[name]
+    event(check_composite_call(case, data.draw(composite_calls(case))))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", BFLOAT16_DTYPES)
+@pytest.mark.parametrize("name", _composite_names())
+@settings(
+    max_examples=max(COMPOSITE_EXAMPLES // 3, 1),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_fuzz_composite_bfloat16(name, dtype, data):
+    from composites import COMPOSITE_CASES
+
+    case = COMPOSITE_CASES[name]
+    d = data.draw(composite_calls(case, [dtype, dtype.newbyteorder()]))
+    event(check_composite_call(case, d))

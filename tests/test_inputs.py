@@ -16,6 +16,7 @@ from bitwise import (
     requires_compiled,
     sample,
 )
+from composites import COMPOSITE_CASES, assert_results, build_call, empty_outputs, expected
 
 import fastact
 from fastact import _reference
@@ -275,3 +276,101 @@ def test_slope_numpy_bool_is_accepted_like_python_bool(name):
     args = args_for(name, x, x, 0.0)[:-1]
     for numpy_bool, python_bool in ((np.True_, True), (np.False_, False)):
         assert_bitwise_equal(call(name, *args, numpy_bool), call(name, *args, python_bool))
+
+
+# ---------------------------------------------------------------------------------------
+# The composite functions (tests/composites.py): every array operand, every output.
+
+
+def composite_call(name):
+    case = COMPOSITE_CASES[name]
+    return case, build_call(case, np.float32, (2, 3, 4), np.random.default_rng(11))
+
+
+@pytest.mark.parametrize("name", list(COMPOSITE_CASES))
+@pytest.mark.parametrize(("bad", "error"), NOT_ARRAYS, ids=lambda v: type(v).__name__)
+def test_composite_non_array_operand_raises_named_error(name, bad, error):
+    case, call = composite_call(name)
+    for target in case.arrays:
+        if bad is None and target == "noise":
+            continue  # None is no noise, the default: "training=True needs the noise"
+        # A weight is a number or an ndarray (torch takes a tensor): anything else is a
+        # TypeError, whatever NumPy would make of it.
+        want = TypeError if target == "weight" else error
+        outputs = empty_outputs(case, call)
+        before = {k: v.copy() for k, v in outputs.items()}
+        with pytest.raises(want) as info:
+            case.call({**call, target: bad}, **outputs)
+        message = str(info.value)
+        assert message.startswith(f"fastact.{name}: {target} "), message
+        for key, value in outputs.items():
+            np.testing.assert_array_equal(value, before[key])
+
+
+@pytest.mark.parametrize("name", [n for n, c in COMPOSITE_CASES.items() if c.outputs])
+def test_composite_outputs_must_be_ndarrays(name):
+    case, call = composite_call(name)
+    for key in case.outputs:
+        for bad in ([0.0], memoryview(bytearray(96)).cast("f"), 0.0):
+            with pytest.raises(TypeError, match=re.escape(f"fastact.{name}: {key} must be")):
+                case.call(call, **{key: bad})
+
+
+@pytest.mark.parametrize("name", list(COMPOSITE_CASES))
+def test_composite_wrong_dtypes_lengths_and_outputs(name):
+    # Each fault alone, on an otherwise valid call: the documented error naming the
+    # argument, and no output written.
+    case, call = composite_call(name)
+    faults = []
+    for index, target in enumerate(case.arrays):
+        value = call[target]
+        # Another element type: integers for the first operand (any float type is its
+        # own), float64 for the float operands that follow it, int8 for a mask.
+        other = value.astype(np.int8 if value.dtype == np.uint8 else np.float64)
+        if index == 0:
+            other = np.zeros(value.shape, np.int32)
+        faults.append((target, TypeError, {target: other}))
+        if target in case.sized:
+            faults.append((target, ValueError, {target: np.concatenate([value.ravel()] * 2)}))
+    for key in case.outputs:
+        fresh = empty_outputs(case, call)[key]
+        frozen = fresh.copy()
+        frozen.flags.writeable = False
+        faults += [
+            (key, ValueError, {key: frozen}),
+            (key, ValueError, {key: np.concatenate([fresh.ravel()] * 2)}),
+            (key, TypeError, {key: fresh.astype(np.float16)}),
+        ]
+    for target, error, change in faults:
+        inputs = {k: v for k, v in change.items() if k not in case.outputs}
+        given = {k: v for k, v in change.items() if k in case.outputs}
+        outputs = {**empty_outputs(case, call), **given}
+        before = {k: np.array(v) for k, v in outputs.items()}
+        with pytest.raises(error, match=rf"^fastact\.{name}: .*\b{target}\b"):
+            case.call({**call, **inputs}, **outputs)
+        for key, value in outputs.items():
+            np.testing.assert_array_equal(value, before[key], err_msg=f"{target}: {key}")
+
+
+@pytest.mark.parametrize("name", list(COMPOSITE_CASES))
+def test_composite_byte_swapped_and_overlapping(name):
+    # Byte-swapped operands give the native result; out overlapping an input by part
+    # (a window of x's own buffer, one element on) is handled as a separate array.
+    case, call = composite_call(name)
+    swapped = {
+        k: v.astype(v.dtype.newbyteorder()) if v.dtype.kind == "f" else v
+        for k, v in call.items()
+        if isinstance(v, np.ndarray)
+    }
+    want = expected(case, call)
+    assert_results(case, call, case.call({**call, **swapped}), want)
+    if "out" not in case.outputs:
+        return
+    source = "grad_output" if "grad_output" in call else "x"
+    buffer = np.concatenate([call[source].ravel(), call[source].ravel()[:1]])
+    shifted = {**call, source: buffer[1:].reshape(call[source].shape)}
+    want = expected(case, shifted)
+    out = buffer[:-1].reshape(call[source].shape)
+    got = case.call(shifted, out=out)
+    assert got[0] is out
+    assert_results(case, shifted, got, want)

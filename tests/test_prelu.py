@@ -142,6 +142,13 @@ def test_zero_d_and_empty():
     assert fastact.prelu(empty, np.ones(3, np.float32)).shape == (0, 3, 2)
     gi, gw = fastact.prelu_backward(empty, empty, np.ones(3, np.float32))
     assert gi.shape == (0, 3, 2) and np.array_equal(gw, np.zeros(3, np.float32))
+    # No channel at all: one weight for all of them (none) gets the empty sum, 0.
+    no_channels = np.empty((2, 0, 3), np.float32)
+    for w in (np.float32(0.5), np.ones(1, np.float32), np.ones(0, np.float32)):
+        gi, gw = fastact.prelu_backward(no_channels, no_channels, w)
+        assert gi.shape == (2, 0, 3) and np.shape(gw) == np.shape(w)
+        assert_bitwise_equal(gw, _reference.prelu_backward(no_channels, no_channels, w)[1])
+        assert (np.asarray(gw) == 0).all()
 
 
 def test_bad_weight_is_a_clear_error():
@@ -160,6 +167,16 @@ def test_bad_weight_is_a_clear_error():
     with pytest.raises(ValueError, match="weight"):
         fastact.prelu(x, np.ones(5, np.float32), out=out)
     assert (out == 7.0).all()
+
+
+def test_weight_gradient_beyond_float64_is_infinite():
+    # Finite terms whose sum overflows float64: -inf, in the loops and in the reference
+    # (math.fsum alone raises OverflowError on such a sum).
+    x = np.full((3, 2, 5), -1e154)
+    g = np.full(x.shape, 1.7e154)
+    want = np.full(2, -np.inf)
+    assert_bitwise_equal(fastact.prelu_backward(g, x, np.ones(2))[1], want)
+    assert_bitwise_equal(_reference.prelu_backward(g, x, np.ones(2))[1], want)
 
 
 torch = pytest.importorskip("torch")

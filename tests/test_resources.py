@@ -8,6 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from bitwise import FUNCTIONS, args_for, assert_bitwise_equal, requires_compiled
+from composites import COMPOSITE_CASES, build_call, empty_outputs
 
 import fastact
 from fastact import _reference
@@ -63,7 +64,47 @@ def leak_paths():
             paths["errors"] += [(f, (x, "0.1"), {}), (f, (x, 10**400), {})]
         if name in ("relu_backward", "leaky_relu_backward"):
             paths["errors"].append((f, args_for(name, x, g[:3], 0.1), {}))
+    add_composite_paths(paths, objects)
     return paths, objects
+
+
+def add_composite_paths(paths: dict[str, list], objects: list) -> None:
+    """Every composite: called by keyword on contiguous float32 (the compiled loops),
+    with its outputs given, on float16 views and byte-swapped arrays (copies and the
+    reference), and with each of its sized operands the wrong length, a read-only out or
+    a wrong type (errors)."""
+    rng = np.random.default_rng(1)
+    for case in COMPOSITE_CASES.values():
+        f = getattr(fastact, case.name)
+        call = build_call(case, np.float32, (4, 2, 8), rng)
+        outputs = empty_outputs(case, call)
+        strided = build_call(case, np.float16, (4, 2, 16), rng)
+        strided = {
+            k: v[..., ::2] if k in ("x", "grad_output", "noise", "bias") else v
+            for k, v in strided.items()
+        }
+        if "mask" in strided and "grad_output" in strided:
+            strided["mask"] = strided["mask"][: (strided["grad_output"].size + 7) // 8]
+        swapped = {
+            k: v.astype(v.dtype.newbyteorder())
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+            else v
+            for k, v in call.items()
+        }
+        paths["compiled"] += [(f, (), call), (f, (), {**call, **outputs})]
+        paths["reference"] += [(f, (), strided), (f, (), swapped)]
+        for target in case.sized:
+            paths["errors"].append(
+                (f, (), {**call, target: np.concatenate([call[target].ravel()] * 3)})
+            )
+        for key in case.outputs:
+            frozen = outputs[key].copy()
+            frozen.flags.writeable = False
+            paths["errors"].append((f, (), {**call, key: frozen}))
+            objects.append(frozen)
+        first = case.arrays[0]
+        paths["errors"].append((f, (), {**call, first: "abc"}))
+        objects += [v for d in (call, outputs, strided, swapped) for v in d.values()]
 
 
 def run_calls(calls, n) -> int:

@@ -1,8 +1,11 @@
 """dask and xarray: lazy, chunked, distributed; the same bits as on the whole array."""
 
+import math
+
 import numpy as np
 import pytest
 from bitwise import assert_bitwise_equal, requires_compiled, sample
+from composites import COMPOSITE_CASES, assert_sum_close, sum_ulps
 
 import fastact
 from fastact import ufunc
@@ -68,3 +71,108 @@ def test_xarray_keeps_dims_and_coords():
         assert list(result.coords["unit"].values) == list("abcd")
     assert_bitwise_equal(fastact.relu(arr).values, fastact.relu(x))
     assert_bitwise_equal(ufunc.leaky_relu(arr, 0.1).values, fastact.leaky_relu(x, 0.1))
+
+
+# ---------------------------------------------------------------------------------------
+# The composites that are not one ufunc: PReLU's backward pass and RReLU's training draws
+# build their own lazy graphs.
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("shape", "chunks", "channels"),
+    [((6, 4, 50), (4, 3, 16), 4), ((6, 4, 50), (4, 3, 16), 1), ((300,), 64, 1), ((9, 5), 4, 5)],
+)
+def test_prelu_backward_stays_lazy(dtype, shape, chunks, channels):
+    rng = np.random.default_rng(7)
+    x, g = (sample(dtype, math.prod(shape), rng).reshape(shape) for _ in range(2))
+    x[0] = np.abs(rng.standard_normal(shape[1:])).astype(dtype)  # some x > 0 everywhere
+    w = sample(dtype, channels, rng)
+    dx, dg = da.from_array(x, chunks=chunks), da.from_array(g, chunks=chunks)
+    grad_input, grad_weight = fastact.prelu_backward(dg, dx, w)
+    assert isinstance(grad_input, da.Array) and isinstance(grad_weight, da.Array)
+    assert grad_input.chunks == dx.chunks
+    eager_input, eager_weight = fastact.prelu_backward(g, x, w)
+    got_input, got_weight = da.compute(grad_input, grad_weight, scheduler="threads")
+    assert_bitwise_equal(got_input, eager_input)
+    assert got_weight.shape == np.shape(eager_weight) == w.shape
+    assert got_weight.dtype == np.asarray(eager_weight).dtype == w.dtype
+    # The documented accuracy: float64 sums rounded once, as the eager call's...
+    case = COMPOSITE_CASES["prelu_backward"]
+    terms = case.sum_terms({"grad_output": g, "x": x, "weight": w})[0]
+    assert_sum_close(got_weight, terms, sum_ulps(dtype))
+    # ...and the same bits for the same chunks, on any scheduler, from a graph built anew.
+    _, again = fastact.prelu_backward(dg, dx, w)
+    assert_bitwise_equal(again.compute(scheduler="synchronous"), got_weight)
+
+
+def test_prelu_backward_lazy_checks_first():
+    dx = da.ones((4, 3), chunks=2, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"weight has shape \(4,\)"):
+        fastact.prelu_backward(dx, dx, np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="grad_output has dtype float64"):
+        fastact.prelu_backward(dx.astype(np.float64), dx, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        fastact.prelu_backward(dx[:2], dx, np.ones(3, np.float32))
+
+
+def chunk_slices(chunks):
+    """The index of every chunk, in C order of the chunk grid."""
+    import itertools
+
+    bounds = [np.cumsum((0, *c)) for c in chunks]
+    for index in itertools.product(*(range(len(c)) for c in chunks)):
+        yield tuple(slice(b[i], b[i + 1]) for b, i in zip(bounds, index, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_rrelu_training_stays_lazy_by_the_documented_rule(dtype):
+    x = sample(dtype, 70 * 30, np.random.default_rng(8)).reshape(70, 30)
+    dx = da.from_array(x, chunks=(32, 12))
+    y, noise = fastact.rrelu(dx, 0.1, 0.3, training=True, rng=11)
+    assert isinstance(y, da.Array) and isinstance(noise, da.Array)
+    assert y.chunks == dx.chunks == noise.chunks
+    got_y, got_noise = da.compute(y, noise, scheduler="threads")
+    # Chunk k (C order of the grid) draws as the eager function on that chunk alone, from
+    # the k-th generator rng.spawn(number of chunks) gives.
+    children = np.random.default_rng(11).spawn(dx.npartitions)
+    for child, where in zip(children, chunk_slices(dx.chunks), strict=True):
+        want_y, want_noise = fastact.rrelu(x[where], 0.1, 0.3, training=True, rng=child)
+        assert_bitwise_equal(got_y[where], want_y)
+        assert_bitwise_equal(got_noise[where], want_noise)
+    # Same seed, same chunks: same bits, whatever the scheduler.
+    again = fastact.rrelu(dx, 0.1, 0.3, training=True, rng=np.random.default_rng(11))
+    for a, b in zip(da.compute(*again, scheduler="synchronous"), (got_y, got_noise), strict=True):
+        assert_bitwise_equal(a, b)
+    # One Generator: each call spawns new children, as each eager call draws new slopes.
+    generator = np.random.default_rng(11)
+    first, second = (fastact.rrelu(dx, training=True, rng=generator)[1] for _ in range(2))
+    assert not np.array_equal(first.compute(), second.compute())
+    # The backward pass stays lazy too: grad_output * noise.
+    grad = fastact.rrelu_backward(dx, dx, 0.1, 0.3, training=True, noise=noise)
+    assert isinstance(grad, da.Array)
+    assert_bitwise_equal(
+        grad.compute(), fastact.rrelu_backward(x, x, 0.1, 0.3, training=True, noise=got_noise)
+    )
+
+
+def test_rrelu_lazy_draws_are_uniform():
+    # Kolmogorov-Smirnov against U[lower, upper] over every chunk's draws.
+    dx = da.full((400, 500), -1.0, chunks=(100, 125))
+    _, noise = fastact.rrelu(dx, 0.25, 0.75, training=True, rng=2025)
+    r = np.sort((noise.compute().ravel() - 0.25) / 0.5)
+    n = r.size
+    gap = max(np.max(np.arange(1, n + 1) / n - r), np.max(r - np.arange(n) / n))
+    assert gap < 1.95 / np.sqrt(n), gap
+
+
+def test_rrelu_lazy_refuses_what_it_cannot_keep_lazy():
+    dx = da.ones(10, chunks=5, dtype=np.float32)
+    with pytest.raises(TypeError, match="out must be None for a dask array"):
+        fastact.rrelu(dx, training=True, rng=1, out=np.empty(10, np.float32))
+    with pytest.raises(TypeError, match="x has dtype int64"):
+        fastact.rrelu(da.ones(10, chunks=5, dtype=np.int64), training=True)
+    with pytest.raises(ValueError, match="upper=1e\\+39 overflows"):
+        fastact.rrelu(dx, 0.1, 1e39, training=True)
+    # Evaluation is leaky_relu at the mean slope: lazy through the ufunc.
+    assert isinstance(fastact.rrelu(dx), da.Array)

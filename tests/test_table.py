@@ -101,3 +101,17 @@ def test_composite_function_has_the_table_signature_and_docstring(spec):
     declared = [p.split(":")[0].strip() for p in spec.parameters if p.strip() != "*"]
     assert list(params) == declared
     assert func.__doc__ == spec.doc and "Returns" in spec.doc and "Raises" in spec.doc
+
+
+def test_every_composite_has_an_entry_for_the_generic_suites():
+    # The fuzz, input, thread, fork and leak suites call the composites through
+    # tests/composites.py: a composite without an entry there would escape them.
+    from composites import COMPOSITE_CASES
+
+    assert list(COMPOSITE_CASES) == [c.name for c in COMPOSITES]
+    for spec in COMPOSITES:
+        case = COMPOSITE_CASES[spec.name]
+        names = list(inspect.signature(getattr(fastact, spec.name)).parameters)
+        assert set(case.arrays) <= set(names), (spec.name, case.arrays, names)
+        assert set(case.outputs) <= set(names) and set(case.sized) <= set(case.arrays)
+        assert set(case.default_params) <= set(names)

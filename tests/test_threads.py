@@ -23,6 +23,7 @@ from bitwise import (
     sample,
     thresholds,
 )
+from composites import COMPOSITE_CASES, assert_results, build_call
 
 import fastact
 from fastact import _reference
@@ -372,3 +373,24 @@ def test_visible_to_threadpoolctl():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True", threadpoolctl.__version__
+
+
+@requires_compiled
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(COMPOSITE_CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_composite_same_bits_for_any_thread_count(name, dtype):
+    # A low threshold splits even these arrays among the threads; the shape has odd
+    # lengths on every axis, so each thread's share has a tail (and the bias and weight
+    # gradients partial sums of their own).
+    case = COMPOSITE_CASES[name]
+    call = build_call(case, dtype, (37, 5, 1031), np.random.default_rng(13))
+    with thresholds(parallel_min_bytes=4096):
+        with fastact.threads(1):
+            one = case.call(call)
+        assert_results(case, call, one)
+        for n_threads in (2, 3, 4):
+            with fastact.threads(n_threads):
+                many = case.call(call)
+            for a, b in zip(many, one, strict=True):
+                assert_bitwise_equal(a, b)
