@@ -33,16 +33,15 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # ``fastact.ufunc`` after a plain ``import fastact``, loaded on first use (as SciPy
     # loads its submodules): it needs the compiled extension, the rest of fastact does not.
-    if name == "ufunc":
-        import importlib
+    import importlib
 
+    if name == "ufunc":
         return importlib.import_module(f"{__name__}.ufunc")
     # ``fastact.bench()``: the benchmark ships with the package but loads only when called
-    # for, so that importing fastact imports no benchmark code, plotting library or peer.
+    # for, so that importing fastact imports no benchmark code, plotting library or peer
+    # (nor does a type checker of user code follow into it and its untyped peers).
     if name == "bench":
-        from ._bench import bench
-
-        return bench
+        return importlib.import_module(f"{__name__}._bench").bench
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

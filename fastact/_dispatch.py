@@ -259,7 +259,7 @@ def _is_dask_array(value: Any) -> bool:
 def _check_lazy_dtype(value: Any, arg: str, func: str) -> np.dtype:
     """A duck array's dtype under the main functions' rules; bfloat16 is refused, as the
     ufuncs that keep it lazy would widen it."""
-    dtype = np.dtype(value.dtype)
+    dtype: np.dtype[Any] = np.dtype(value.dtype)
     _check_dtype(dtype, arg, func, False)
     if _is_bfloat16(dtype):
         raise TypeError(
