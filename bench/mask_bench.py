@@ -157,7 +157,8 @@ def bytes_kept(dtype: type) -> dict[str, float]:
 PATHS = ("x", "mask", "bias+mask")
 
 
-def sgd_step(model: experiment.MLP, path: str, x: np.ndarray, y: np.ndarray, lr: float) -> None:
+def sgd_step(model: experiment.MLP, path: str, x: np.ndarray, y: np.ndarray, lr: float) -> int:
+    """One step of SGD along ``path``; returns the bytes kept for the backward pass."""
     inputs, kept = [x], []
     a = x
     for w, b in zip(model.weights[:-1], model.biases[:-1], strict=True):
@@ -191,6 +192,7 @@ def sgd_step(model: experiment.MLP, path: str, x: np.ndarray, y: np.ndarray, lr:
         model.biases[layer] -= lr * grad_b
         if layer > 0:
             grad, grad_b = below, below_b
+    return sum(k.nbytes for k in kept)
 
 
 def train(
@@ -255,9 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(1 if args.quick else 3):
         for path in PATHS:
             timings[path].append(train(cfg, data, path, 0, epochs)[1])
+    rng = np.random.default_rng(0)
+    sizes = (data.x_train.shape[1], *cfg.hidden, data.n_classes)
+    batch = slice(0, cfg.batch_size)
     for path in PATHS:
+        model = experiment.init_mlp(sizes, experiment.relu_activation(), 0.0, rng)
+        kept = sgd_step(model, path, data.x_train[batch], data.y_train[batch], 0.05)
         print(
-            f"training path {path:10} {statistics.median(timings[path]):.3f} s / {epochs} epochs"
+            f"training path {path:10} {statistics.median(timings[path]):.3f} s / {epochs} epochs,"
+            f" activations kept for the backward pass: {kept} bytes per batch of "
+            f"{cfg.batch_size}"
         )
     print(f"x and mask paths: same weights after every epoch: {same_weights(cfg, epochs)}")
     return 0
