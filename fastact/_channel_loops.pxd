@@ -87,17 +87,22 @@ cdef extern from *:
     }
     #if defined(__GNUC__) || defined(__clang__)
     typedef double fastact_lanes_t __attribute__((vector_size(64)));
-    static inline void fastact_add_vector(fastact_lanes_t *s, fastact_lanes_t *c,
-                                          const double *terms, int compensated)
+    static inline void fastact_add_vector_of(fastact_lanes_t *s, fastact_lanes_t *c,
+                                             fastact_lanes_t v, int compensated)
     {
-        fastact_lanes_t v, t, part;
-        memcpy(&v, terms, sizeof v);
-        t = *s + v;
+        fastact_lanes_t t = *s + v, part;
         if (compensated) {
             part = t - *s;
             *c += (*s - (t - part)) + (v - part);
         }
         *s = t;
+    }
+    static inline void fastact_add_vector(fastact_lanes_t *s, fastact_lanes_t *c,
+                                          const double *terms, int compensated)
+    {
+        fastact_lanes_t v;
+        memcpy(&v, terms, sizeof v);
+        fastact_add_vector_of(s, c, v, compensated);
     }
     static inline void fastact_add_terms(const double *terms, ptrdiff_t n, double *sums,
                                          double *comps, int compensated)
@@ -122,9 +127,77 @@ cdef extern from *:
             fastact_add_term(&sums[i % 32], &comps[i % 32], terms[i], compensated);
     }
     #endif
+
+    /* One run of float32 or float64 in a single pass: out[i] by leaky_relu_backward's rule
+     * (x > 0 ? g : g * slope, in the element type) and the term x > 0 ? 0 : x * g (in
+     * float64) added to lane i % 32, the terms never stored. Eight elements a step, four
+     * steps a round, step k's terms into lane vector k: each lane sees the same terms in
+     * the same order as fastact_add_terms gives it. The rule is a select of the bits, as
+     * the scalar rule's: the same bits, NaN payloads included. */
+    #define FASTACT_TERM(xd, gd) ((xd) > 0 ? 0.0 : (xd) * (gd))
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTACT_DEFINE_BACKWARD_RUN(NAME, T)                                           \
+    static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t n, T slope,          \
+                            double *sums, double *comps, int compensated)                  \
+    {                                                                                      \
+        typedef T vector_t __attribute__((vector_size(8 * sizeof(T))));                    \
+        const vector_t zero = {0};                                                         \
+        const fastact_lanes_t zero_lanes = {0};                                            \
+        fastact_lanes_t s[4], c[4];                                                        \
+        ptrdiff_t i = 0;                                                                   \
+        memcpy(s, sums, sizeof s);                                                         \
+        memcpy(c, comps, sizeof c);                                                        \
+        for (; i + 32 <= n; i += 32)                                                       \
+            for (int k = 0; k < 4; k++) {                                                  \
+                vector_t gv, xv, scaled, result;                                           \
+                fastact_lanes_t gd, xd, term;                                              \
+                memcpy(&gv, g + i + 8 * k, sizeof gv);                                     \
+                memcpy(&xv, x + i + 8 * k, sizeof xv);                                     \
+                __typeof__(xv > zero) positive = xv > zero;                                \
+                scaled = gv * slope;                                                       \
+                result = (vector_t)(((__typeof__(positive))gv & positive)                  \
+                                    | ((__typeof__(positive))scaled & ~positive));         \
+                memcpy(out + i + 8 * k, &result, sizeof result);                           \
+                gd = __builtin_convertvector(gv, fastact_lanes_t);                         \
+                xd = __builtin_convertvector(xv, fastact_lanes_t);                         \
+                __typeof__(xd > zero_lanes) lanes_positive = xd > zero_lanes;              \
+                term = (fastact_lanes_t)((__typeof__(lanes_positive))(xd * gd)             \
+                                         & ~lanes_positive);                               \
+                fastact_add_vector_of(&s[k], &c[k], term, compensated);                    \
+            }                                                                              \
+        memcpy(sums, s, sizeof s);                                                         \
+        memcpy(comps, c, sizeof c);                                                        \
+        for (; i < n; i++) {                                                               \
+            T gi = g[i], xi = x[i];                                                        \
+            out[i] = xi > 0 ? gi : gi * slope;                                             \
+            fastact_add_term(&sums[i % 32], &comps[i % 32],                                \
+                             FASTACT_TERM((double)xi, (double)gi), compensated);           \
+        }                                                                                  \
+    }
+    #else
+    #define FASTACT_DEFINE_BACKWARD_RUN(NAME, T)                                           \
+    static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t n, T slope,          \
+                            double *sums, double *comps, int compensated)                  \
+    {                                                                                      \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                \
+            T gi = g[i], xi = x[i];                                                        \
+            out[i] = xi > 0 ? gi : gi * slope;                                             \
+            fastact_add_term(&sums[i % 32], &comps[i % 32],                                \
+                             FASTACT_TERM((double)xi, (double)gi), compensated);           \
+        }                                                                                  \
+    }
+    #endif
+    FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_float, float)
+    FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_double, double)
     """
     void fastact_add_terms(const double* terms, Py_ssize_t n, double* sums, double* comps,
                            bint compensated) nogil
+    void fastact_backward_run_float(const float* g, const float* x, float* out, Py_ssize_t n,
+                                    float slope, double* sums, double* comps,
+                                    bint compensated) nogil
+    void fastact_backward_run_double(const double* g, const double* x, double* out,
+                                     Py_ssize_t n, double slope, double* sums, double* comps,
+                                     bint compensated) nogil
 
 
 cdef inline double as_double(floating_t v) noexcept nogil:
@@ -185,21 +258,23 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
     cdef float x_block[F16C_BLOCK]
     cdef float out_block[F16C_BLOCK]
     cdef Py_ssize_t start, m
-    if floating_t is float16_t:
-        if FASTACT_HAS_F16C:
-            # As leaky_relu_backward's float16 loop in this build: widened by the hardware,
-            # the float32 rule, narrowed once. Blocks are multiples of LANES: the same lanes.
-            start = 0
-            while start < n:
-                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
-                fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
-                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
-                backward_lanes(<const float*>g_block, <const float*>x_block, out_block, m,
-                               slope, lane_sums, lane_compensations)
-                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
-                start += m
-        else:
-            backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
+    if floating_t is float:
+        fastact_backward_run_float(g, x, out, n, <float>slope, lane_sums, lane_compensations,
+                                   False)
+    elif floating_t is double:
+        fastact_backward_run_double(g, x, out, n, slope, lane_sums, lane_compensations, True)
+    elif floating_t is float16_t and FASTACT_HAS_F16C:
+        # As leaky_relu_backward's float16 loop in this build: widened by the hardware,
+        # the float32 rule, narrowed once. Blocks are multiples of LANES: the same lanes.
+        start = 0
+        while start < n:
+            m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+            fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
+            fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
+            fastact_backward_run_float(g_block, x_block, out_block, m, <float>slope,
+                                       lane_sums, lane_compensations, False)
+            fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
+            start += m
     else:
         backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
 
