@@ -133,8 +133,22 @@ cdef extern from *:
      * float64) added to lane i % 32, the terms never stored. Eight elements a step, four
      * steps a round, step k's terms into lane vector k: each lane sees the same terms in
      * the same order as fastact_add_terms gives it. The rule is a select of the bits, as
-     * the scalar rule's: the same bits, NaN payloads included. */
-    #define FASTACT_TERM(xd, gd) ((xd) > 0 ? 0.0 : (xd) * (gd))
+     * the scalar rule's: the same bits, NaN payloads included. The elements past the last
+     * round of 32 go one by one, into the same lanes. */
+    #define FASTACT_DEFINE_BACKWARD_TAIL(NAME, T)                                          \
+    static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t i, ptrdiff_t n,      \
+                            T slope, double *sums, double *comps, int compensated)         \
+    {                                                                                      \
+        for (; i < n; i++) {                                                               \
+            T gi = g[i], xi = x[i];                                                        \
+            double xd = xi, product = xd * (double)gi;                                     \
+            out[i] = xi > 0 ? gi : gi * slope;                                             \
+            fastact_add_term(&sums[i % 32], &comps[i % 32], xd > 0 ? 0.0 : product,        \
+                             compensated);                                                 \
+        }                                                                                  \
+    }
+    FASTACT_DEFINE_BACKWARD_TAIL(fastact_backward_tail_float, float)
+    FASTACT_DEFINE_BACKWARD_TAIL(fastact_backward_tail_double, double)
     #if defined(__GNUC__) || defined(__clang__)
     #define FASTACT_DEFINE_BACKWARD_RUN(NAME, T)                                           \
     static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t n, T slope,          \
@@ -167,31 +181,96 @@ cdef extern from *:
             }                                                                              \
         memcpy(sums, s, sizeof s);                                                         \
         memcpy(comps, c, sizeof c);                                                        \
-        for (; i < n; i++) {                                                               \
-            T gi = g[i], xi = x[i];                                                        \
-            out[i] = xi > 0 ? gi : gi * slope;                                             \
-            fastact_add_term(&sums[i % 32], &comps[i % 32],                                \
-                             FASTACT_TERM((double)xi, (double)gi), compensated);           \
-        }                                                                                  \
+        NAME##_tail(g, x, out, i, n, slope, sums, comps, compensated);                     \
     }
     #else
     #define FASTACT_DEFINE_BACKWARD_RUN(NAME, T)                                           \
     static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t n, T slope,          \
                             double *sums, double *comps, int compensated)                  \
     {                                                                                      \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                \
-            T gi = g[i], xi = x[i];                                                        \
-            out[i] = xi > 0 ? gi : gi * slope;                                             \
-            fastact_add_term(&sums[i % 32], &comps[i % 32],                                \
-                             FASTACT_TERM((double)xi, (double)gi), compensated);           \
-        }                                                                                  \
+        NAME##_tail(g, x, out, 0, n, slope, sums, comps, compensated);                     \
     }
     #endif
+    #define fastact_backward_run_float_tail fastact_backward_tail_float
+    #define fastact_backward_run_double_tail fastact_backward_tail_double
+    #if defined(__AVX512F__)
+    /* float32 in the AVX-512 build: GCC, tuned for 256-bit vectors, splits the widening to
+     * float64 into halves and shuffles, and compares twice (once per width); these made
+     * the pass compute-bound. One compare per 16 elements gives both selects (its mask,
+     * halved, is the float64 lanes' too) and each conversion is one instruction. The same
+     * operations in the same order as the generic loop: the same bits. */
+    #include <immintrin.h>
+    static inline void fastact_backward_run_float(const float *g, const float *x, float *out,
+                                                  ptrdiff_t n, float slope, double *sums,
+                                                  double *comps, int compensated)
+    {
+        const __m512 slopes = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
+        fastact_lanes_t s[4], c[4];
+        ptrdiff_t i = 0;
+        memcpy(s, sums, sizeof s);
+        memcpy(c, comps, sizeof c);
+        for (; i + 32 <= n; i += 32)
+            for (int h = 0; h < 2; h++) {
+                const float *gh = g + i + 16 * h, *xh = x + i + 16 * h;
+                __m512 gv = _mm512_loadu_ps(gh);
+                /* !(x > 0): x <= 0 or NaN, where both rules take the product. */
+                __mmask16 other = _mm512_cmp_ps_mask(_mm512_loadu_ps(xh), zero, _CMP_NGT_UQ);
+                _mm512_storeu_ps(out + i + 16 * h, _mm512_mask_mul_ps(gv, other, gv, slopes));
+                for (int q = 0; q < 2; q++) {
+                    __m512d xd = _mm512_cvtps_pd(_mm256_loadu_ps(xh + 8 * q));
+                    __m512d gd = _mm512_cvtps_pd(_mm256_loadu_ps(gh + 8 * q));
+                    __m512d term = _mm512_maskz_mul_pd((__mmask8)(other >> (8 * q)), xd, gd);
+                    fastact_add_vector_of(&s[2 * h + q], &c[2 * h + q], (fastact_lanes_t)term,
+                                          compensated);
+                }
+            }
+        memcpy(sums, s, sizeof s);
+        memcpy(comps, c, sizeof c);
+        fastact_backward_tail_float(g, x, out, i, n, slope, sums, comps, compensated);
+    }
+    #else
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_float, float)
+    #endif
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_double, double)
+
+    /* The lanes of every channel added to its total in lane order, each add's error to its
+     * compensation, then the lane's own compensation (Neumaier's sum of the lanes): the
+     * order of fastact_add_term's adds, channel by channel. Eight channels at a time in
+     * vectors, whose chains of adds overlap (one channel's 32 dependent adds at a time
+     * cost as much as the pass over a chunk). */
+    static inline void fastact_fold_lanes(const double *lanes, const double *lane_comps,
+                                          ptrdiff_t channels, double *totals, double *comps)
+    {
+        ptrdiff_t c = 0;
+    #if defined(__GNUC__) || defined(__clang__)
+        for (; c + 8 <= channels; c += 8) {
+            fastact_lanes_t t, k;
+            memcpy(&t, totals + c, sizeof t);
+            memcpy(&k, comps + c, sizeof k);
+            for (int j = 0; j < 32; j++) {
+                fastact_lanes_t v, vc;
+                for (int q = 0; q < 8; q++) {
+                    v[q] = lanes[(c + q) * 32 + j];
+                    vc[q] = lane_comps[(c + q) * 32 + j];
+                }
+                fastact_add_vector_of(&t, &k, v, 1);
+                k += vc;
+            }
+            memcpy(totals + c, &t, sizeof t);
+            memcpy(comps + c, &k, sizeof k);
+        }
+    #endif
+        for (; c < channels; c++)
+            for (int j = 0; j < 32; j++) {
+                fastact_add_term(&totals[c], &comps[c], lanes[c * 32 + j], 1);
+                comps[c] += lane_comps[c * 32 + j];
+            }
+    }
     """
     void fastact_add_terms(const double* terms, Py_ssize_t n, double* sums, double* comps,
                            bint compensated) nogil
+    void fastact_fold_lanes(const double* lanes, const double* lane_comps, Py_ssize_t channels,
+                            double* totals, double* comps) nogil
     void fastact_backward_run_float(const float* g, const float* x, float* out, Py_ssize_t n,
                                     float slope, double* sums, double* comps,
                                     bint compensated) nogil
@@ -412,7 +491,6 @@ cdef inline void backward_typed(const floating_t* g, const floating_t* x, floati
     """Long runs add to ``LANES`` sums per channel (``lanes``: ``2 * LANES * channels``
     doubles of scratch), folded into the totals once, after the block."""
     cdef Py_ssize_t r, c, j, offset
-    cdef double total, compensation
     cdef double* lane_compensations = lanes + channels * LANES
     if inner < LONG_RUN:
         backward_rows(g, x, out, slopes, rows, channels * inner, inner, totals,
@@ -425,15 +503,7 @@ cdef inline void backward_typed(const floating_t* g, const floating_t* x, floati
             offset = (r * channels + c) * inner
             backward_run(g + offset, x + offset, out + offset, inner, weight[c],
                          &lanes[c * LANES], &lane_compensations[c * LANES])
-    for c in range(channels):
-        # In locals: a chain through memory would wait on a store for every lane.
-        total = totals[c]
-        compensation = compensations[c]
-        for j in range(LANES):
-            add_compensated(&total, &compensation, lanes[c * LANES + j])
-            compensation += lane_compensations[c * LANES + j]
-        totals[c] = total
-        compensations[c] = compensation
+    fastact_fold_lanes(lanes, lane_compensations, channels, totals, compensations)
 
 
 # ---------------------------------------------------------------------------------------
