@@ -198,34 +198,38 @@ cdef extern from *:
      * float64 into halves and shuffles, and compares twice (once per width); these made
      * the pass compute-bound. One compare per 16 elements gives both selects (its mask,
      * halved, is the float64 lanes' too) and each conversion is one instruction. The same
-     * operations in the same order as the generic loop: the same bits. */
+     * operations in the same order as the generic loop: the same bits. float32's sums are
+     * never compensated (callers pass 0): its lanes stay in four registers. */
     #include <immintrin.h>
     static inline void fastact_backward_run_float(const float *g, const float *x, float *out,
                                                   ptrdiff_t n, float slope, double *sums,
                                                   double *comps, int compensated)
     {
         const __m512 slopes = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
-        fastact_lanes_t s[4], c[4];
+        __m512d s0 = _mm512_loadu_pd(sums), s1 = _mm512_loadu_pd(sums + 8);
+        __m512d s2 = _mm512_loadu_pd(sums + 16), s3 = _mm512_loadu_pd(sums + 24);
         ptrdiff_t i = 0;
-        memcpy(s, sums, sizeof s);
-        memcpy(c, comps, sizeof c);
-        for (; i + 32 <= n; i += 32)
-            for (int h = 0; h < 2; h++) {
-                const float *gh = g + i + 16 * h, *xh = x + i + 16 * h;
-                __m512 gv = _mm512_loadu_ps(gh);
-                /* !(x > 0): x <= 0 or NaN, where both rules take the product. */
-                __mmask16 other = _mm512_cmp_ps_mask(_mm512_loadu_ps(xh), zero, _CMP_NGT_UQ);
-                _mm512_storeu_ps(out + i + 16 * h, _mm512_mask_mul_ps(gv, other, gv, slopes));
-                for (int q = 0; q < 2; q++) {
-                    __m512d xd = _mm512_cvtps_pd(_mm256_loadu_ps(xh + 8 * q));
-                    __m512d gd = _mm512_cvtps_pd(_mm256_loadu_ps(gh + 8 * q));
-                    __m512d term = _mm512_maskz_mul_pd((__mmask8)(other >> (8 * q)), xd, gd);
-                    fastact_add_vector_of(&s[2 * h + q], &c[2 * h + q], (fastact_lanes_t)term,
-                                          compensated);
-                }
-            }
-        memcpy(sums, s, sizeof s);
-        memcpy(comps, c, sizeof c);
+        for (; i + 32 <= n; i += 32) {
+            __m512 g0 = _mm512_loadu_ps(g + i), g1 = _mm512_loadu_ps(g + i + 16);
+            /* !(x > 0): x <= 0 or NaN, where both rules take the product. */
+            __mmask16 other0 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), zero, _CMP_NGT_UQ);
+            __mmask16 other1 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 16), zero,
+                                                  _CMP_NGT_UQ);
+            _mm512_storeu_ps(out + i, _mm512_mask_mul_ps(g0, other0, g0, slopes));
+            _mm512_storeu_ps(out + i + 16, _mm512_mask_mul_ps(g1, other1, g1, slopes));
+    #define FASTACT_TERMS(k, other)                                                       \
+            _mm512_maskz_mul_pd((__mmask8)(other), _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * k)), \
+                                _mm512_cvtps_pd(_mm256_loadu_ps(g + i + 8 * k)))
+            s0 = _mm512_add_pd(s0, FASTACT_TERMS(0, other0));
+            s1 = _mm512_add_pd(s1, FASTACT_TERMS(1, other0 >> 8));
+            s2 = _mm512_add_pd(s2, FASTACT_TERMS(2, other1));
+            s3 = _mm512_add_pd(s3, FASTACT_TERMS(3, other1 >> 8));
+    #undef FASTACT_TERMS
+        }
+        _mm512_storeu_pd(sums, s0);
+        _mm512_storeu_pd(sums + 8, s1);
+        _mm512_storeu_pd(sums + 16, s2);
+        _mm512_storeu_pd(sums + 24, s3);
         fastact_backward_tail_float(g, x, out, i, n, slope, sums, comps, compensated);
     }
     #else
