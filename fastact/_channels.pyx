@@ -48,6 +48,8 @@ cdef enum:
     # Elements summed into one partial weight gradient: fixed by the shape, never by the
     # thread count, so the partials and their ordered sum are the same bits for any count.
     CHUNK_ELEMENTS = 1 << 16
+    # Short runs: the forward pass's slopes cover rows up to this many elements (in L1).
+    SLOPE_SPAN = 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -61,7 +63,8 @@ ctypedef struct Layout:
     Py_ssize_t inner
     Py_ssize_t rows_per_chunk
     const double* weight  # one per channel
-    const double* slopes  # short runs: the weights spread over a row; else NULL
+    const double* slopes  # short runs: the weights spread over slope_rows rows; else NULL
+    Py_ssize_t slope_rows
 
 
 cdef void run_chunks(const Layout* L, const char* g, const char* x, char* out,
@@ -93,7 +96,19 @@ cdef inline void run_chunk(const Layout* L, const char* g, const char* x, char* 
     cdef Py_ssize_t first = chunk * L.rows_per_chunk
     cdef Py_ssize_t rows = min(L.rows_per_chunk, L.outer - first)
     cdef Py_ssize_t offset = first * L.channels * L.inner * L.itemsize
-    if g == NULL:
+    cdef Py_ssize_t grouped
+    if g == NULL and L.slopes != NULL:
+        # Short runs: slope_rows rows at a time are one row of that many times the
+        # channels (the slopes are spread that far), so that each vector loop is long.
+        grouped = rows // L.slope_rows
+        if grouped:
+            CHANNEL_LOOPS.forward(L.etype, x + offset, out + offset, L.weight, L.slopes,
+                                  grouped, L.channels * L.slope_rows, L.inner)
+        offset += grouped * L.slope_rows * L.channels * L.inner * L.itemsize
+        if rows > grouped * L.slope_rows:
+            CHANNEL_LOOPS.forward(L.etype, x + offset, out + offset, L.weight, L.slopes, 1,
+                                  L.channels * (rows - grouped * L.slope_rows), L.inner)
+    elif g == NULL:
         CHANNEL_LOOPS.forward(L.etype, x + offset, out + offset, L.weight, L.slopes, rows,
                               L.channels, L.inner)
     else:
@@ -115,22 +130,25 @@ cdef Layout layout_of(ndarray x, const double* weight, Py_ssize_t channels):
     L.rows_per_chunk = max(<Py_ssize_t>1, CHUNK_ELEMENTS // max(channels * L.inner, 1))
     L.weight = weight
     L.slopes = NULL
+    L.slope_rows = 1
     return L
 
 
 cdef double* spread_slopes(Layout* L) except? NULL:
-    """Short runs: the weights spread over a row (the caller frees them); NULL if the runs
-    are long."""
-    cdef Py_ssize_t c, k
+    """Short runs: the weights spread over ``slope_rows`` rows, about SLOPE_SPAN elements
+    (the caller frees them); NULL if the runs are long."""
+    cdef Py_ssize_t c, k, r, row_length = L.channels * L.inner
     cdef double* slopes
-    if L.inner >= LONG_RUN or L.channels * L.inner == 0:
+    if L.inner >= LONG_RUN or row_length == 0:
         return NULL
-    slopes = <double*>malloc(L.channels * L.inner * sizeof(double))
+    L.slope_rows = max(<Py_ssize_t>1, SLOPE_SPAN // row_length)
+    slopes = <double*>malloc(L.slope_rows * row_length * sizeof(double))
     if slopes == NULL:
         raise MemoryError()
-    for c in range(L.channels):
-        for k in range(L.inner):
-            slopes[c * L.inner + k] = L.weight[c]
+    for r in range(L.slope_rows):
+        for c in range(L.channels):
+            for k in range(L.inner):
+                slopes[r * row_length + c * L.inner + k] = L.weight[c]
     L.slopes = slopes
     return slopes
 
