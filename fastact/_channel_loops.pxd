@@ -232,8 +232,40 @@ cdef extern from *:
         _mm512_storeu_pd(sums + 24, s3);
         fastact_backward_tail_float(g, x, out, i, n, slope, sums, comps, compensated);
     }
+    /* Short runs, float32: whole steps of 16 positions of a row, each term added to its
+     * position's sum (one add per position and row, as the generic loop); returns how many
+     * positions it did, the rest left to that loop. */
+    static inline ptrdiff_t fastact_backward_positions_float(const float *g, const float *x,
+                                                             float *out, const double *slopes,
+                                                             ptrdiff_t n, double *sums)
+    {
+        ptrdiff_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            __m512 gv = _mm512_loadu_ps(g + k);
+            __m512 sv = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(slopes + k))),
+                _mm512_cvtpd_ps(_mm512_loadu_pd(slopes + k + 8)), 1);
+            __mmask16 other = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + k), _mm512_setzero_ps(),
+                                                 _CMP_NGT_UQ);
+            _mm512_storeu_ps(out + k, _mm512_mask_mul_ps(gv, other, gv, sv));
+            for (int q = 0; q < 2; q++) {
+                __m512d term = _mm512_maskz_mul_pd(
+                    (__mmask8)(other >> (8 * q)), _mm512_cvtps_pd(_mm256_loadu_ps(x + k + 8 * q)),
+                    _mm512_cvtps_pd(_mm256_loadu_ps(g + k + 8 * q)));
+                _mm512_storeu_pd(sums + k + 8 * q,
+                                 _mm512_add_pd(_mm512_loadu_pd(sums + k + 8 * q), term));
+            }
+        }
+        return k;
+    }
     #else
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_float, float)
+    static inline ptrdiff_t fastact_backward_positions_float(const float *g, const float *x,
+                                                             float *out, const double *slopes,
+                                                             ptrdiff_t n, double *sums)
+    {
+        return 0;
+    }
     #endif
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_double, double)
 
@@ -273,6 +305,9 @@ cdef extern from *:
     """
     void fastact_add_terms(const double* terms, Py_ssize_t n, double* sums, double* comps,
                            bint compensated) nogil
+    Py_ssize_t fastact_backward_positions_float(const float* g, const float* x, float* out,
+                                                const double* slopes, Py_ssize_t n,
+                                                double* sums) nogil
     void fastact_fold_lanes(const double* lanes, const double* lane_comps, Py_ssize_t channels,
                             double* totals, double* comps) nogil
     void fastact_backward_run_float(const float* g, const float* x, float* out, Py_ssize_t n,
@@ -379,9 +414,11 @@ cdef inline void backward_positions(const floating_t* g, const floating_t* x,
                                     floating_t* out, const double* slopes, Py_ssize_t n,
                                     double* sums, double* sum_compensations) noexcept nogil:
     """One row's ``n`` positions: the gradient, and each term added to its position's sum."""
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, done = 0
     cdef floating_t gi, xi
-    for k in range(n):
+    if floating_t is float:
+        done = fastact_backward_positions_float(g, x, out, slopes, n, sums)
+    for k in range(done, n):
         gi = g[k]
         xi = x[k]
         out[k] = leaky_relu_backward_rule(gi, xi, slopes[k])
