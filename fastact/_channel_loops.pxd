@@ -14,9 +14,11 @@ gradient's float64 sums included, run at the width of the build in use.
   the row (``slopes``: channel ``c``'s weight at each of its positions), one vector loop
   per row instead of a strided call per channel.
 
-The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and the
-weight-gradient terms ``x > 0 ? 0 : x * g`` (into a block that stays in L1, or straight
-into per-position sums for short runs), and the terms are added to float64 sums. ``x * g``
+The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and adds the
+weight-gradient terms ``x > 0 ? 0 : x * g`` to float64 sums. float32 and float64 (and
+float16 widened by F16C) add them to the lanes in registers as they go; bfloat16 and
+float16 without F16C compute them into a block that stays in L1 first; short runs add
+them straight into per-position sums. ``x * g``
 is exact in float64 for every format but float64 itself, whose sums are compensated. The
 order of the additions depends on the shape alone (element ``i`` of a run goes to lane
 ``i % LANES`` of its channel, and the lanes are folded once per chunk of rows; short runs
