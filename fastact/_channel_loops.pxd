@@ -14,9 +14,11 @@ gradient's float64 sums included, run at the width of the build in use.
   the row (``slopes``: channel ``c``'s weight at each of its positions), one vector loop
   per row instead of a strided call per channel.
 
-The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and the
-weight-gradient terms ``x > 0 ? 0 : x * g`` (into a block that stays in L1, or straight
-into per-position sums for short runs), and the terms are added to float64 sums. ``x * g``
+The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and adds the
+weight-gradient terms ``x > 0 ? 0 : x * g`` to float64 sums. float32 and float64 (and
+float16 widened by F16C) add them to the lanes in registers as they go; bfloat16 and
+float16 without F16C compute them into a block that stays in L1 first; short runs add
+them straight into per-position sums. ``x * g``
 is exact in float64 for every format but float64 itself, whose sums are compensated. The
 order of the additions depends on the shape alone (element ``i`` of a run goes to lane
 ``i % LANES`` of its channel, and the lanes are folded once per chunk of rows; short runs
@@ -87,17 +89,22 @@ cdef extern from *:
     }
     #if defined(__GNUC__) || defined(__clang__)
     typedef double fastact_lanes_t __attribute__((vector_size(64)));
-    static inline void fastact_add_vector(fastact_lanes_t *s, fastact_lanes_t *c,
-                                          const double *terms, int compensated)
+    static inline void fastact_add_vector_of(fastact_lanes_t *s, fastact_lanes_t *c,
+                                             fastact_lanes_t v, int compensated)
     {
-        fastact_lanes_t v, t, part;
-        memcpy(&v, terms, sizeof v);
-        t = *s + v;
+        fastact_lanes_t t = *s + v, part;
         if (compensated) {
             part = t - *s;
             *c += (*s - (t - part)) + (v - part);
         }
         *s = t;
+    }
+    static inline void fastact_add_vector(fastact_lanes_t *s, fastact_lanes_t *c,
+                                          const double *terms, int compensated)
+    {
+        fastact_lanes_t v;
+        memcpy(&v, terms, sizeof v);
+        fastact_add_vector_of(s, c, v, compensated);
     }
     static inline void fastact_add_terms(const double *terms, ptrdiff_t n, double *sums,
                                          double *comps, int compensated)
@@ -122,9 +129,195 @@ cdef extern from *:
             fastact_add_term(&sums[i % 32], &comps[i % 32], terms[i], compensated);
     }
     #endif
+
+    /* One run of float32 or float64 in a single pass: out[i] by leaky_relu_backward's rule
+     * (x > 0 ? g : g * slope, in the element type) and the term x > 0 ? 0 : x * g (in
+     * float64) added to lane i % 32, the terms never stored. Eight elements a step, four
+     * steps a round, step k's terms into lane vector k: each lane sees the same terms in
+     * the same order as fastact_add_terms gives it. The rule is a select of the bits, as
+     * the scalar rule's: the same bits, NaN payloads included. The elements past the last
+     * round of 32 go one by one, into the same lanes. */
+    #define FASTACT_DEFINE_BACKWARD_TAIL(NAME, T)                                          \
+    static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t i, ptrdiff_t n,      \
+                            T slope, double *sums, double *comps, int compensated)         \
+    {                                                                                      \
+        for (; i < n; i++) {                                                               \
+            T gi = g[i], xi = x[i];                                                        \
+            double xd = xi, product = xd * (double)gi;                                     \
+            out[i] = xi > 0 ? gi : gi * slope;                                             \
+            fastact_add_term(&sums[i % 32], &comps[i % 32], xd > 0 ? 0.0 : product,        \
+                             compensated);                                                 \
+        }                                                                                  \
+    }
+    FASTACT_DEFINE_BACKWARD_TAIL(fastact_backward_tail_float, float)
+    FASTACT_DEFINE_BACKWARD_TAIL(fastact_backward_tail_double, double)
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTACT_DEFINE_BACKWARD_RUN(NAME, T)                                           \
+    static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t n, T slope,          \
+                            double *sums, double *comps, int compensated)                  \
+    {                                                                                      \
+        typedef T vector_t __attribute__((vector_size(8 * sizeof(T))));                    \
+        const vector_t zero = {0};                                                         \
+        const fastact_lanes_t zero_lanes = {0};                                            \
+        fastact_lanes_t s[4], c[4];                                                        \
+        ptrdiff_t i = 0;                                                                   \
+        memcpy(s, sums, sizeof s);                                                         \
+        memcpy(c, comps, sizeof c);                                                        \
+        for (; i + 32 <= n; i += 32)                                                       \
+            for (int k = 0; k < 4; k++) {                                                  \
+                vector_t gv, xv, scaled, result;                                           \
+                fastact_lanes_t gd, xd, term;                                              \
+                memcpy(&gv, g + i + 8 * k, sizeof gv);                                     \
+                memcpy(&xv, x + i + 8 * k, sizeof xv);                                     \
+                __typeof__(xv > zero) positive = xv > zero;                                \
+                scaled = gv * slope;                                                       \
+                result = (vector_t)(((__typeof__(positive))gv & positive)                  \
+                                    | ((__typeof__(positive))scaled & ~positive));         \
+                memcpy(out + i + 8 * k, &result, sizeof result);                           \
+                gd = __builtin_convertvector(gv, fastact_lanes_t);                         \
+                xd = __builtin_convertvector(xv, fastact_lanes_t);                         \
+                __typeof__(xd > zero_lanes) lanes_positive = xd > zero_lanes;              \
+                term = (fastact_lanes_t)((__typeof__(lanes_positive))(xd * gd)             \
+                                         & ~lanes_positive);                               \
+                fastact_add_vector_of(&s[k], &c[k], term, compensated);                    \
+            }                                                                              \
+        memcpy(sums, s, sizeof s);                                                         \
+        memcpy(comps, c, sizeof c);                                                        \
+        NAME##_tail(g, x, out, i, n, slope, sums, comps, compensated);                     \
+    }
+    #else
+    #define FASTACT_DEFINE_BACKWARD_RUN(NAME, T)                                           \
+    static inline void NAME(const T *g, const T *x, T *out, ptrdiff_t n, T slope,          \
+                            double *sums, double *comps, int compensated)                  \
+    {                                                                                      \
+        NAME##_tail(g, x, out, 0, n, slope, sums, comps, compensated);                     \
+    }
+    #endif
+    #define fastact_backward_run_float_tail fastact_backward_tail_float
+    #define fastact_backward_run_double_tail fastact_backward_tail_double
+    #if defined(__AVX512F__)
+    /* float32 in the AVX-512 build: GCC, tuned for 256-bit vectors, splits the widening to
+     * float64 into halves and shuffles, and compares twice (once per width); these made
+     * the pass compute-bound. One compare per 16 elements gives both selects (its mask,
+     * halved, is the float64 lanes' too) and each conversion is one instruction. The same
+     * operations in the same order as the generic loop: the same bits. float32's sums are
+     * never compensated (callers pass 0): its lanes stay in four registers. */
+    #include <immintrin.h>
+    static inline void fastact_backward_run_float(const float *g, const float *x, float *out,
+                                                  ptrdiff_t n, float slope, double *sums,
+                                                  double *comps, int compensated)
+    {
+        const __m512 slopes = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
+        __m512d s0 = _mm512_loadu_pd(sums), s1 = _mm512_loadu_pd(sums + 8);
+        __m512d s2 = _mm512_loadu_pd(sums + 16), s3 = _mm512_loadu_pd(sums + 24);
+        ptrdiff_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            __m512 g0 = _mm512_loadu_ps(g + i), g1 = _mm512_loadu_ps(g + i + 16);
+            /* !(x > 0): x <= 0 or NaN, where both rules take the product. */
+            __mmask16 other0 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), zero, _CMP_NGT_UQ);
+            __mmask16 other1 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 16), zero,
+                                                  _CMP_NGT_UQ);
+            _mm512_storeu_ps(out + i, _mm512_mask_mul_ps(g0, other0, g0, slopes));
+            _mm512_storeu_ps(out + i + 16, _mm512_mask_mul_ps(g1, other1, g1, slopes));
+    #define FASTACT_TERMS(k, other)                                                       \
+            _mm512_maskz_mul_pd((__mmask8)(other), _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * k)), \
+                                _mm512_cvtps_pd(_mm256_loadu_ps(g + i + 8 * k)))
+            s0 = _mm512_add_pd(s0, FASTACT_TERMS(0, other0));
+            s1 = _mm512_add_pd(s1, FASTACT_TERMS(1, other0 >> 8));
+            s2 = _mm512_add_pd(s2, FASTACT_TERMS(2, other1));
+            s3 = _mm512_add_pd(s3, FASTACT_TERMS(3, other1 >> 8));
+    #undef FASTACT_TERMS
+        }
+        _mm512_storeu_pd(sums, s0);
+        _mm512_storeu_pd(sums + 8, s1);
+        _mm512_storeu_pd(sums + 16, s2);
+        _mm512_storeu_pd(sums + 24, s3);
+        fastact_backward_tail_float(g, x, out, i, n, slope, sums, comps, compensated);
+    }
+    /* Short runs, float32: whole steps of 16 positions of a row, each term added to its
+     * position's sum (one add per position and row, as the generic loop); returns how many
+     * positions it did, the rest left to that loop. */
+    static inline ptrdiff_t fastact_backward_positions_float(const float *g, const float *x,
+                                                             float *out, const double *slopes,
+                                                             ptrdiff_t n, double *sums)
+    {
+        ptrdiff_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            __m512 gv = _mm512_loadu_ps(g + k);
+            __m512 sv = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(slopes + k))),
+                _mm512_cvtpd_ps(_mm512_loadu_pd(slopes + k + 8)), 1);
+            __mmask16 other = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + k), _mm512_setzero_ps(),
+                                                 _CMP_NGT_UQ);
+            _mm512_storeu_ps(out + k, _mm512_mask_mul_ps(gv, other, gv, sv));
+            for (int q = 0; q < 2; q++) {
+                __m512d term = _mm512_maskz_mul_pd(
+                    (__mmask8)(other >> (8 * q)), _mm512_cvtps_pd(_mm256_loadu_ps(x + k + 8 * q)),
+                    _mm512_cvtps_pd(_mm256_loadu_ps(g + k + 8 * q)));
+                _mm512_storeu_pd(sums + k + 8 * q,
+                                 _mm512_add_pd(_mm512_loadu_pd(sums + k + 8 * q), term));
+            }
+        }
+        return k;
+    }
+    #else
+    FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_float, float)
+    static inline ptrdiff_t fastact_backward_positions_float(const float *g, const float *x,
+                                                             float *out, const double *slopes,
+                                                             ptrdiff_t n, double *sums)
+    {
+        return 0;
+    }
+    #endif
+    FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_double, double)
+
+    /* The lanes of every channel added to its total in lane order, each add's error to its
+     * compensation, then the lane's own compensation (Neumaier's sum of the lanes): the
+     * order of fastact_add_term's adds, channel by channel. Eight channels at a time in
+     * vectors, whose chains of adds overlap (one channel's 32 dependent adds at a time
+     * cost as much as the pass over a chunk). */
+    static inline void fastact_fold_lanes(const double *lanes, const double *lane_comps,
+                                          ptrdiff_t channels, double *totals, double *comps)
+    {
+        ptrdiff_t c = 0;
+    #if defined(__GNUC__) || defined(__clang__)
+        for (; c + 8 <= channels; c += 8) {
+            fastact_lanes_t t, k;
+            memcpy(&t, totals + c, sizeof t);
+            memcpy(&k, comps + c, sizeof k);
+            for (int j = 0; j < 32; j++) {
+                fastact_lanes_t v, vc;
+                for (int q = 0; q < 8; q++) {
+                    v[q] = lanes[(c + q) * 32 + j];
+                    vc[q] = lane_comps[(c + q) * 32 + j];
+                }
+                fastact_add_vector_of(&t, &k, v, 1);
+                k += vc;
+            }
+            memcpy(totals + c, &t, sizeof t);
+            memcpy(comps + c, &k, sizeof k);
+        }
+    #endif
+        for (; c < channels; c++)
+            for (int j = 0; j < 32; j++) {
+                fastact_add_term(&totals[c], &comps[c], lanes[c * 32 + j], 1);
+                comps[c] += lane_comps[c * 32 + j];
+            }
+    }
     """
     void fastact_add_terms(const double* terms, Py_ssize_t n, double* sums, double* comps,
                            bint compensated) nogil
+    Py_ssize_t fastact_backward_positions_float(const float* g, const float* x, float* out,
+                                                const double* slopes, Py_ssize_t n,
+                                                double* sums) nogil
+    void fastact_fold_lanes(const double* lanes, const double* lane_comps, Py_ssize_t channels,
+                            double* totals, double* comps) nogil
+    void fastact_backward_run_float(const float* g, const float* x, float* out, Py_ssize_t n,
+                                    float slope, double* sums, double* comps,
+                                    bint compensated) nogil
+    void fastact_backward_run_double(const double* g, const double* x, double* out,
+                                     Py_ssize_t n, double slope, double* sums, double* comps,
+                                     bint compensated) nogil
 
 
 cdef inline double as_double(floating_t v) noexcept nogil:
@@ -185,21 +378,23 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
     cdef float x_block[F16C_BLOCK]
     cdef float out_block[F16C_BLOCK]
     cdef Py_ssize_t start, m
-    if floating_t is float16_t:
-        if FASTACT_HAS_F16C:
-            # As leaky_relu_backward's float16 loop in this build: widened by the hardware,
-            # the float32 rule, narrowed once. Blocks are multiples of LANES: the same lanes.
-            start = 0
-            while start < n:
-                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
-                fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
-                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
-                backward_lanes(<const float*>g_block, <const float*>x_block, out_block, m,
-                               slope, lane_sums, lane_compensations)
-                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
-                start += m
-        else:
-            backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
+    if floating_t is float:
+        fastact_backward_run_float(g, x, out, n, <float>slope, lane_sums, lane_compensations,
+                                   False)
+    elif floating_t is double:
+        fastact_backward_run_double(g, x, out, n, slope, lane_sums, lane_compensations, True)
+    elif floating_t is float16_t and FASTACT_HAS_F16C:
+        # As leaky_relu_backward's float16 loop in this build: widened by the hardware,
+        # the float32 rule, narrowed once. Blocks are multiples of LANES: the same lanes.
+        start = 0
+        while start < n:
+            m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+            fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
+            fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
+            fastact_backward_run_float(g_block, x_block, out_block, m, <float>slope,
+                                       lane_sums, lane_compensations, False)
+            fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
+            start += m
     else:
         backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
 
@@ -221,9 +416,11 @@ cdef inline void backward_positions(const floating_t* g, const floating_t* x,
                                     floating_t* out, const double* slopes, Py_ssize_t n,
                                     double* sums, double* sum_compensations) noexcept nogil:
     """One row's ``n`` positions: the gradient, and each term added to its position's sum."""
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, done = 0
     cdef floating_t gi, xi
-    for k in range(n):
+    if floating_t is float:
+        done = fastact_backward_positions_float(g, x, out, slopes, n, sums)
+    for k in range(done, n):
         gi = g[k]
         xi = x[k]
         out[k] = leaky_relu_backward_rule(gi, xi, slopes[k])
@@ -337,7 +534,6 @@ cdef inline void backward_typed(const floating_t* g, const floating_t* x, floati
     """Long runs add to ``LANES`` sums per channel (``lanes``: ``2 * LANES * channels``
     doubles of scratch), folded into the totals once, after the block."""
     cdef Py_ssize_t r, c, j, offset
-    cdef double total, compensation
     cdef double* lane_compensations = lanes + channels * LANES
     if inner < LONG_RUN:
         backward_rows(g, x, out, slopes, rows, channels * inner, inner, totals,
@@ -350,15 +546,7 @@ cdef inline void backward_typed(const floating_t* g, const floating_t* x, floati
             offset = (r * channels + c) * inner
             backward_run(g + offset, x + offset, out + offset, inner, weight[c],
                          &lanes[c * LANES], &lane_compensations[c * LANES])
-    for c in range(channels):
-        # In locals: a chain through memory would wait on a store for every lane.
-        total = totals[c]
-        compensation = compensations[c]
-        for j in range(LANES):
-            add_compensated(&total, &compensation, lanes[c * LANES + j])
-            compensation += lane_compensations[c * LANES + j]
-        totals[c] = total
-        compensations[c] = compensation
+    fastact_fold_lanes(lanes, lane_compensations, channels, totals, compensations)
 
 
 # ---------------------------------------------------------------------------------------

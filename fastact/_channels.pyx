@@ -26,9 +26,15 @@ from fastact._channel_loops cimport (
     add_compensated,
 )
 from fastact._kernels cimport array_element_type, threads_for
-from fastact._loops cimport ElementType
+from fastact._elementwise cimport bfloat16_t, float16_t, widen
+from fastact._loops cimport FLOAT16, FLOAT32, FLOAT64, ElementType, is_float_type
 
 cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    # Declared here with the descriptors as pointers (NumPy's .pxd takes dtype objects).
+    bint equivalent_types "PyArray_EquivTypes"(cnp.PyArray_Descr*, cnp.PyArray_Descr*) noexcept
+    object new_like "PyArray_NewLikeArray"(ndarray, cnp.NPY_ORDER, cnp.PyArray_Descr*, int)
 
 _CHANNEL_CAPSULE = importlib.import_module(
     f"fastact._loops_{_kernels.BUILD_INFO['simd']}").channel_table
@@ -42,6 +48,8 @@ cdef enum:
     # Elements summed into one partial weight gradient: fixed by the shape, never by the
     # thread count, so the partials and their ordered sum are the same bits for any count.
     CHUNK_ELEMENTS = 1 << 16
+    # Short runs: the forward pass's slopes cover rows up to this many elements (in L1).
+    SLOPE_SPAN = 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -55,7 +63,8 @@ ctypedef struct Layout:
     Py_ssize_t inner
     Py_ssize_t rows_per_chunk
     const double* weight  # one per channel
-    const double* slopes  # short runs: the weights spread over a row; else NULL
+    const double* slopes  # short runs: the weights spread over slope_rows rows; else NULL
+    Py_ssize_t slope_rows
 
 
 cdef void run_chunks(const Layout* L, const char* g, const char* x, char* out,
@@ -87,7 +96,19 @@ cdef inline void run_chunk(const Layout* L, const char* g, const char* x, char* 
     cdef Py_ssize_t first = chunk * L.rows_per_chunk
     cdef Py_ssize_t rows = min(L.rows_per_chunk, L.outer - first)
     cdef Py_ssize_t offset = first * L.channels * L.inner * L.itemsize
-    if g == NULL:
+    cdef Py_ssize_t grouped
+    if g == NULL and L.slopes != NULL:
+        # Short runs: slope_rows rows at a time are one row of that many times the
+        # channels (the slopes are spread that far), so that each vector loop is long.
+        grouped = rows // L.slope_rows
+        if grouped:
+            CHANNEL_LOOPS.forward(L.etype, x + offset, out + offset, L.weight, L.slopes,
+                                  grouped, L.channels * L.slope_rows, L.inner)
+        offset += grouped * L.slope_rows * L.channels * L.inner * L.itemsize
+        if rows > grouped * L.slope_rows:
+            CHANNEL_LOOPS.forward(L.etype, x + offset, out + offset, L.weight, L.slopes, 1,
+                                  L.channels * (rows - grouped * L.slope_rows), L.inner)
+    elif g == NULL:
         CHANNEL_LOOPS.forward(L.etype, x + offset, out + offset, L.weight, L.slopes, rows,
                               L.channels, L.inner)
     else:
@@ -97,10 +118,9 @@ cdef inline void run_chunk(const Layout* L, const char* g, const char* x, char* 
                                lanes)
 
 
-cdef Layout layout_of(ndarray x, ndarray weight):
+cdef Layout layout_of(ndarray x, const double* weight, Py_ssize_t channels):
     cdef Layout L
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    cdef Py_ssize_t channels = cnp.PyArray_SIZE(weight)
     cdef int ndim = cnp.PyArray_NDIM(x)
     L.etype = array_element_type(x)
     L.itemsize = cnp.PyArray_ITEMSIZE(x)
@@ -108,36 +128,38 @@ cdef Layout layout_of(ndarray x, ndarray weight):
     L.outer = cnp.PyArray_DIMS(x)[0] if ndim >= 2 else 1
     L.inner = n // max(L.outer * channels, 1) if n else 0
     L.rows_per_chunk = max(<Py_ssize_t>1, CHUNK_ELEMENTS // max(channels * L.inner, 1))
-    L.weight = <const double*>cnp.PyArray_DATA(weight)
+    L.weight = weight
     L.slopes = NULL
+    L.slope_rows = 1
     return L
 
 
 cdef double* spread_slopes(Layout* L) except? NULL:
-    """Short runs: the weights spread over a row (the caller frees them); NULL if the runs
-    are long."""
-    cdef Py_ssize_t c, k
+    """Short runs: the weights spread over ``slope_rows`` rows, about SLOPE_SPAN elements
+    (the caller frees them); NULL if the runs are long."""
+    cdef Py_ssize_t c, k, r, row_length = L.channels * L.inner
     cdef double* slopes
-    if L.inner >= LONG_RUN or L.channels * L.inner == 0:
+    if L.inner >= LONG_RUN or row_length == 0:
         return NULL
-    slopes = <double*>malloc(L.channels * L.inner * sizeof(double))
+    L.slope_rows = max(<Py_ssize_t>1, SLOPE_SPAN // row_length)
+    slopes = <double*>malloc(L.slope_rows * row_length * sizeof(double))
     if slopes == NULL:
         raise MemoryError()
-    for c in range(L.channels):
-        for k in range(L.inner):
-            slopes[c * L.inner + k] = L.weight[c]
+    for r in range(L.slope_rows):
+        for c in range(L.channels):
+            for k in range(L.inner):
+                slopes[r * row_length + c * L.inner + k] = L.weight[c]
     L.slopes = slopes
     return slopes
 
 
 # ---------------------------------------------------------------------------------------
-# Entry points. The Python layer has validated everything: x (and g) C-contiguous, aligned,
-# native, of a float type the loops cover; out of the same shape and type, not overlapping
-# an input unless it is that input; weight a contiguous float64 array of ``channels``
-# values, each exactly a value of x's type.
+# The passes. x (and g) C-contiguous, aligned, native, of a float type the loops cover;
+# out of the same shape and type, not overlapping an input unless it is that input;
+# ``weight`` one float64 per channel, each exactly a value of x's type.
 
-def prelu(ndarray x, ndarray weight, ndarray out):
-    cdef Layout L = layout_of(x, weight)
+cdef object forward_pass(ndarray x, const double* weight, Py_ssize_t channels, ndarray out):
+    cdef Layout L = layout_of(x, weight, channels)
     cdef int n_threads = threads_for(2 * cnp.PyArray_NBYTES(x))
     cdef double* slopes
     if cnp.PyArray_SIZE(x) == 0:
@@ -152,10 +174,10 @@ def prelu(ndarray x, ndarray weight, ndarray out):
     return out
 
 
-def prelu_backward(ndarray grad_output, ndarray x, ndarray weight, ndarray grad_input):
-    """Writes grad_input; returns the weight gradient per channel as float64 (rounded to
-    the weight's type by the caller)."""
-    cdef Layout L = layout_of(x, weight)
+cdef int backward_pass(ndarray g, ndarray x, const double* weight, Py_ssize_t channels,
+                       ndarray grad_input, double* result) except -1:
+    """Writes grad_input, and the weight gradient per channel as float64 to ``result``."""
+    cdef Layout L = layout_of(x, weight, channels)
     cdef Py_ssize_t n_chunks = max((L.outer + L.rows_per_chunk - 1) // L.rows_per_chunk, 1)
     cdef Py_ssize_t c, chunk
     cdef double* totals = <double*>malloc(2 * n_chunks * L.channels * sizeof(double))
@@ -177,21 +199,143 @@ def prelu_backward(ndarray grad_output, ndarray x, ndarray weight, ndarray grad_
         if cnp.PyArray_SIZE(x) > 0:
             slopes = spread_slopes(&L)
             with nogil:
-                run_chunks(&L, <const char*>cnp.PyArray_DATA(grad_output),
+                run_chunks(&L, <const char*>cnp.PyArray_DATA(g),
                            <const char*>cnp.PyArray_DATA(x),
                            <char*>cnp.PyArray_DATA(grad_input), totals, compensations,
                            lanes, n_threads)
-        result = cnp.PyArray_ZEROS(1, cnp.PyArray_DIMS(weight), cnp.NPY_DOUBLE, 0)
         for c in range(L.channels):
             total = compensation = 0.0
             for chunk in range(n_chunks):
                 add_compensated(&total, &compensation, totals[chunk * L.channels + c])
                 compensation += compensations[chunk * L.channels + c]
             # An infinite total has a NaN compensation (inf - inf): it stands alone.
-            (<double*>cnp.PyArray_DATA(result))[c] = (total + compensation if isfinite(total)
-                                                      else total)
-        return result
+            result[c] = total + compensation if isfinite(total) else total
+        return 0
     finally:
         free(lanes)
         free(slopes)
         free(totals)
+
+
+# ---------------------------------------------------------------------------------------
+# Entry points for the Python layer, which has validated everything (see the passes).
+
+def prelu(ndarray x, ndarray weight, ndarray out):
+    return forward_pass(x, <const double*>cnp.PyArray_DATA(weight), cnp.PyArray_SIZE(weight),
+                        out)
+
+
+def prelu_backward(ndarray grad_output, ndarray x, ndarray weight, ndarray grad_input):
+    """Writes grad_input; returns the weight gradient per channel as float64 (rounded to
+    the weight's type by the caller)."""
+    result = cnp.PyArray_ZEROS(1, cnp.PyArray_DIMS(weight), cnp.NPY_DOUBLE, 0)
+    backward_pass(grad_output, x, <const double*>cnp.PyArray_DATA(weight),
+                  cnp.PyArray_SIZE(weight), grad_input, <double*>cnp.PyArray_DATA(result))
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# The common call, checked here rather than in Python, whose checks cost more than the
+# pass itself up to about 2^18 elements: exact ndarrays, C-contiguous, aligned, native, of
+# one float type; x at least 2-D; a contiguous 1-D weight of one value per channel; an
+# ``out`` apart from x or x itself. Anything else declines (None) to the general path.
+
+cdef bint is_ready(object a) noexcept:
+    if type(a) is not ndarray:
+        return False
+    cdef ndarray arr = <ndarray>a
+    return (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr) and is_float_type(array_element_type(arr)))
+
+
+cdef bint is_like(ndarray a, ndarray like) noexcept:
+    """Same shape and type."""
+    return (cnp.PyArray_NDIM(a) == cnp.PyArray_NDIM(like)
+            and cnp.PyArray_CompareLists(cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(like),
+                                         cnp.PyArray_NDIM(a))
+            and equivalent_types(cnp.PyArray_DESCR(a), cnp.PyArray_DESCR(like)))
+
+
+cdef bint weight_ready(object weight, ndarray x) noexcept:
+    if not (cnp.PyArray_NDIM(x) >= 2 and is_ready(weight)):
+        return False
+    cdef ndarray w = <ndarray>weight
+    return (cnp.PyArray_NDIM(w) == 1 and cnp.PyArray_DIMS(w)[0] == cnp.PyArray_DIMS(x)[1]
+            and equivalent_types(cnp.PyArray_DESCR(w), cnp.PyArray_DESCR(x)))
+
+
+cdef double* widened_weight(ndarray w) except NULL:
+    """The weight as float64 (exact), in memory the caller frees."""
+    cdef Py_ssize_t c, channels = cnp.PyArray_SIZE(w)
+    cdef ElementType etype = array_element_type(w)
+    cdef const void* data = cnp.PyArray_DATA(w)
+    cdef double* weight = <double*>malloc(max(channels, 1) * sizeof(double))
+    if weight == NULL:
+        raise MemoryError()
+    for c in range(channels):
+        if etype == FLOAT32:
+            weight[c] = (<const float*>data)[c]
+        elif etype == FLOAT64:
+            weight[c] = (<const double*>data)[c]
+        elif etype == FLOAT16:
+            weight[c] = widen((<const float16_t*>data)[c])
+        else:
+            weight[c] = widen((<const bfloat16_t*>data)[c])
+    return weight
+
+
+cdef bint output_ready(object out, ndarray x) noexcept:
+    """``out`` is x itself, or an array like x that shares no memory with it."""
+    if not is_ready(out):
+        return False
+    cdef ndarray o = <ndarray>out
+    if o is x:
+        return cnp.PyArray_ISWRITEABLE(o)
+    cdef char* start = <char*>cnp.PyArray_DATA(o)
+    cdef char* x_start = <char*>cnp.PyArray_DATA(x)
+    return (is_like(o, x) and cnp.PyArray_ISWRITEABLE(o)
+            and (start >= x_start + cnp.PyArray_NBYTES(x)
+                 or x_start >= start + cnp.PyArray_NBYTES(o)))
+
+
+def prelu_fast(object x, object weight, object out):
+    """The common call's result, or None to decline."""
+    if not (is_ready(x) and weight_ready(weight, <ndarray>x)):
+        return None
+    cdef ndarray xa = <ndarray>x
+    if out is None:
+        out = new_like(xa, cnp.NPY_CORDER, NULL, 0)
+    elif not output_ready(out, xa):
+        return None
+    cdef double* weight64 = widened_weight(<ndarray>weight)
+    try:
+        return forward_pass(xa, weight64, cnp.PyArray_SIZE(<ndarray>weight), <ndarray>out)
+    finally:
+        free(weight64)
+
+
+def prelu_backward_fast(object grad_output, object x, object weight):
+    """``(grad_input, grad_weight)`` of the common call, grad_weight still float64 for a
+    16-bit type (the caller rounds it as NumPy does); or None to decline."""
+    if not (is_ready(x) and is_ready(grad_output) and weight_ready(weight, <ndarray>x)
+            and is_like(<ndarray>grad_output, <ndarray>x)):
+        return None
+    cdef ndarray xa = <ndarray>x
+    cdef ndarray wa = <ndarray>weight
+    cdef ElementType etype = array_element_type(xa)
+    cdef Py_ssize_t c, channels = cnp.PyArray_SIZE(wa)
+    grad_input = new_like(xa, cnp.NPY_CORDER, NULL, 0)
+    cdef ndarray sums = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(wa), cnp.NPY_DOUBLE, 0)
+    cdef double* weight64 = widened_weight(wa)
+    try:
+        backward_pass(<ndarray>grad_output, xa, weight64, channels, <ndarray>grad_input,
+                      <double*>cnp.PyArray_DATA(sums))
+    finally:
+        free(weight64)
+    if etype != FLOAT32:
+        return grad_input, sums
+    # Rounded once, as NumPy's cast: a sum beyond float32 becomes infinite, silently.
+    grad_weight = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(wa), cnp.NPY_FLOAT, 0)
+    for c in range(channels):
+        (<float*>cnp.PyArray_DATA(grad_weight))[c] = <float>(<double*>cnp.PyArray_DATA(sums))[c]
+    return grad_input, grad_weight

@@ -101,32 +101,11 @@ def _duck_prelu(x: Any, weight: Any, out: Any) -> Any:
     return ufunc.leaky_relu(x, w, **kwargs)
 
 
-def _is_fast(x: Any, weight: Any, out: Any) -> bool:
-    """The common call, checked cheaply: C-contiguous native ndarrays of one float type, a
-    1-D weight of one value per channel, no ``out`` or a separate or identical one."""
-    if type(x) is not np.ndarray or type(weight) is not np.ndarray or _channels is None:
-        return False
-    if x.ndim < 2 or x.dtype != weight.dtype or weight.shape != (x.shape[1],):
-        return False
-    if x.dtype.char not in "efd" and not _dispatch._is_bfloat16(x.dtype):
-        return False
-    if not (x.flags.c_contiguous and x.flags.aligned and x.dtype.isnative):
-        return False
-    if out is None:
-        return True
-    return (
-        type(out) is np.ndarray
-        and out.dtype == x.dtype
-        and out.shape == x.shape
-        and out.flags.writeable
-        and _writable_directly(out, (x,))
-    )
-
-
 def prelu(x: Any, weight: Any, out: np.ndarray | None = None) -> Any:
-    if _is_fast(x, weight, out):
-        target = np.empty_like(x) if out is None else out
-        return _channels.prelu(x, weight.astype(np.float64), target)
+    if _dispatch.COMPILED and _channels is not None:
+        result = _channels.prelu_fast(x, weight, out)
+        if result is not None:
+            return result
     if _dispatch._is_duck_array(x) and _dispatch._ufuncs is not None:
         return _duck_prelu(x, weight, out)
     x = _dispatch._as_array(x, "x", "prelu")
@@ -196,6 +175,14 @@ def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, An
 
 
 def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
+    if _dispatch.COMPILED and _channels is not None:
+        fast = _channels.prelu_backward_fast(grad_output, x, weight)
+        if fast is not None:
+            grad_input, sums = fast
+            if sums.dtype == weight.dtype:
+                return grad_input, sums
+            with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
+                return grad_input, sums.astype(weight.dtype)
     lazy = _dispatch._is_dask_array(grad_output) or _dispatch._is_dask_array(x)
     if lazy and _dispatch._ufuncs is not None:  # the input gradient is the ufunc's
         return _lazy_prelu_backward(grad_output, x, weight)

@@ -4,7 +4,15 @@ import math
 
 import numpy as np
 import pytest
-from bitwise import KERNEL_FLOAT_DTYPES, assert_bitwise_equal, edge_values, is_bfloat16, sample
+from bitwise import (
+    KERNEL_FLOAT_DTYPES,
+    assert_bitwise_equal,
+    edge_values,
+    is_bfloat16,
+    requires_compiled,
+    run_tests_under_build,
+    sample,
+)
 
 import fastact
 from fastact import _reference
@@ -210,3 +218,19 @@ def test_matches_torch(dtype, shape, channels):
     tolerance = 0.01 if np.dtype(dtype).itemsize == 2 else 1e-5
     got, want = gw.astype(np.float64), from_torch(gw_t, dtype).astype(np.float64)
     assert (np.abs(got - want) <= tolerance * scale).all(), (got, want)
+
+
+@pytest.mark.slow
+@requires_compiled
+@pytest.mark.parametrize(
+    "build",
+    [
+        name
+        for name in fastact.show_config(print_out=False)["simd_runnable"] or ()
+        if name != fastact.show_config(print_out=False)["simd"]
+    ],
+)
+def test_every_runnable_build_too(build):
+    """This file's tests in each other loop build: the channel loops (the AVX-512 float32
+    pass, the generic vector pass, the scalar one) give the same bits in every build."""
+    run_tests_under_build(build, __file__)

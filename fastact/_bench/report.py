@@ -351,7 +351,7 @@ def print_overhead(rows: list[dict[str, Any]]) -> None:
 
 
 def print_prelu(rows: list[dict[str, Any]]) -> None:
-    print("\nprelu, float32 (N, C, H, W), one weight per channel: fastact time, GB/s of its")
+    print("\nprelu, one weight per channel (axis 1): fastact time, GB/s of its")
     print("streams, %roof (np.copyto forward, an OR of g and x backward), and other/fastact")
     print("(* = not bit-exact: forward result, backward input gradient)")
     for row in rows:
@@ -361,7 +361,8 @@ def print_prelu(rows: list[dict[str, Any]]) -> None:
             if k != "fastact"
         )
         print(
-            f"  {row['direction']:<8} {tuple(row['shape'])!s:<18} "
+            f"  {row['direction']:<8} {row.get('dtype', 'float32'):<8} "
+            f"{tuple(row['shape'])!s:<18} "
             f"{format_time(row['median_s']['fastact']):>9} {row['gbps']:6.1f} GB/s "
             f"{100 * row['of_roofline']:4.0f}%roof  {others}"
         )

@@ -33,10 +33,12 @@ from .checks import (
     count_mismatches,
     edge_operands,
     exactness,
+    ml_dtypes,
     random_operands,
 )
 from .peers import PEER_PRELU, PEER_STATEMENTS, Peer
 from .statements import (
+    DTYPES,
     FUNCTIONS,
     IN_PLACE,
     MAIN,
@@ -545,32 +547,60 @@ def call_overhead(
 
 
 # ---------------------------------------------------------------------------------------
-# PReLU on (N, C, H, W) float32 with one weight per channel: the forward against the
-# copy roofline of its bytes, the NumPy idiom and the peers; the backward (input gradient
-# and the weight-gradient reduction) against the roofline of its three streams, the NumPy
-# idiom and torch's autograd backward, which runs the elementwise kernel and then a
-# separate reduction. The check compares the forward results and the backward's input
-# gradient with the reference bit for bit; the weight gradient is a sum whose rounding
-# depends on its order, so no two implementations need agree on its last bits.
+# PReLU with one weight per channel: (N, C, H, W) in every float type, and an (N, C) batch
+# (runs of one element) in float32. The forward against the copy roofline of its bytes, the
+# NumPy idiom and the peers; the backward (input gradient and the weight-gradient
+# reduction) against the roofline of its three streams, the NumPy idiom and torch's
+# autograd backward, which runs the elementwise kernel and then a separate reduction. The
+# check compares the forward results and the backward's input gradient with the reference
+# bit for bit, per type; the weight gradient is a sum whose rounding depends on its order,
+# so no two implementations need agree on its last bits.
 
-PRELU_SHAPES = {18: (16, 64, 16, 16), 22: (16, 64, 64, 64)}
+# (dtype, shape) by row, 2^18 and 2^22 elements each.
+PRELU_CASES = [
+    ("float32", (16, 64, 16, 16)),
+    ("float32", (16, 64, 64, 64)),
+    ("float32", (4096, 64)),
+    ("float32", (65536, 64)),
+    ("float64", (16, 64, 16, 16)),
+    ("float64", (16, 64, 64, 64)),
+    ("float16", (16, 64, 16, 16)),
+    ("float16", (16, 64, 64, 64)),
+    ("bfloat16", (16, 64, 16, 16)),
+    ("bfloat16", (16, 64, 64, 64)),
+]
 # The edge values laid out as (N, C, H, W), with a weight per channel that hits the rules'
 # edges: 0, a negative slope, above 1, and NaN.
 PRELU_EDGE_SHAPE = (-1, 4, 4, 8)
 PRELU_EDGE_WEIGHTS = (0.0, -0.5, 1.5, np.nan)
+# ``wb``: the weights broadcast along axis 1; ``axes``: every axis but the channel axis.
 PRELU_STATEMENTS = {
     "forward": {
         "fastact": "fastact.prelu(x, w, out=y)",
-        "np": "np.where(x > 0, x, w4 * x)",
+        "np": "np.where(x > 0, x, wb * x)",
         "copyto": "np.copyto(y, x)",
     },
     "backward": {
         "fastact": "fastact.prelu_backward(g, x, w)",
-        "np": "(np.where(x > 0, g, w4 * g), np.where(x > 0, 0, x * g).sum(axis=(0, 2, 3)))",
+        "np": "(np.where(x > 0, g, wb * g), np.where(x > 0, 0, x * g).sum(axis=axes))",
         "or": "np.bitwise_or(gu, xu, out=yu)",
     },
 }
 PRELU_ROOFLINES = {"forward": ("copyto", 2), "backward": ("or", 3)}
+
+
+def prelu_dtype(name: str) -> np.dtype:
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+def prelu_key(direction: str, col: str, dtype: np.dtype) -> tuple[str, ...]:
+    """A verdict's key; float32's without the type (the table's first type)."""
+    key = ("prelu", direction, col)
+    return key if dtype == np.float32 else (*key, dtype.name)
+
+
+def prelu_peers(peers: list[Peer], dtype: np.dtype) -> list[Peer]:
+    return [peer for peer in peers if peer.supports(dtype)]
 
 
 def prelu_statements(direction: str, peers: list[Peer]) -> dict[str, str]:
@@ -592,7 +622,9 @@ def prelu_namespace(
     y = np.empty_like(x)
     unsigned = np.dtype(f"u{x.dtype.itemsize}")
     ns: dict[str, Any] = {"np": np, "fastact": fastact, "x": x, "g": g, "w": w, "y": y}
-    ns.update(w4=w[:, None, None], xu=x.view(unsigned), gu=g.view(unsigned), yu=y.view(unsigned))
+    ns.update(wb=w.reshape(w.shape + (1,) * (x.ndim - 2)))
+    ns.update(axes=tuple(axis for axis in range(x.ndim) if axis != 1))
+    ns.update(xu=x.view(unsigned), gu=g.view(unsigned), yu=y.view(unsigned))
     for peer in peers:
         if peer.bind_prelu is not None:
             ns.update(peer.bind_prelu({"x": x, "g": g, "w": w, "y": y}))
@@ -601,9 +633,10 @@ def prelu_namespace(
 
 def prelu_verdict(direction: str, stmt: str, ns: dict[str, Any]) -> Verdict:
     """Like ``checks.judge``, on the forward result or the backward's input gradient."""
-    want = _reference.prelu(ns["x"], ns["w"])
-    if direction == "backward":
-        want = _reference.prelu_backward(ns["g"], ns["x"], ns["w"])[0]
+    with np.errstate(all="ignore"):  # edge values: the weight gradient's sums overflow
+        want = _reference.prelu(ns["x"], ns["w"])
+        if direction == "backward":
+            want = _reference.prelu_backward(ns["g"], ns["x"], ns["w"])[0]
     try:
         with np.errstate(all="ignore"):
             got = eval(stmt, ns)
@@ -616,45 +649,72 @@ def prelu_verdict(direction: str, stmt: str, ns: dict[str, Any]) -> Verdict:
 
 
 def check_prelu(peers: list[Peer]) -> Verdicts:
-    x, g = (v.reshape(PRELU_EDGE_SHAPE) for v in edge_operands(np.dtype(np.float32)))
-    w = np.array(PRELU_EDGE_WEIGHTS, np.float32)
     verdicts = {}
-    for direction in PRELU_STATEMENTS:
-        for col, stmt in prelu_statements(direction, peers).items():
-            if col != PRELU_ROOFLINES[direction][0]:
-                # A fresh namespace each: torch's autograd graph is built on its x.
-                ns = prelu_namespace(x.copy(), g.copy(), w.copy(), peers)
-                verdicts["prelu", direction, col] = prelu_verdict(direction, stmt, ns)
+    for name in dict.fromkeys(name for name, _ in PRELU_CASES if name in DTYPES):
+        dtype = prelu_dtype(name)
+        chosen = prelu_peers(peers, dtype)
+        # Repeated to a whole number of (4, 4, 8) blocks.
+        x, g = (
+            np.resize(v, -(-v.size // 128) * 128).reshape(PRELU_EDGE_SHAPE)
+            for v in edge_operands(dtype)
+        )
+        w = np.array(PRELU_EDGE_WEIGHTS, np.float32).astype(dtype)
+        for direction in PRELU_STATEMENTS:
+            for col, stmt in prelu_statements(direction, chosen).items():
+                if col != PRELU_ROOFLINES[direction][0]:
+                    # A fresh namespace each: torch's autograd graph is built on its x.
+                    try:
+                        ns = prelu_namespace(x.copy(), g.copy(), w.copy(), chosen)
+                    except Exception as exc:  # a peer that cannot take this type
+                        error = f"error ({type(exc).__name__}: {exc})"
+                        verdicts[prelu_key(direction, col, dtype)] = Verdict(stmt, error, False)
+                        continue
+                    verdicts[prelu_key(direction, col, dtype)] = prelu_verdict(direction, stmt, ns)
     return verdicts
 
 
 def prelu_table(cfg: Settings, peers: list[Peer], verdicts: Verdicts) -> list[dict[str, Any]]:
     rows = []
-    for exponent, shape in PRELU_SHAPES.items():
+    for name, shape in PRELU_CASES:
+        if name not in DTYPES:  # bfloat16 without ml_dtypes
+            continue
+        dtype = prelu_dtype(name)
+        # Peers whose statements all failed the check are not even bound.
+        chosen = [
+            peer
+            for peer in prelu_peers(peers, dtype)
+            if any(
+                key in verdicts and not verdicts[key].failed
+                for key in (prelu_key(d, peer.name, dtype) for d in PRELU_STATEMENTS)
+            )
+        ]
         rng = np.random.default_rng(SEED)
-        x = rng.standard_normal(shape, dtype=np.float32)
-        g = rng.standard_normal(shape, dtype=np.float32)
-        ns = prelu_namespace(x, g, np.full(shape[1], 0.25, np.float32), peers)
+        x = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+        g = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+        ns = prelu_namespace(x, g, np.full(shape[1], 0.25, dtype), chosen)
+        n = x.size
         for direction, (roofline, streams) in PRELU_ROOFLINES.items():
             stmts = {
                 col: stmt
-                for col, stmt in prelu_statements(direction, peers).items()
-                if col == roofline or not verdicts["prelu", direction, col].failed
+                for col, stmt in prelu_statements(direction, chosen).items()
+                if col == roofline or not verdicts[prelu_key(direction, col, dtype)].failed
             }
-            medians = {k: t.median for k, t in time_statements(stmts, ns, cfg).items()}
-            n = 2**exponent
+            with np.errstate(over="ignore"):  # the idiom's float16 sums overflow
+                timings = time_statements(stmts, ns, cfg)
+            medians = {k: t.median for k, t in timings.items()}
             rows.append(
                 {
                     "direction": direction,
+                    "dtype": dtype.name,
                     "shape": list(shape),
                     "n": n,
                     "median_s": medians,
                     "exact": {
-                        col: verdicts["prelu", direction, col].exact
+                        col: verdicts[prelu_key(direction, col, dtype)].exact
                         for col in medians
                         if col != roofline
                     },
-                    "gbps": gbps(streams, n, np.dtype(np.float32), medians["fastact"]),
+                    "gbps": gbps(streams, n, dtype, medians["fastact"]),
                     "of_roofline": medians[roofline] / medians["fastact"],
                     "ratios": {k: v / medians["fastact"] for k, v in medians.items()},
                 }
