@@ -301,6 +301,7 @@ cdef extern from *:
             VEC v = _mm512_loadu_##SUFFIX(x + i);                                         \
             BITS keep, negative;                                                          \
             VEC y;                                                                        \
+            FASTACT_WHOLE_LOAD(v);                                                        \
             if (leaky) { /* x > 0 ? x : x * s; the bit is x > 0 */                         \
                 keep = _mm512_cmp_##SUFFIX##_mask(v, zero, _CMP_GT_OQ);                  \
                 y = _mm512_mask_blend_##SUFFIX(keep, _mm512_mul_##SUFFIX(v, s), v);       \
