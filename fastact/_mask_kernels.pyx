@@ -164,15 +164,23 @@ cdef extern from "float.h":
     const double FLT_MAX
 
 
+cdef object ready_source(object a, bint leaky, object slope, double* s):
+    """``a`` if the loops take it as it is, of a float type, with a slope that needs no
+    check (``s`` gets it); else None."""
+    if not is_ready(a):
+        return None
+    cdef ElementType etype = array_element_type(a)
+    if not (is_float_type(etype) and (not leaky or slope_ready(slope, etype, s))):
+        return None
+    return a
+
+
 def forward_fast(bint leaky, object x, object slope, object out, object mask):
     """``(out, mask)`` of the common call, or None to decline."""
     cdef double s = 0.0
-    if not is_ready(x):
+    if ready_source(x, leaky, slope, &s) is None:
         return None
     cdef ndarray xa = <ndarray>x
-    cdef ElementType etype = array_element_type(xa)
-    if not (is_float_type(etype) and (not leaky or slope_ready(slope, etype, &s))):
-        return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
     bits = ready_mask(mask, n, True)
     if bits is None or not apart(<ndarray>bits, xa):
@@ -188,12 +196,9 @@ def forward_fast(bint leaky, object x, object slope, object out, object mask):
 def backward_fast(bint leaky, object g, object mask, object slope, object out):
     """The gradient of the common call, or None to decline."""
     cdef double s = 0.0
-    if not is_ready(g):
+    if ready_source(g, leaky, slope, &s) is None:
         return None
     cdef ndarray ga = <ndarray>g
-    cdef ElementType etype = array_element_type(ga)
-    if not (is_float_type(etype) and (not leaky or slope_ready(slope, etype, &s))):
-        return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ga)
     bits = ready_mask(mask, n, False)
     if bits is None:

@@ -244,6 +244,12 @@ def thresholds(**values: int) -> Iterator[None]:
             _kernels._set_thresholds(**{name: value}, source=source)
 
 
+def other_runnable_builds() -> list[str]:
+    """The loop builds this CPU runs besides the one in use: each reruns a file's tests."""
+    config = fastact.show_config(print_out=False)
+    return [name for name in config["simd_runnable"] or () if name != config["simd"]]
+
+
 def run_tests_under_build(build: str, *test_files: str) -> None:
     """Run the quick tests of ``test_files`` in a child forced onto loop build ``build``.
 

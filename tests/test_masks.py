@@ -11,6 +11,7 @@ from bitwise import (
     SLOPES,
     assert_bitwise_equal,
     edge_values,
+    other_runnable_builds,
     python_runs_during,
     requires_compiled,
     run_tests_under_build,
@@ -328,14 +329,7 @@ def test_loops_are_the_selected_build():
 
 @pytest.mark.slow
 @requires_compiled
-@pytest.mark.parametrize(
-    "build",
-    [
-        name
-        for name in fastact.show_config(print_out=False)["simd_runnable"] or ()
-        if name != fastact.show_config(print_out=False)["simd"]
-    ],
-)
+@pytest.mark.parametrize("build", other_runnable_builds())
 def test_every_runnable_build_too(build):
     """This file's tests and the bias functions' (whose vector passes are per build too)."""
     run_tests_under_build(build, __file__, str(Path(__file__).with_name("test_bias.py")))

@@ -9,6 +9,7 @@ from bitwise import (
     assert_bitwise_equal,
     edge_values,
     is_bfloat16,
+    other_runnable_builds,
     requires_compiled,
     run_tests_under_build,
     sample,
@@ -222,14 +223,7 @@ def test_matches_torch(dtype, shape, channels):
 
 @pytest.mark.slow
 @requires_compiled
-@pytest.mark.parametrize(
-    "build",
-    [
-        name
-        for name in fastact.show_config(print_out=False)["simd_runnable"] or ()
-        if name != fastact.show_config(print_out=False)["simd"]
-    ],
-)
+@pytest.mark.parametrize("build", other_runnable_builds())
 def test_every_runnable_build_too(build):
     """This file's tests in each other loop build: the channel loops (the AVX-512 float32
     pass, the generic vector pass, the scalar one) give the same bits in every build."""
