@@ -100,13 +100,18 @@ def _check_dtype(dtype: np.dtype, arg: str, func: str, integers_ok: bool) -> Non
     )
 
 
-def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.ndarray:
+def _to_array(value: Any, arg: str, func: str) -> np.ndarray:
+    """``np.asarray(value)``, its failure an error that names the argument."""
     try:
-        arr = np.asarray(value)
+        return np.asarray(value)
     except ValueError as exc:
         raise ValueError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
     except Exception as exc:
         raise TypeError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
+
+
+def _as_array(value: Any, arg: str, func: str, integers_ok: bool = False) -> np.ndarray:
+    arr = _to_array(value, arg, func)
     _check_dtype(arr.dtype, arg, func, integers_ok)
     return arr
 

@@ -84,12 +84,7 @@ def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndar
         raise TypeError(
             f"fastact.{func}: {arg} must be a numpy.ndarray, not {type(mask).__name__}"
         )
-    try:
-        array = np.asarray(mask)
-    except ValueError as exc:
-        raise ValueError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
-    except Exception as exc:
-        raise TypeError(f"fastact.{func}: {arg} cannot be converted to an array: {exc}") from exc
+    array = _dispatch._to_array(mask, arg, func)
     if array.dtype != np.uint8:
         raise TypeError(
             f"fastact.{func}: {arg} has dtype {array.dtype}; a mask is uint8, packed as "
