@@ -10,7 +10,7 @@ build of the loops is the one ``_kernels`` chose at import, so both run the same
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
-from libc.math cimport fabs, isfinite
+from libc.math cimport fabs
 from libc.string cimport memset
 from libc.stdint cimport uint8_t, uintptr_t
 from numpy cimport ndarray
@@ -309,9 +309,6 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
             fastact_sum_run_f64(result, result_carries, sums + k * cols, cols)
             for j in range(cols):
                 result_carries[j] += carries[k * cols + j]
-        # An infinite total has a NaN compensation (inf - inf): it stands alone, IEEE's sum
-        # (as prelu_backward's weight gradient).
         for j in range(cols):
-            if isfinite(result[j]):
-                result[j] += result_carries[j]
+            result[j] += result_carries[j]
     return total

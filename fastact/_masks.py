@@ -294,6 +294,22 @@ __all__ += [
 ]
 
 
+def _ieee_sums_of_infinities(sums: np.ndarray, grad: np.ndarray) -> None:
+    """Where a compensated sum came out NaN, put IEEE's sum of the column instead.
+
+    The compensation term of an infinite addend (or partial sum) is ``inf - inf``, NaN,
+    even when the column holds infinities of one sign only, or finite terms whose sum
+    overflows: IEEE's sum is then that infinity (as torch's).
+    Only such columns are summed again, plainly: a NaN term or infinities of both signs
+    still give NaN there.
+    """
+    columns = np.flatnonzero(np.isnan(sums))
+    if columns.size:
+        rows = grad.reshape(math.prod(grad.shape[:-1]), grad.shape[-1])
+        with np.errstate(invalid="ignore", over="ignore"):
+            sums[columns] = rows[:, columns].sum(axis=0, dtype=np.float64)
+
+
 def reference_bias_backward(
     grad_output: np.ndarray, mask: np.ndarray, leaky: bool, negative_slope: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -380,6 +396,7 @@ def _bias_backward(
         sums = _compiled.bias_backward(
             leaky, source, bits, result, g.shape[-1], slope, _threads(traffic)
         )
+        _ieee_sums_of_infinities(sums, result)
         with np.errstate(over="ignore"):  # a sum beyond the type's range is infinite
             grad_bias = sums.astype(source.dtype)
     else:
