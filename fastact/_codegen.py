@@ -33,6 +33,15 @@ _HEADER = "# Generated from fastact/_functions.py by fastact/_codegen.py: do not
 # The rules of leaky_relu's shape, whose slope is their first parameter.
 LEAKY_RULES = ("leaky_relu", "leaky_relu_backward")
 
+# The gradient gates, ``(x <= low) | (x >= high) ? +0 : g``, and their window in the rule's
+# own arguments ({0}, {1}: its first and second; NAN: no upper edge), which the AVX-512
+# build runs as written-out selects (_gate_vectors.pxd).
+GATE_RULES = {
+    "relu_backward": ("0.0", "NAN"),
+    "threshold_backward": ("{0}", "NAN"),
+    "hardtanh_backward": ("{0}", "{1}"),
+}
+
 
 def _tag(func: Function) -> str:
     return f"{func.name}_op"
@@ -110,6 +119,24 @@ def ops_pxi() -> str:
         lines.append(f"    return {test}")
     else:
         lines.append("    return False")
+    lines.append("")
+    lines.append("")
+    lines.append(
+        "cdef inline bint op_gate(op_t* op, double p0, double p1, double* low,\n"
+        "                         double* high) noexcept nogil:\n"
+        '    """Whether the rule is a gradient gate, ``(x <= low) | (x >= high) ? +0 : g``\n'
+        "    (``high`` NaN: no upper edge), and its window from the rounded parameters.\"\"\""
+    )
+    gates = [f for f in FUNCTIONS if f.rule in GATE_RULES]
+    for k, f in enumerate(gates):
+        args = [repr(float(v)) for v in f.fixed] if f.fixed else ["p0", "p1"]
+        low, high = (edge.format(*args) for edge in GATE_RULES[f.rule])
+        lines.append(f"    {'if' if k == 0 else 'elif'} op_t is {_tag(f)}:")
+        lines.append(f"        low[0], high[0] = {low}, {high}")
+        lines.append("        return True")
+    # An `else`, not a last `return`: Cython drops the branches of other ops at compile
+    # time and would call a trailing statement unreachable.
+    lines += ["    else:", "        return False"] if gates else ["    return False"]
     return "\n".join(lines) + "\n"
 
 

@@ -15,8 +15,10 @@ with the rule inlined. Parameters come as doubles and the rules round them as to
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
+from libc.math cimport NAN
 
 from fastact._elementwise cimport *
+from fastact._gate_vectors cimport FASTACT_HAS_GATE_VECTORS, gate_vectors
 from fastact._short_float_vectors cimport FASTACT_HAS_SHORT_VECTORS, leaky_short_floats
 
 # ---------------------------------------------------------------------------------------
@@ -147,11 +149,16 @@ cdef inline void run_typed(op_t* op, const element_t* g, Py_ssize_t g_stride,
                            const element_t* x, Py_ssize_t x_stride, element_t* out,
                            Py_ssize_t out_stride, Py_ssize_t n, double p0,
                            double p1) noexcept nogil:
-    cdef Py_ssize_t size = sizeof(element_t)
+    cdef Py_ssize_t size = sizeof(element_t), done
+    cdef double low, high
     if n <= 0:
         return
     round_params(op, x[0], &p0, &p1)
     if g_stride == size and x_stride == size and out_stride == size:
+        if element_t is float or element_t is double:
+            if FASTACT_HAS_GATE_VECTORS and op_gate(op, p0, p1, &low, &high):
+                done = gate_vectors(g, x, out, n, low, high)
+                g, x, out, n = g + done, x + done, out + done, n - done
         if element_t is float16_t or element_t is bfloat16_t:
             if FASTACT_HAS_SHORT_VECTORS and op_is_leaky(op):
                 leaky_short_floats(g, x, out, n, <float>p0)

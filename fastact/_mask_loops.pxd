@@ -286,11 +286,8 @@ cdef extern from *:
        Each returns how many leading elements it did, a multiple of 8 (whole mask bytes):
        the caller does the rest the portable way. */
     #if defined(__AVX512F__)
-    /* The compiler would fold a load whose value is then zero-masked into a zero-masking
-       load, which AMD Zen CPUs run at half speed from DRAM (relu_backward_mask took 2x
-       the time at 2^25): an empty asm makes the loaded value opaque, so the load stays
-       whole and the mask applies in a register. */
-    #define FASTACT_WHOLE_LOAD(v) __asm__("" : "+v"(v))
+    /* FASTACT_WHOLE_LOAD (_gate_vectors.pxd) keeps each load whole: folded into a
+       zero-masking load, relu_backward_mask took 2x the time at 2^25 on AMD Zen. */
     #define FASTACT_FUSED_MASK_PASSES(T, SUFFIX, VEC, BITS, LANES)                             \
     static inline ptrdiff_t fastact_fused_forward_##SUFFIX(const T *x, T *out, uint8_t *mask, \
                                                            ptrdiff_t n, int leaky, T slope)  \
