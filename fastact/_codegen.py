@@ -125,7 +125,7 @@ def ops_pxi() -> str:
         "cdef inline bint op_gate(op_t* op, double p0, double p1, double* low,\n"
         "                         double* high) noexcept nogil:\n"
         '    """Whether the rule is a gradient gate, ``(x <= low) | (x >= high) ? +0 : g``\n'
-        "    (``high`` NaN: no upper edge), and its window from the rounded parameters.\"\"\""
+        '    (``high`` NaN: no upper edge), and its window from the rounded parameters."""'
     )
     gates = [f for f in FUNCTIONS if f.rule in GATE_RULES]
     for k, f in enumerate(gates):
