@@ -118,6 +118,27 @@ def test_bench_function_returns_the_report(tmp_path, capsys):
         fastact.bench(mode="fast")
 
 
+def test_thresholds_at_their_defaults_are_measured_for_the_run(monkeypatch):
+    """A threshold neither the environment nor a tuned file sets is measured before the
+    tables (for that run only); one that is set is kept."""
+    from fastact import _kernels, _tuning
+    from fastact._bench import cli
+
+    before = _kernels._thresholds()
+    sources = {"stream_min_bytes": "default", "parallel_min_bytes": "env: X"}
+    in_force = {name: (value, sources[name]) for name, value in before.items()}
+    monkeypatch.setattr(_kernels, "thresholds", lambda: in_force)
+    measured = {"stream_min_bytes": 12345 << 10, "parallel_min_bytes": 678 << 10}
+    monkeypatch.setattr(_tuning, "calibrate", lambda: dict(measured))
+    try:
+        cli.measure_default_thresholds()
+        assert _kernels._thresholds() == {**before, "stream_min_bytes": 12345 << 10}
+        monkeypatch.undo()
+        assert _kernels.thresholds()["stream_min_bytes"] == (12345 << 10, cli.MEASURED_SOURCE)
+    finally:
+        _kernels._load_thresholds()  # the environment's, the tuned file's or the defaults
+
+
 @pytest.mark.slow
 def test_package_entry_point_runs(tmp_path):
     report = tmp_path / "out" / "bench.json"

@@ -58,6 +58,7 @@ def bench(
     target_ms: float | None = None,
     json: str | Path | None = None,
     plots: str | Path | None = None,
+    keep_thresholds: bool = False,
 ) -> dict[str, Any]:
     """Benchmark fastact against NumPy, the installed peers and a memory roofline.
 
@@ -87,6 +88,10 @@ def bench(
         Where to write the report as JSON; by default nothing is written.
     plots : str or path
         Folder for the PNG plots (needs matplotlib); by default none are drawn.
+    keep_thresholds : bool
+        Time with the streaming and thread thresholds in force. By default (except in
+        ``quick`` mode) a threshold that neither the environment nor a tuned file for this
+        CPU sets is measured first, for this run only, as ``python -m fastact tune`` does.
 
     Returns
     -------
@@ -122,6 +127,8 @@ def bench(
         argv += ["--repeat", str(repeat)]
     if target_ms is not None:
         argv += ["--target-ms", str(target_ms)]
+    if keep_thresholds:
+        argv.append("--keep-thresholds")
     args = cli.parse_args(argv, cli.PACKAGE_JSON, "fastact.bench")
     result = cli.run(args)
     if json is not None:

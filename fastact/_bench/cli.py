@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import fastact
+from fastact import _kernels, _tuning
 
 from . import report as rp
 from . import sections as sc
@@ -126,6 +127,12 @@ def parse_args(
         help="folder for the PNG plots, if matplotlib is installed (default: the JSON's)",
     )
     plots.add_argument("--no-plots", action="store_true", help="write no plots")
+    parser.add_argument(
+        "--keep-thresholds",
+        action="store_true",
+        help="time with the thresholds in force, defaults included (by default a threshold "
+        "neither set in the environment nor tuned for this CPU is measured first)",
+    )
     return parser.parse_args(argv)
 
 
@@ -143,6 +150,27 @@ def settings_from(args: argparse.Namespace) -> tuple[str, Settings]:
     return mode, cfg
 
 
+#: show_config()'s source of a threshold that the bench measured for its own run.
+MEASURED_SOURCE = "measured by this bench run (not saved)"
+
+
+def measure_default_thresholds() -> None:
+    """Measure the thresholds still at their defaults, for this run only.
+
+    A default is a guess that holds on most machines; the tables are to show this one, so a
+    threshold that neither the environment nor a tuned file for this CPU sets is measured
+    first, as ``python -m fastact tune`` does (a few seconds). Nothing is saved; the header
+    shows each value in force and where it came from.
+    """
+    defaults = [name for name, (_, source) in _kernels.thresholds().items() if source == "default"]
+    if not defaults:
+        return
+    print("Thresholds at their defaults: measuring this machine's (not saved) ...", flush=True)
+    result = _tuning.calibrate()
+    measured = {name: result[name] for name in defaults if result[name] is not None}
+    _kernels._set_thresholds(**measured, source=MEASURED_SOURCE)
+
+
 def one_thread() -> AbstractContextManager[Any]:
     """fastact on one thread, like the peers (whatever FASTACT_NUM_THREADS says)."""
     return fastact.threads(1)
@@ -155,6 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dtypes = [np.dtype(name) for name in args.dtypes]
     funcs = [FUNCTIONS[name] for name in args.functions]
     peers, peer_versions = load_peers(args.peers)
+    if not (args.keep_thresholds or args.quick):
+        measure_default_thresholds()
     meta = rp.metadata(peer_versions, peers)
     rp.print_header(meta, mode, cfg, dtypes)
     sections = set(args.sections)

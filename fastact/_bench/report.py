@@ -463,7 +463,14 @@ def metadata(peer_versions: dict[str, str], peers: Iterable[Peer] = ()) -> dict[
     }
 
 
-BUILD_KEYS = ("simd", "openmp", "streaming_stores", "stream_min_bytes", "num_threads")
+BUILD_KEYS = (
+    "simd",
+    "openmp",
+    "streaming_stores",
+    "stream_min_bytes",
+    "stream_min_bytes_source",
+    "num_threads",
+)
 
 
 def print_header(meta: dict[str, Any], mode: str, cfg: Settings, dtypes: list[np.dtype]) -> None:
