@@ -49,10 +49,7 @@ def _tag(func: Function) -> str:
 
 def _rule_call(func: Function) -> str:
     operands = "g, x" if func.is_backward else "x"
-    if func.fixed:
-        params = [repr(float(v)) for v in func.fixed]
-    else:
-        params = [f"p{k}" for k in range(len(func.parameters))]
+    params = [f"p{k}" for k in range(func.rule_arity)]
     return f"{func.rule}_rule({', '.join([operands, *params])})"
 
 
@@ -83,14 +80,17 @@ def ops_pxi() -> str:
         "cdef inline void round_params(op_t* op, element_t like, double* p0,\n"
         "                              double* p1) noexcept nogil:\n"
         '    """Round the parameters as torch does, once, before a loop passes them to the\n'
-        '    rule: to the compute type (float32 below float64) or the element type."""'
+        '    rule: to the compute type (float32 below float64) or the element type. A\n'
+        '    function that fixes its rule\'s parameters (relu6) gets them here."""'
     )
     rounding = {_functions.COMPUTE: "to_compute_type", _functions.ELEMENT: "to_element_type"}
     keyword = "if"
     for f in FUNCTIONS:
-        if f.fixed or not f.parameters:
+        if not f.rule_arity:
             continue
         lines.append(f"    {keyword} op_t is {_tag(f)}:")
+        if f.fixed:  # exact in every type
+            lines += [f"        p{k}[0] = {float(v)!r}" for k, v in enumerate(f.fixed)]
         for k, p in enumerate(f.parameters):
             lines.append(f"        p{k}[0] = {rounding[p.rounding]}(p{k}[0], like)")
         keyword = "elif"
@@ -129,8 +129,7 @@ def ops_pxi() -> str:
     )
     gates = [f for f in FUNCTIONS if f.rule in GATE_RULES]
     for k, f in enumerate(gates):
-        args = [repr(float(v)) for v in f.fixed] if f.fixed else ["p0", "p1"]
-        low, high = (edge.format(*args) for edge in GATE_RULES[f.rule])
+        low, high = (edge.format("p0", "p1") for edge in GATE_RULES[f.rule])
         lines.append(f"    {'if' if k == 0 else 'elif'} op_t is {_tag(f)}:")
         lines.append(f"        low[0], high[0] = {low}, {high}")
         lines.append("        return True")
