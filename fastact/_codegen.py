@@ -80,7 +80,7 @@ def ops_pxi() -> str:
         "cdef inline void round_params(op_t* op, element_t like, double* p0,\n"
         "                              double* p1) noexcept nogil:\n"
         '    """Round the parameters as torch does, once, before a loop passes them to the\n'
-        '    rule: to the compute type (float32 below float64) or the element type. A\n'
+        "    rule: to the compute type (float32 below float64) or the element type. A\n"
         '    function that fixes its rule\'s parameters (relu6) gets them here."""'
     )
     rounding = {_functions.COMPUTE: "to_compute_type", _functions.ELEMENT: "to_element_type"}
