@@ -61,6 +61,13 @@ cdef enum:
     # Positions of a row summed together over the rows of a block: their sums (and
     # compensations) stay in L1.
     ROW_TILE = 512
+    # The forward pass's slopes of a row, as float32, on the stack (8 KiB).
+    FLOAT_SLOPES = 2048
+
+# A forward row's slopes: float32 below float64 (the rule's compute type), else double.
+ctypedef fused slope_t:
+    float
+    double
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,7 +410,7 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
 # Short runs: whole rows, a slope per position. A float16 row goes through F16C as the
 # float16 loops of this build do (widened, the float32 rule, narrowed once).
 
-cdef inline void forward_positions(const floating_t* x, floating_t* out, const double* slopes,
+cdef inline void forward_positions(const floating_t* x, floating_t* out, const slope_t* slopes,
                                    Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t k
     cdef floating_t xi
@@ -430,7 +437,7 @@ cdef inline void backward_positions(const floating_t* g, const floating_t* x,
             sums[k] += term_of(gi, xi)
 
 
-cdef inline void forward_row(const floating_t* x, floating_t* out, const double* slopes,
+cdef inline void forward_row(const floating_t* x, floating_t* out, const slope_t* slopes,
                              Py_ssize_t n) noexcept nogil:
     cdef float x_block[F16C_BLOCK]
     cdef float out_block[F16C_BLOCK]
@@ -470,7 +477,18 @@ cdef inline void backward_row(const floating_t* g, const floating_t* x, floating
 
 cdef inline void forward_rows(const floating_t* x, floating_t* out, const double* slopes,
                               Py_ssize_t rows, Py_ssize_t row_length) noexcept nogil:
-    cdef Py_ssize_t r
+    # Below float64 the rule multiplies by the slope as float32: converted once here, not
+    # at every element of every row (a double load and a conversion per element held the
+    # float32 (N, 64) pass below torch's speed).
+    cdef float float_slopes[FLOAT_SLOPES]
+    cdef Py_ssize_t r, k
+    if floating_t is not double and row_length <= FLOAT_SLOPES:
+        for k in range(row_length):
+            float_slopes[k] = <float>slopes[k]
+        for r in range(rows):
+            forward_row(x + r * row_length, out + r * row_length, <const float*>float_slopes,
+                        row_length)
+        return
     for r in range(rows):
         forward_row(x + r * row_length, out + r * row_length, slopes, row_length)
 
