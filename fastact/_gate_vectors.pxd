@@ -29,7 +29,15 @@ cdef extern from *:
        around it, GCC spilled each loaded vector to the stack (a store per vector). */
     #define FASTACT_NOINLINE __attribute__((noinline))
     /* Both comparisons unordered-or: "not (x <= low)" and "not (x >= high)", so NaN in x
-       or in a bound keeps g, as the rule's `(x <= low) | (x >= high) ? 0 : g` does. */
+       or in a bound keeps g, as the rule's `(x <= low) | (x >= high) ? 0 : g` does. With
+       no upper edge (high NaN) the second comparison is left out: chained into the first
+       (a masked compare) it took 1.5x the time of one compare in L1 on AMD Zen 5. */
+    #define FASTACT_GATE_LOOP(T, SUFFIX, VEC, LANES, KEEP)                                 \
+        for (; i + LANES <= n; i += LANES) {                                              \
+            VEC gv = _mm512_loadu_##SUFFIX(g + i), xv = _mm512_loadu_##SUFFIX(x + i);     \
+            FASTACT_WHOLE_LOAD(gv);                                                       \
+            _mm512_storeu_##SUFFIX(out + i, _mm512_maskz_mov_##SUFFIX(KEEP, gv));         \
+        }
     #define FASTACT_GATE(T, SUFFIX, VEC, LANES)                                            \
     static FASTACT_NOINLINE ptrdiff_t fastact_gate_##SUFFIX(const T *g, const T *x,       \
                                                             T *out, ptrdiff_t n, T low,     \
@@ -37,14 +45,13 @@ cdef extern from *:
     {                                                                                     \
         const VEC lo = _mm512_set1_##SUFFIX(low), hi = _mm512_set1_##SUFFIX(high);        \
         ptrdiff_t i = 0;                                                                  \
-        for (; i + LANES <= n; i += LANES) {                                              \
-            VEC gv = _mm512_loadu_##SUFFIX(g + i), xv = _mm512_loadu_##SUFFIX(x + i);     \
-            FASTACT_WHOLE_LOAD(gv);                                                       \
-            _mm512_storeu_##SUFFIX(out + i, _mm512_maskz_mov_##SUFFIX(                    \
-                _mm512_mask_cmp_##SUFFIX##_mask(                                          \
-                    _mm512_cmp_##SUFFIX##_mask(xv, lo, _CMP_NLE_UQ), xv, hi, _CMP_NGE_UQ), \
-                gv));                                                                     \
-        }                                                                                 \
+        if (high != high)                                                                 \
+            FASTACT_GATE_LOOP(T, SUFFIX, VEC, LANES,                                      \
+                              _mm512_cmp_##SUFFIX##_mask(xv, lo, _CMP_NLE_UQ))           \
+        else                                                                              \
+            FASTACT_GATE_LOOP(T, SUFFIX, VEC, LANES,                                      \
+                              _mm512_cmp_##SUFFIX##_mask(xv, lo, _CMP_NLE_UQ) &          \
+                              _mm512_cmp_##SUFFIX##_mask(xv, hi, _CMP_NGE_UQ))           \
         return i;                                                                         \
     }
     FASTACT_GATE(float, ps, __m512, 16)
