@@ -19,6 +19,7 @@ from libc.math cimport fabs, isfinite
 
 from fastact._stream cimport (
     FASTACT_HAS_STREAMING_STORES,
+    STREAM_BLOCK_BYTES,
     fastact_stream_copy,
     fastact_stream_fence,
 )
@@ -333,7 +334,6 @@ def _threads_for(Py_ssize_t traffic_bytes):
 # stay plain C. Not in place: there the line was just read, and a plain store is free.
 
 cdef enum:
-    STREAM_BLOCK_BYTES = 1024
     PAGE_BYTES = 4096
 
 # ---------------------------------------------------------------------------------------

@@ -58,3 +58,9 @@ cdef extern from *:
     const bint FASTACT_HAS_STREAMING_STORES
     void fastact_stream_copy(void* dst, const void* src, size_t nbytes) nogil
     void fastact_stream_fence() nogil
+
+cdef enum:
+    # A block computed in L1 and then streamed out: 1 KiB. With 4 KiB blocks the streamed
+    # passes took up to 1.2x as long, the gradient gates 1.7x (AMD EPYC Zen 5, 2^23-2^25
+    # elements).
+    STREAM_BLOCK_BYTES = 1024
