@@ -207,9 +207,9 @@ cdef extern from *:
        through memcpy, which may alias anything. A plain uint32_t store may not alias a
        float, and GCC moved a float load of a lane above it (a stale lane, now and then, in
        the bias gradient's first element of a chunk). The vector stores' types may alias. */
-    #define FASTACT_STORE_LANE(lanes, i, value)                                              \
+    #define FASTACT_STORE_LANE(T, lanes, i, value)                                           \
         do {                                                                              \
-            __typeof__(*(lanes)) lane_ = (value);                                         \
+            T lane_ = (value);                                                            \
             memcpy((lanes) + (i), &lane_, sizeof lane_);                                  \
         } while (0)
     static inline void fastact_expand_32(const uint8_t *mask, uint32_t *lanes, ptrdiff_t n,
@@ -233,7 +233,7 @@ cdef extern from *:
         }
     #endif
         for (; i < n; i++)
-            FASTACT_STORE_LANE(lanes, i, ((mask[i / 8] >> (i % 8)) & 1) ? one : 0);
+            FASTACT_STORE_LANE(uint32_t, lanes, i, ((mask[i / 8] >> (i % 8)) & 1) ? one : 0);
     }
 
     static inline void fastact_expand_64(const uint8_t *mask, uint64_t *lanes, ptrdiff_t n,
@@ -258,7 +258,7 @@ cdef extern from *:
         }
     #endif
         for (; i < n; i++)
-            FASTACT_STORE_LANE(lanes, i, ((mask[i / 8] >> (i % 8)) & 1) ? one : 0);
+            FASTACT_STORE_LANE(uint64_t, lanes, i, ((mask[i / 8] >> (i % 8)) & 1) ? one : 0);
     }
 
     static inline void fastact_expand_16(const uint8_t *mask, uint16_t *lanes, ptrdiff_t n,
@@ -285,7 +285,7 @@ cdef extern from *:
         }
     #endif
         for (; i < n; i++)
-            FASTACT_STORE_LANE(lanes, i, ((mask[i / 8] >> (i % 8)) & 1) ? one : 0);
+            FASTACT_STORE_LANE(uint16_t, lanes, i, ((mask[i / 8] >> (i % 8)) & 1) ? one : 0);
     }
 
     /* The AVX-512 build computes the float32 and float64 passes in one go per vector: a
