@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bitwise import requires_compiled
 
 import fastact
-from fastact._bench import peers, sections, statements
+from fastact._bench import cli, peers, sections, statements
 from fastact._bench.timing import Settings
 from fastact._functions import FUNCTIONS
 
@@ -118,11 +119,11 @@ def test_bench_function_returns_the_report(tmp_path, capsys):
         fastact.bench(mode="fast")
 
 
+@requires_compiled
 def test_thresholds_at_their_defaults_are_measured_for_the_run(monkeypatch):
     """A threshold neither the environment nor a tuned file sets is measured before the
     tables (for that run only); one that is set is kept."""
     from fastact import _kernels, _tuning
-    from fastact._bench import cli
 
     before = _kernels._thresholds()
     sources = {"stream_min_bytes": "default", "parallel_min_bytes": "env: X"}
@@ -137,6 +138,13 @@ def test_thresholds_at_their_defaults_are_measured_for_the_run(monkeypatch):
         assert _kernels.thresholds()["stream_min_bytes"] == (12345 << 10, cli.MEASURED_SOURCE)
     finally:
         _kernels._load_thresholds()  # the environment's, the tuned file's or the defaults
+
+
+def test_no_thresholds_to_measure_on_the_reference_path(monkeypatch):
+    """With the compiled loops disabled there is nothing to measure, and no error."""
+    monkeypatch.setattr(cli, "_kernels", None)
+    monkeypatch.setattr(cli._tuning, "calibrate", lambda: pytest.fail("calibrated"))
+    cli.measure_default_thresholds()
 
 
 @pytest.mark.slow

@@ -162,6 +162,8 @@ def measure_default_thresholds() -> None:
     first, as ``python -m fastact tune`` does (a few seconds). Nothing is saved; the header
     shows each value in force and where it came from.
     """
+    if _kernels is None:  # the reference path alone (FASTACT_DISABLE_COMPILED=1)
+        return
     defaults = [name for name, (_, source) in _kernels.thresholds().items() if source == "default"]
     if not defaults:
         return
