@@ -20,8 +20,10 @@ from libc.math cimport fabs, isfinite
 from fastact._stream cimport (
     FASTACT_HAS_STREAMING_STORES,
     STREAM_BLOCK_BYTES,
+    STREAM_SCRATCH_BYTES,
     fastact_stream_copy,
     fastact_stream_fence,
+    stream_block,
 )
 
 from fastact._loops cimport (
@@ -333,9 +335,6 @@ def _threads_for(Py_ssize_t traffic_bytes):
 # computed into a small buffer that stays in L1 and streamed out from there, so the loops
 # stay plain C. Not in place: there the line was just read, and a plain store is free.
 
-cdef enum:
-    PAGE_BYTES = 4096
-
 # ---------------------------------------------------------------------------------------
 # The two thresholds, set at import from fastact._tuning (environment, this machine's
 # tuned file, else a default) and by _set_thresholds. Streaming loses up to 2x while input
@@ -413,15 +412,12 @@ cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* 
 cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const char* x,
                               char* out, Py_ssize_t n, Py_ssize_t itemsize,
                               Params p) noexcept nogil:
-    cdef uint8_t scratch[PAGE_BYTES + STREAM_BLOCK_BYTES]
+    cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
     cdef Py_ssize_t per_block = STREAM_BLOCK_BYTES // itemsize
     # The leading elements up to a 64-byte boundary of out go the plain way.
     cdef Py_ssize_t head = min(n, <Py_ssize_t>((-<size_t>out) % SLICE_ALIGN_BYTES) // itemsize)
     cdef Py_ssize_t i = head, offset
-    # The block sits half a page from x modulo 4 KiB: a load from x at the same page offset
-    # as a pending store to the block would wait for it (4K aliasing; it halved leaky_relu).
-    cdef size_t x_offset = <size_t>(x + head * itemsize)
-    cdef uint8_t* block = scratch + (x_offset + PAGE_BYTES // 2 - <size_t>scratch) % PAGE_BYTES
+    cdef uint8_t* block = stream_block(scratch, x + head * itemsize)
     run_slice(op, etype, g, x, out, head, itemsize, p)
     while i + per_block <= n:
         offset = i * itemsize

@@ -25,7 +25,13 @@ from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 
 from fastact._elementwise cimport bfloat16_t, float16_t, narrow, widen, with_bits
-from fastact._stream cimport STREAM_BLOCK_BYTES, fastact_stream_copy, fastact_stream_fence
+from fastact._stream cimport (
+    STREAM_BLOCK_BYTES,
+    STREAM_SCRATCH_BYTES,
+    fastact_stream_copy,
+    fastact_stream_fence,
+    stream_block,
+)
 from fastact._loops cimport (
     BFLOAT16,
     FLOAT16,
@@ -502,8 +508,6 @@ cdef enum:
     # Elements per block: a multiple of 64 (whole mask words), and a block of each operand
     # in L1 (8 KiB of doubles).
     MASK_BLOCK = 1024
-    # Room for a block of doubles anywhere within half a page (see streaming_block).
-    STREAM_SCRATCH_BYTES = 2 * 8 * MASK_BLOCK
 
 
 cdef inline void pack(bint leaky, const mask_float_t* x, uint8_t* mask,
@@ -578,16 +582,6 @@ cdef inline Py_ssize_t block_length(const mask_float_t* like, bint streaming) no
     return STREAM_BLOCK_BYTES // sizeof(mask_float_t) if streaming else MASK_BLOCK
 
 
-cdef inline mask_float_t* streaming_block(uint8_t* scratch,
-                                          const mask_float_t* src) noexcept nogil:
-    """Where in ``scratch`` a block streamed out goes: half a page from ``src`` modulo 4 KiB
-    (and so from each block of it, a whole page or half of one further), so that a load
-    from ``src`` never waits on a pending store to the block at the same page offset (4K
-    aliasing)."""
-    cdef size_t gap = (<size_t>src + 2048 - <size_t>scratch) % 4096
-    return <mask_float_t*>(scratch + gap)
-
-
 cdef inline void forward_block(bint leaky, const mask_float_t* x, mask_float_t* out,
                                uint8_t* mask, Py_ssize_t m, double slope) noexcept nogil:
     """At most ``MASK_BLOCK`` elements from a mask byte: the vector pass where this build
@@ -631,7 +625,7 @@ cdef inline void forward_typed(bint leaky, const mask_float_t* x, mask_float_t* 
                                uint8_t* mask, Py_ssize_t n, double slope,
                                bint streaming) noexcept nogil:
     cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
-    cdef mask_float_t* block = streaming_block(scratch, x)
+    cdef mask_float_t* block = <mask_float_t*>stream_block(scratch, x)
     cdef mask_float_t* target
     cdef Py_ssize_t start = 0, m
     while start < n:
@@ -649,7 +643,7 @@ cdef inline void backward_typed(bint leaky, const mask_float_t* g, const uint8_t
                                 mask_float_t* out, Py_ssize_t n, double slope,
                                 bint streaming) noexcept nogil:
     cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
-    cdef mask_float_t* block = streaming_block(scratch, g)
+    cdef mask_float_t* block = <mask_float_t*>stream_block(scratch, g)
     cdef mask_float_t* target
     cdef Py_ssize_t start = 0, m
     while start < n:
@@ -698,7 +692,7 @@ cdef inline void bias_forward_typed(bint leaky, const mask_float_t* x,
     no mask). ``x``, ``out`` and ``mask`` point at element ``first``'s."""
     cdef mask_float_t z[MASK_BLOCK]
     cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
-    cdef mask_float_t* block = streaming_block(scratch, x)
+    cdef mask_float_t* block = <mask_float_t*>stream_block(scratch, x)
     cdef mask_float_t* target
     cdef Py_ssize_t size = sizeof(mask_float_t)
     cdef Py_ssize_t start = 0, m
@@ -750,7 +744,7 @@ cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const ui
     from L1, where it was just written."""
     cdef mask_float_t head_lanes[8]
     cdef uint8_t scratch[STREAM_SCRATCH_BYTES]
-    cdef mask_float_t* block = streaming_block(scratch, g)
+    cdef mask_float_t* block = <mask_float_t*>stream_block(scratch, g)
     cdef mask_float_t* target
     cdef Py_ssize_t size = sizeof(mask_float_t)
     cdef Py_ssize_t head = min(n, (8 - first % 8) % 8), i, m, done

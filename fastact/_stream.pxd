@@ -7,6 +7,8 @@ the line straight to memory. The loops stay plain C: they compute a block into a
 that stays in L1, and the block is streamed out from there.
 """
 
+from libc.stdint cimport uint8_t
+
 cdef extern from *:
     """
     #ifndef FASTACT_STREAM_H
@@ -64,3 +66,14 @@ cdef enum:
     # passes took up to 1.2x as long, the gradient gates 1.7x (AMD EPYC Zen 5, 2^23-2^25
     # elements).
     STREAM_BLOCK_BYTES = 1024
+    PAGE_BYTES = 4096
+    # Room for a block anywhere within a page from the scratch's start (see stream_block).
+    STREAM_SCRATCH_BYTES = PAGE_BYTES + STREAM_BLOCK_BYTES
+
+
+cdef inline uint8_t* stream_block(uint8_t* scratch, const void* src) noexcept nogil:
+    """Where in ``scratch`` (``STREAM_SCRATCH_BYTES`` long) the block to be streamed out
+    goes: half a page from ``src`` modulo 4 KiB, and so from each block of it (a whole page
+    or half of one further). A load from ``src`` at the same page offset as a pending
+    store to the block would wait for it (4K aliasing; it halved leaky_relu)."""
+    return scratch + (<size_t>src + PAGE_BYTES // 2 - <size_t>scratch) % PAGE_BYTES
