@@ -35,6 +35,10 @@ from setuptools.command.build_ext import build_ext
 DEBUG_BUILD = os.environ.get("FASTACT_DEBUG_BUILD", "") not in ("", "0")
 
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG_BUILD else ["-O3", "-fno-trapping-math", "-funroll-loops"]
+# The loops move float bits through integer types (tile transposes, mask lanes) into buffers
+# read as floats: with strict aliasing GCC may move such a read above the store (it did,
+# in the mask expand). NumPy builds without it too.
+UNIX_FLAGS += ["-fno-strict-aliasing"]
 MSVC_FLAGS = ["/Od", "/Zi"] if DEBUG_BUILD else ["/O2"]
 AVX2_FLAGS = ["-mavx2", "-mf16c"]
 # The AVX-512 subsets every AVX-512 CPU since Skylake-SP has (F, BW for 16-bit lanes, VL and

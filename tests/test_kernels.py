@@ -189,7 +189,7 @@ def test_strided_in_place_and_overlap(name):
 
 def tiled_layouts(dtype, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input, out) pairs of strided layouts large enough to cross the loops' L1 blocks and
-    tiles (a 2048-element row block for float32, tiles of two cache lines by 64 columns),
+    tiles (a 4096-element row block for float32, tiles of two cache lines by 128 columns),
     each with edges that fill neither: a None out is a fresh one."""
     big = sample(dtype, 5003 * 2, rng)
     grid = sample(dtype, 133 * 70, rng).reshape(133, 70)
