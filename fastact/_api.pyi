@@ -72,7 +72,9 @@ def threshold_backward(
     grad_output: ArrayLike, x: ArrayLike, threshold: float, out: NDArray[Any] | None = None
 ) -> Any: ...
 def prelu(x: ArrayLike, weight: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
-def prelu_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike) -> tuple[Any, Any]: ...
+def prelu_backward(
+    grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, out: NDArray[Any] | None = None
+) -> tuple[Any, Any]: ...
 def rrelu(
     x: ArrayLike,
     lower: float = 0.125,
@@ -89,6 +91,7 @@ def rrelu_backward(
     upper: float = 0.3333333333333333,
     training: bool = False,
     noise: ArrayLike | None = None,
+    out: NDArray[Any] | None = None,
 ) -> Any: ...
 def relu_with_mask(
     x: ArrayLike, out: NDArray[Any] | None = None, mask: NDArray[Any] | None = None

@@ -16,10 +16,11 @@ gradient's float64 sums included, run at the width of the build in use.
 
 The backward pass reads ``g`` and ``x`` once: one loop writes ``grad_input`` and adds the
 weight-gradient terms ``x > 0 ? 0 : x * g`` to float64 sums. float32 and float64 (and
-float16 widened by F16C) add them to the lanes in registers as they go; bfloat16 and
-float16 without F16C compute them into a block that stays in L1 first; short runs add
-them straight into per-position sums. ``x * g``
-is exact in float64 for every format but float64 itself, whose sums are compensated. The
+the 16-bit types, widened to float32 blocks in L1: bfloat16 always, float16 by F16C) add
+them to the lanes in registers as they go; float16 without F16C computes them into a
+block of terms that stays in L1 first; short runs add them straight into per-position
+sums. ``x * g`` is exact in float64 for every format but float64 itself, whose sums are
+compensated. The
 order of the additions depends on the shape alone (element ``i`` of a run goes to lane
 ``i % LANES`` of its channel, and the lanes are folded once per chunk of rows; short runs
 sum each position over the rows), so every build and every thread count gives the same
@@ -31,6 +32,8 @@ from cpython.pycapsule cimport PyCapsule_New
 
 from fastact._elementwise cimport (
     bfloat16_t,
+    fastact_bfloat16_to_float,
+    fastact_float_to_bfloat16,
     float16_t,
     floating_t,
     leaky_relu_backward_rule,
@@ -355,6 +358,43 @@ cdef inline void add_compensated(double* total, double* compensation,
 
 
 # ---------------------------------------------------------------------------------------
+# 16-bit floats through float32 blocks: widened, the float32 loops, narrowed once. The
+# 16-bit rules are the float32 rule rounded once, and the terms are exact in float64 from
+# either width, so the bits are the element rules'. Blocks are multiples of LANES: each
+# term goes to the same lane as in the element loop.
+
+cdef inline bint in_float32_blocks(const floating_t* values) noexcept nogil:
+    """Whether runs of this type go through float32 blocks: bfloat16 always (its widening
+    is a shift and its rounding exact integer code, both vectorised), float16 where the
+    build has F16C (without it, the integer conversions cost more than the element loop)."""
+    if floating_t is bfloat16_t:
+        return True
+    if floating_t is float16_t:
+        return FASTACT_HAS_F16C
+    return False
+
+
+cdef inline void widen_block(const floating_t* values, float* block,
+                             Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    if floating_t is float16_t:
+        fastact_widen_float16(<const uint16_t*>values, block, n)
+    elif floating_t is bfloat16_t:
+        for k in range(n):
+            block[k] = fastact_bfloat16_to_float(values[k].bits)
+
+
+cdef inline void narrow_block(const float* block, floating_t* values,
+                              Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    if floating_t is float16_t:
+        fastact_narrow_float16(block, <uint16_t*>values, n)
+    elif floating_t is bfloat16_t:
+        for k in range(n):
+            values[k].bits = fastact_float_to_bfloat16(block[k])
+
+
+# ---------------------------------------------------------------------------------------
 # Long runs.
 
 cdef inline void backward_lanes(const floating_t* g, const floating_t* x, floating_t* out,
@@ -390,25 +430,23 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
                                    False)
     elif floating_t is double:
         fastact_backward_run_double(g, x, out, n, slope, lane_sums, lane_compensations, True)
-    elif floating_t is float16_t and FASTACT_HAS_F16C:
-        # As leaky_relu_backward's float16 loop in this build: widened by the hardware,
-        # the float32 rule, narrowed once. Blocks are multiples of LANES: the same lanes.
+    elif in_float32_blocks(x):
         start = 0
         while start < n:
             m = min(<Py_ssize_t>F16C_BLOCK, n - start)
-            fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
-            fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
+            widen_block(g + start, g_block, m)
+            widen_block(x + start, x_block, m)
             fastact_backward_run_float(g_block, x_block, out_block, m, <float>slope,
                                        lane_sums, lane_compensations, False)
-            fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
+            narrow_block(out_block, out + start, m)
             start += m
     else:
         backward_lanes(g, x, out, n, slope, lane_sums, lane_compensations)
 
 
 # ---------------------------------------------------------------------------------------
-# Short runs: whole rows, a slope per position. A float16 row goes through F16C as the
-# float16 loops of this build do (widened, the float32 rule, narrowed once).
+# Short runs: whole rows, a slope per position. A 16-bit row goes through float32 blocks
+# as the long runs do (widened, the float32 rule, narrowed once).
 
 cdef inline void forward_positions(const floating_t* x, floating_t* out, const slope_t* slopes,
                                    Py_ssize_t n) noexcept nogil:
@@ -442,15 +480,14 @@ cdef inline void forward_row(const floating_t* x, floating_t* out, const slope_t
     cdef float x_block[F16C_BLOCK]
     cdef float out_block[F16C_BLOCK]
     cdef Py_ssize_t start = 0, m
-    if floating_t is float16_t:
-        if FASTACT_HAS_F16C:
-            while start < n:
-                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
-                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
-                forward_positions(<const float*>x_block, out_block, slopes + start, m)
-                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
-                start += m
-            return
+    if in_float32_blocks(x):
+        while start < n:
+            m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+            widen_block(x + start, x_block, m)
+            forward_positions(<const float*>x_block, out_block, slopes + start, m)
+            narrow_block(out_block, out + start, m)
+            start += m
+        return
     forward_positions(x, out, slopes, n)
 
 
@@ -461,17 +498,16 @@ cdef inline void backward_row(const floating_t* g, const floating_t* x, floating
     cdef float x_block[F16C_BLOCK]
     cdef float out_block[F16C_BLOCK]
     cdef Py_ssize_t start = 0, m
-    if floating_t is float16_t:
-        if FASTACT_HAS_F16C:
-            while start < n:
-                m = min(<Py_ssize_t>F16C_BLOCK, n - start)
-                fastact_widen_float16(<const uint16_t*>(g + start), g_block, m)
-                fastact_widen_float16(<const uint16_t*>(x + start), x_block, m)
-                backward_positions(<const float*>g_block, <const float*>x_block, out_block,
-                                   slopes + start, m, sums + start, sum_compensations + start)
-                fastact_narrow_float16(out_block, <uint16_t*>(out + start), m)
-                start += m
-            return
+    if in_float32_blocks(x):
+        while start < n:
+            m = min(<Py_ssize_t>F16C_BLOCK, n - start)
+            widen_block(g + start, g_block, m)
+            widen_block(x + start, x_block, m)
+            backward_positions(<const float*>g_block, <const float*>x_block, out_block,
+                               slopes + start, m, sums + start, sum_compensations + start)
+            narrow_block(out_block, out + start, m)
+            start += m
+        return
     backward_positions(g, x, out, slopes, n, sums, sum_compensations)
 
 

@@ -314,9 +314,10 @@ def prelu_fast(object x, object weight, object out):
         free(weight64)
 
 
-def prelu_backward_fast(object grad_output, object x, object weight):
+def prelu_backward_fast(object grad_output, object x, object weight, object out):
     """``(grad_input, grad_weight)`` of the common call, grad_weight still float64 for a
-    16-bit type (the caller rounds it as NumPy does); or None to decline."""
+    16-bit type (the caller rounds it as NumPy does); or None to decline. An ``out`` must
+    be clear of both inputs: the loops read ``g`` again after writing ``grad_input``."""
     if not (is_ready(x) and is_ready(grad_output) and weight_ready(weight, <ndarray>x)
             and is_like(<ndarray>grad_output, <ndarray>x)):
         return None
@@ -324,7 +325,13 @@ def prelu_backward_fast(object grad_output, object x, object weight):
     cdef ndarray wa = <ndarray>weight
     cdef ElementType etype = array_element_type(xa)
     cdef Py_ssize_t c, channels = cnp.PyArray_SIZE(wa)
-    grad_input = new_like(xa, cnp.NPY_CORDER, NULL, 0)
+    if out is None:
+        grad_input = new_like(xa, cnp.NPY_CORDER, NULL, 0)
+    elif (output_ready(out, xa) and out is not x and output_ready(out, <ndarray>grad_output)
+            and out is not grad_output):
+        grad_input = out
+    else:
+        return None
     cdef ndarray sums = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(wa), cnp.NPY_DOUBLE, 0)
     cdef double* weight64 = widened_weight(wa)
     try:

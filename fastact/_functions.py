@@ -476,7 +476,12 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     Composite(
         "prelu_backward",
         "_prelu",
-        ("grad_output: ArrayLike", "x: ArrayLike", "weight: ArrayLike"),
+        (
+            "grad_output: ArrayLike",
+            "x: ArrayLike",
+            "weight: ArrayLike",
+            "out: NDArray[Any] | None = None",
+        ),
         "tuple[Any, Any]",
         doc=f"""Backward pass of :func:`prelu`: the input gradient and the weight gradient.
 
@@ -485,6 +490,12 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
 {_G}
 {_X}
 {_WEIGHT}
+    out : ndarray, optional
+        Where to write ``grad_input``: a writeable array of ``x``'s shape and dtype,
+        returned as the first result. It may be ``grad_output`` or ``x`` itself (in
+        place); any other overlap with an input is handled as if ``out`` were a separate
+        array. Reusing one ``out`` across training steps saves allocating (and the OS
+        zeroing) a fresh gradient per call.
 
     Returns
     -------
@@ -512,10 +523,11 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     Raises
     ------
     TypeError
-        If an input is not float16/32/64/bfloat16, the dtypes differ, or ``weight`` is
-        not a number or an array of ``x``'s dtype.
+        If an input is not float16/32/64/bfloat16, the dtypes differ, ``weight`` is not
+        a number or an array of ``x``'s dtype, or ``out`` is not an ndarray of that dtype.
     ValueError
-        If ``grad_output`` and ``x`` differ in shape, or ``weight`` has a wrong shape.
+        If ``grad_output`` and ``x`` differ in shape, ``weight`` has a wrong shape, or
+        ``out`` has the wrong shape or is read-only.
     """,
     ),
     Composite(
@@ -583,6 +595,7 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
             "upper: float = 0.3333333333333333",
             "training: bool = False",
             "noise: ArrayLike | None = None",
+            "out: NDArray[Any] | None = None",
         ),
         "Any",
         doc=f"""Backward pass of :func:`rrelu`.
@@ -594,6 +607,7 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
 {_BOUNDS_RRELU}
     noise : array_like, optional
         The ``noise`` :func:`rrelu` returned in training (required then).
+{_OUT}
 
     Returns
     -------
@@ -605,10 +619,11 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     Raises
     ------
     TypeError
-        If an input is not float16/32/64/bfloat16, the dtypes differ, or a bound is not a
-        real number.
+        If an input is not float16/32/64/bfloat16, the dtypes differ, a bound is not a
+        real number, or ``out`` is not an ndarray of the right dtype.
     ValueError
-        If ``lower > upper``, shapes differ, or ``training`` is set without ``noise``.
+        If ``lower > upper``, shapes differ, ``training`` is set without ``noise``, or
+        ``out`` has the wrong shape or is read-only.
     """,
     ),
 )

@@ -149,7 +149,7 @@ def _rounded_sums(partials: np.ndarray, one_weight: bool, weight: np.ndarray) ->
         return sums.astype(weight.dtype).reshape(weight.shape)
 
 
-def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
+def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any, out: Any) -> tuple[Any, Any]:
     """dask arrays: the input gradient elementwise (the ufunc with the weight broadcast
     along axis 1), the weight gradient a reduction over the chunks; both lazy."""
     import dask
@@ -164,7 +164,8 @@ def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, An
     w = _check_weight(weight, x, func)
     g, x = da.asarray(grad_output), da.asarray(x)
     g = g.rechunk(x.chunks)
-    grad_input = ufunc.leaky_relu_backward(g, x, _reference._per_channel(w, x))
+    kwargs = {} if out is None else {"out": out}
+    grad_input = ufunc.leaky_relu_backward(g, x, _reference._per_channel(w, x), **kwargs)
     place = tuple(c if axis == 1 else (1,) * len(c) for axis, c in enumerate(x.chunks))
     partials = da.map_blocks(
         _chunk_sums, g, x, chunks=place, dtype=np.float64, meta=np.empty((0,) * x.ndim)
@@ -174,9 +175,22 @@ def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, An
     return grad_input, da.from_delayed(rounded, shape=w.shape, dtype=w.dtype)
 
 
-def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
+def _separate(out: np.ndarray | None, inputs: tuple[np.ndarray, ...]) -> bool:
+    """Whether the backward loops can write ``out`` itself: C-contiguous, aligned, native
+    and clear of every input (they read ``g`` again after writing ``grad_input``, so not
+    even an input itself will do)."""
+    if out is None or not (out.flags.c_contiguous and out.flags.aligned):
+        return False
+    if not out.dtype.isnative or out.ndim == 0:
+        return False
+    return not any(np.may_share_memory(a, out) for a in inputs)
+
+
+def prelu_backward(
+    grad_output: Any, x: Any, weight: Any, out: np.ndarray | None = None
+) -> tuple[Any, Any]:
     if _dispatch.COMPILED and _channels is not None:
-        fast = _channels.prelu_backward_fast(grad_output, x, weight)
+        fast = _channels.prelu_backward_fast(grad_output, x, weight, out)
         if fast is not None:
             grad_input, sums = fast
             if sums.dtype == weight.dtype:
@@ -185,11 +199,12 @@ def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
                 return grad_input, sums.astype(weight.dtype)
     lazy = _dispatch._is_dask_array(grad_output) or _dispatch._is_dask_array(x)
     if lazy and _dispatch._ufuncs is not None:  # the input gradient is the ufunc's
-        return _lazy_prelu_backward(grad_output, x, weight)
+        return _lazy_prelu_backward(grad_output, x, weight, out)
     g = _dispatch._as_array(grad_output, "grad_output", "prelu_backward")
     x = _dispatch._as_array(x, "x", "prelu_backward")
     _dispatch._check_same((g.shape, x.shape), (g.dtype, x.dtype), "prelu_backward")
     w = _check_weight(weight, x, "prelu_backward")
+    _dispatch._check_out(out, x, "prelu_backward")
     if not _dispatch.COMPILED or _channels is None:
         native = x.dtype.newbyteorder("=")
         grad_input, grad_weight = _reference.prelu_backward(
@@ -198,13 +213,20 @@ def prelu_backward(grad_output: Any, x: Any, weight: Any) -> tuple[Any, Any]:
     else:
         gk, xk = _as_kernel_array(g), _as_kernel_array(x)
         channels = _channel_count(x)
-        grad_input = np.empty_like(xk)
+        direct = _separate(out, (gk, xk))
+        grad_input = out if direct else np.empty_like(xk)
         sums = _channels.prelu_backward(gk, xk, _weight_per_channel(w, channels), grad_input)
         if w.size == 1 and channels != 1:  # one weight shared by every channel (or none)
             sums = np.array([math.fsum(sums)])
         with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
             grad_weight = sums.astype(w.dtype).reshape(w.shape)
-        grad_input = grad_input.reshape(x.shape)
+        if not direct:
+            grad_input = grad_input.reshape(x.shape)
+    grad_weight = grad_weight[()] if grad_weight.ndim == 0 else grad_weight
+    if out is not None:
+        if grad_input is not out:
+            np.copyto(out, grad_input)
+        return out, grad_weight
     if grad_input.ndim == 0:
-        return grad_input[()], grad_weight[()] if grad_weight.ndim == 0 else grad_weight
-    return grad_input, grad_weight[()] if grad_weight.ndim == 0 else grad_weight
+        return grad_input[()], grad_weight
+    return grad_input, grad_weight

@@ -215,16 +215,17 @@ def rrelu_backward(
     upper: float = _UPPER,
     training: bool = False,
     noise: Any = None,
+    out: np.ndarray | None = None,
 ) -> Any:
-    low, high = _check_bounds(lower, upper, "rrelu_backward")
+    func = "rrelu_backward"
+    low, high = _check_bounds(lower, upper, func)
     if not training:
-        return _evaluated(_api.leaky_relu_backward, (grad_output, x), low, high, "rrelu_backward")
+        arrays = (grad_output, x)
+        return _evaluated(_api.leaky_relu_backward, arrays, low, high, func, out=out)
     if noise is None:
-        raise ValueError(
-            "fastact.rrelu_backward: training=True needs the noise rrelu returned with y"
-        )
+        raise ValueError(f"fastact.{func}: training=True needs the noise rrelu returned with y")
     if any(_dispatch._is_dask_array(a) for a in (grad_output, x, noise)):
-        return _lazy_training_backward(grad_output, x, noise)
+        return _lazy_training_backward(grad_output, x, noise, out)
     g = _dispatch._as_array(grad_output, "grad_output", "rrelu_backward")
     x = _dispatch._as_array(x, "x", "rrelu_backward")
     slopes = _dispatch._as_array(noise, "noise", "rrelu_backward")
@@ -239,14 +240,16 @@ def rrelu_backward(
             f"fastact.rrelu_backward: noise has shape {slopes.shape} but x has shape "
             f"{x.shape}; they must be equal"
         )
+    _dispatch._check_out(out, x, func)
     # torch's training gradient, grad_output * noise: a product rounded once in x's type
-    # (16-bit floats multiply in float32, as NumPy and ml_dtypes do).
+    # (16-bit floats multiply in float32, as NumPy and ml_dtypes do). NumPy's multiply
+    # buffers an out that overlaps an input by part.
     with np.errstate(all="ignore"):
-        result = np.multiply(g, slopes, dtype=g.dtype.newbyteorder("="))
-    return result[()] if result.ndim == 0 else result
+        result = np.multiply(g, slopes, out=out, dtype=g.dtype.newbyteorder("="))
+    return result[()] if result.ndim == 0 and out is None else result
 
 
-def _lazy_training_backward(grad_output: Any, x: Any, noise: Any) -> Any:
+def _lazy_training_backward(grad_output: Any, x: Any, noise: Any, out: Any) -> Any:
     """``grad_output * noise`` on dask arrays, lazily: NumPy's multiply rounds once in
     the element type (16-bit floats through float32), as the eager product."""
     func = "rrelu_backward"
@@ -263,4 +266,4 @@ def _lazy_training_backward(grad_output: Any, x: Any, noise: Any) -> Any:
             f"fastact.{func}: noise has shape {tuple(noise.shape)} but x has shape "
             f"{tuple(x.shape)}; they must be equal"
         )
-    return np.multiply(grad_output, noise)
+    return np.multiply(grad_output, noise, **({} if out is None else {"out": out}))

@@ -231,6 +231,7 @@ _CASES = [
             _native(c["grad_output"]), _native(c["x"]), _native(c["weight"])
         ),
         {},
+        outputs=("out",),
         sized=("weight",),
         sums=(1,),
     ),
@@ -246,6 +247,7 @@ _CASES = [
         _rrelu_backward_build,
         _rrelu_backward_reference,
         {**_BOUNDS, "training": True},
+        outputs=("out",),
         sized=("noise",),
     ),
     CompositeCase(

@@ -83,6 +83,35 @@ def test_edge_values_against_leaky_relu(dtype):
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(("shape", "channels"), [*SHAPES, ((40, 64), 64)])
+def test_backward_into_out_and_in_place(dtype, shape, channels):
+    # out= gets the same grad_input and the same weight gradient, whether it is a fresh
+    # array, a non-contiguous one, or an input itself (the loops read g again after
+    # writing grad_input, so an input as out goes through a buffer).
+    rng = np.random.default_rng(5)
+    g, x = data(dtype, shape, rng)
+    w = weights(dtype, channels, rng)
+    want_gi, want_gw = _reference.prelu_backward(g, x, w)
+    outs = {
+        "fresh": lambda: np.full(shape, 7, dtype),
+        "strided": lambda: np.full((*shape, 2), 7, dtype)[..., 0],
+        "grad_output": lambda: g.copy(),
+        "x": lambda: x.copy(),
+    }
+    for name, make in outs.items():
+        gk, xk = g.copy(), x.copy()
+        out = make()
+        if name == "grad_output":
+            gk = out
+        elif name == "x":
+            xk = out
+        gi, gw = fastact.prelu_backward(gk, xk, w, out=out)
+        assert gi is out, name
+        assert_bitwise_equal(gi, want_gi)
+        assert_bitwise_equal(gw, want_gw)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("shape", [(4, 5, 300), (130, 700)])  # long runs; short, 2 chunks
 def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype, shape):
     rng = np.random.default_rng(2)

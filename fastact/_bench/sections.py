@@ -581,7 +581,8 @@ PRELU_STATEMENTS = {
         "copyto": "np.copyto(y, x)",
     },
     "backward": {
-        "fastact": "fastact.prelu_backward(g, x, w)",
+        "fastact": "fastact.prelu_backward(g, x, w, out=y)",
+        "alloc": "fastact.prelu_backward(g, x, w)",
         "np": "(np.where(x > 0, g, wb * g), np.where(x > 0, 0, x * g).sum(axis=axes))",
         "or": "np.bitwise_or(gu, xu, out=yu)",
     },
