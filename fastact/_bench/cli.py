@@ -224,10 +224,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 run_threads(report, funcs, peers, cfg, args.threads)
         if "prelu" in sections:
             with clock.section("prelu"):
-                verdicts = sc.check_prelu(peers)
+                verdicts = sc.check_prelu(peers, dtypes)
                 require_fastact_exact(verdicts, "the prelu operands")
                 report["exactness"]["prelu"] = rp.verdict_records(verdicts)
-                report["prelu"] = sc.prelu_table(cfg, peers, verdicts)
+                report["prelu"] = sc.prelu_table(cfg, peers, verdicts, dtypes)
                 rp.print_prelu(report["prelu"])
         if "overhead" in sections:
             with clock.section("overhead"):

@@ -649,9 +649,15 @@ def prelu_verdict(direction: str, stmt: str, ns: dict[str, Any]) -> Verdict:
     return Verdict(stmt, exactness(count_mismatches(got, want), want.size), allocates)
 
 
-def check_prelu(peers: list[Peer]) -> Verdicts:
+def prelu_cases(dtypes: list[np.dtype]) -> list[tuple[str, tuple[int, ...]]]:
+    """The table's rows of the chosen types (bfloat16 only with ml_dtypes)."""
+    chosen = {dtype.name for dtype in dtypes}
+    return [(name, shape) for name, shape in PRELU_CASES if name in DTYPES and name in chosen]
+
+
+def check_prelu(peers: list[Peer], dtypes: list[np.dtype]) -> Verdicts:
     verdicts = {}
-    for name in dict.fromkeys(name for name, _ in PRELU_CASES if name in DTYPES):
+    for name in dict.fromkeys(name for name, _ in prelu_cases(dtypes)):
         dtype = prelu_dtype(name)
         chosen = prelu_peers(peers, dtype)
         # Repeated to a whole number of (4, 4, 8) blocks.
@@ -674,11 +680,11 @@ def check_prelu(peers: list[Peer]) -> Verdicts:
     return verdicts
 
 
-def prelu_table(cfg: Settings, peers: list[Peer], verdicts: Verdicts) -> list[dict[str, Any]]:
+def prelu_table(
+    cfg: Settings, peers: list[Peer], verdicts: Verdicts, dtypes: list[np.dtype]
+) -> list[dict[str, Any]]:
     rows = []
-    for name, shape in PRELU_CASES:
-        if name not in DTYPES:  # bfloat16 without ml_dtypes
-            continue
+    for name, shape in prelu_cases(dtypes):
         dtype = prelu_dtype(name)
         # Peers whose statements all failed the check are not even bound.
         chosen = [
