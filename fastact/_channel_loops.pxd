@@ -211,11 +211,19 @@ cdef extern from *:
      * the pass compute-bound. One compare per 16 elements gives both selects (its mask,
      * halved, is the float64 lanes' too) and each conversion is one instruction. The same
      * operations in the same order as the generic loop: the same bits. float32's sums are
-     * never compensated (callers pass 0): its lanes stay in four registers. */
+     * never compensated (callers pass 0): its lanes stay in four registers.
+     *
+     * float16 widened to float32 (fastact_backward_run_half): the product of two halves
+     * has at most 22 significant bits and lies between 2^-48 and 2^32, so x * g is exact
+     * in float32 and widening that product gives the float64 product itself: one
+     * multiply and two conversions per 16 terms instead of four conversions and two
+     * float64 multiplies. Not bfloat16: its range is float32's, its products can
+     * overflow or underflow there. */
     #include <immintrin.h>
-    static inline void fastact_backward_run_float(const float *g, const float *x, float *out,
-                                                  ptrdiff_t n, float slope, double *sums,
-                                                  double *comps, int compensated)
+    static inline __attribute__((always_inline)) void
+    fastact_backward_run_avx512(const float *g, const float *x, float *out, ptrdiff_t n,
+                                float slope, double *sums, double *comps, int compensated,
+                                int exact_float_products)
     {
         const __m512 slopes = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
         __m512d s0 = _mm512_loadu_pd(sums), s1 = _mm512_loadu_pd(sums + 8);
@@ -223,12 +231,26 @@ cdef extern from *:
         ptrdiff_t i = 0;
         for (; i + 32 <= n; i += 32) {
             __m512 g0 = _mm512_loadu_ps(g + i), g1 = _mm512_loadu_ps(g + i + 16);
+            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
             /* !(x > 0): x <= 0 or NaN, where both rules take the product. */
-            __mmask16 other0 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), zero, _CMP_NGT_UQ);
-            __mmask16 other1 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 16), zero,
-                                                  _CMP_NGT_UQ);
+            __mmask16 other0 = _mm512_cmp_ps_mask(x0, zero, _CMP_NGT_UQ);
+            __mmask16 other1 = _mm512_cmp_ps_mask(x1, zero, _CMP_NGT_UQ);
             _mm512_storeu_ps(out + i, _mm512_mask_mul_ps(g0, other0, g0, slopes));
             _mm512_storeu_ps(out + i + 16, _mm512_mask_mul_ps(g1, other1, g1, slopes));
+            if (exact_float_products) {
+                __m512 p0 = _mm512_mul_ps(x0, g0), p1 = _mm512_mul_ps(x1, g1);
+    #define FASTACT_UPPER(p) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))
+                s0 = _mm512_add_pd(s0, _mm512_maskz_cvtps_pd((__mmask8)other0,
+                                                             _mm512_castps512_ps256(p0)));
+                s1 = _mm512_add_pd(s1, _mm512_maskz_cvtps_pd((__mmask8)(other0 >> 8),
+                                                             FASTACT_UPPER(p0)));
+                s2 = _mm512_add_pd(s2, _mm512_maskz_cvtps_pd((__mmask8)other1,
+                                                             _mm512_castps512_ps256(p1)));
+                s3 = _mm512_add_pd(s3, _mm512_maskz_cvtps_pd((__mmask8)(other1 >> 8),
+                                                             FASTACT_UPPER(p1)));
+    #undef FASTACT_UPPER
+                continue;
+            }
     #define FASTACT_TERMS(k, other)                                                       \
             _mm512_maskz_mul_pd((__mmask8)(other), _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * k)), \
                                 _mm512_cvtps_pd(_mm256_loadu_ps(g + i + 8 * k)))
@@ -243,6 +265,18 @@ cdef extern from *:
         _mm512_storeu_pd(sums + 16, s2);
         _mm512_storeu_pd(sums + 24, s3);
         fastact_backward_tail_float(g, x, out, i, n, slope, sums, comps, compensated);
+    }
+    static inline void fastact_backward_run_float(const float *g, const float *x, float *out,
+                                                  ptrdiff_t n, float slope, double *sums,
+                                                  double *comps, int compensated)
+    {
+        fastact_backward_run_avx512(g, x, out, n, slope, sums, comps, compensated, 0);
+    }
+    static inline void fastact_backward_run_half(const float *g, const float *x, float *out,
+                                                 ptrdiff_t n, float slope, double *sums,
+                                                 double *comps, int compensated)
+    {
+        fastact_backward_run_avx512(g, x, out, n, slope, sums, comps, compensated, 1);
     }
     /* Short runs, float32: whole steps of 16 positions of a row, each term added to its
      * position's sum (one add per position and row, as the generic loop); returns how many
@@ -272,6 +306,7 @@ cdef extern from *:
     }
     #else
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_float, float)
+    #define fastact_backward_run_half fastact_backward_run_float
     static inline ptrdiff_t fastact_backward_positions_float(const float *g, const float *x,
                                                              float *out, const double *slopes,
                                                              ptrdiff_t n, double *sums)
@@ -328,6 +363,9 @@ cdef extern from *:
     void fastact_backward_run_double(const double* g, const double* x, double* out,
                                      Py_ssize_t n, double slope, double* sums, double* comps,
                                      bint compensated) nogil
+    void fastact_backward_run_half(const float* g, const float* x, float* out, Py_ssize_t n,
+                                   float slope, double* sums, double* comps,
+                                   bint compensated) nogil
 
 
 cdef inline double as_double(floating_t v) noexcept nogil:
@@ -436,8 +474,12 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
             m = min(<Py_ssize_t>F16C_BLOCK, n - start)
             widen_block(g + start, g_block, m)
             widen_block(x + start, x_block, m)
-            fastact_backward_run_float(g_block, x_block, out_block, m, <float>slope,
-                                       lane_sums, lane_compensations, False)
+            if floating_t is float16_t:
+                fastact_backward_run_half(g_block, x_block, out_block, m, <float>slope,
+                                          lane_sums, lane_compensations, False)
+            else:
+                fastact_backward_run_float(g_block, x_block, out_block, m, <float>slope,
+                                           lane_sums, lane_compensations, False)
             narrow_block(out_block, out + start, m)
             start += m
     else:
