@@ -428,8 +428,9 @@ _WEIGHT = """\
     weight : float or array_like
         The slopes: a number, a 0-d array, or a 1-D array of 1 or C values, where C is
         ``x.shape[1]`` (the channel axis, as in torch; 1 for 1-D and 0-d ``x``). An array
-        must have ``x``'s dtype (torch does not promote either); a Python number takes
-        ``x``'s dtype."""
+        must have ``x``'s dtype (torch does not promote either); a Python number, or a
+        list or tuple of them, takes ``x``'s dtype (a finite value that overflows it is a
+        ``ValueError``)."""
 
 _BOUNDS_RRELU = """\
     lower, upper : float, default 1/8, 1/3

@@ -38,16 +38,19 @@ def _check_weight(weight: Any, x: np.ndarray, func: str) -> np.ndarray:
         if math.isfinite(float(weight)) and not np.isfinite(w):
             raise ValueError(f"fastact.{func}: weight={weight!r} overflows {x.dtype}")
         return w
-    if not isinstance(weight, (np.ndarray, np.generic)):
+    if isinstance(weight, (list, tuple)):
+        w = _numbers_as(weight, x.dtype, func)
+    elif isinstance(weight, (np.ndarray, np.generic)):
+        w = np.asarray(weight)
+        if not _dispatch._same_type(w.dtype, x.dtype):
+            raise TypeError(
+                f"fastact.{func}: weight has dtype {w.dtype} but x has dtype {x.dtype}; "
+                "they must be equal (as in torch, which does not promote)"
+            )
+    else:
         raise TypeError(
-            f"fastact.{func}: weight must be a real number or an array of x's dtype, "
-            f"not {type(weight).__name__}"
-        )
-    w = np.asarray(weight)
-    if not _dispatch._same_type(w.dtype, x.dtype):
-        raise TypeError(
-            f"fastact.{func}: weight has dtype {w.dtype} but x has dtype {x.dtype}; "
-            "they must be equal (as in torch, which does not promote)"
+            f"fastact.{func}: weight must be a real number, a list of them or an array of "
+            f"x's dtype, not {type(weight).__name__}"
         )
     channels = _channel_count(x)
     if w.ndim > 1 or (w.ndim == 1 and w.size not in (1, channels)):
@@ -57,6 +60,23 @@ def _check_weight(weight: Any, x: np.ndarray, func: str) -> np.ndarray:
             f"be a scalar or hold 1 or {channels} values"
         )
     return w.astype(w.dtype.newbyteorder("="), copy=False)
+
+
+def _numbers_as(values: list | tuple, dtype: np.dtype, func: str) -> np.ndarray:
+    """A list of real numbers in ``dtype``: like a Python number, a list has no dtype of
+    its own; a finite value that overflows ``dtype`` is refused."""
+    try:
+        wide = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"fastact.{func}: weight must hold real numbers: {exc}") from None
+    with np.errstate(over="ignore"):
+        w = wide.astype(dtype.newbyteorder("="))
+    overflows = np.isfinite(wide) & ~np.isfinite(w.astype(np.float64))
+    if overflows.any():
+        raise ValueError(
+            f"fastact.{func}: weight value {float(wide[overflows].flat[0])!r} overflows {dtype}"
+        )
+    return w
 
 
 def _weight_per_channel(w: np.ndarray, channels: int) -> np.ndarray:
@@ -97,8 +117,7 @@ def _duck_prelu(x: Any, weight: Any, out: Any) -> Any:
     w = np.asarray(weight, dtype=dtype)
     if w.ndim == 1 and x.ndim >= 2:
         w = w.reshape((w.size,) + (1,) * (x.ndim - 2))
-    kwargs = {} if out is None else {"out": out}
-    return ufunc.leaky_relu(x, w, **kwargs)
+    return _dispatch._duck_ufunc(ufunc.leaky_relu, (x, w), out, dtype, x.shape, "prelu")
 
 
 def prelu(x: Any, weight: Any, out: np.ndarray | None = None) -> Any:
@@ -164,8 +183,10 @@ def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any, out: Any) -> tup
     w = _check_weight(weight, x, func)
     g, x = da.asarray(grad_output), da.asarray(x)
     g = g.rechunk(x.chunks)
-    kwargs = {} if out is None else {"out": out}
-    grad_input = ufunc.leaky_relu_backward(g, x, _reference._per_channel(w, x), **kwargs)
+    slopes = _reference._per_channel(w, x)
+    grad_input = _dispatch._duck_ufunc(
+        ufunc.leaky_relu_backward, (g, x, slopes), out, x_dtype, x.shape, func
+    )
     place = tuple(c if axis == 1 else (1,) * len(c) for axis, c in enumerate(x.chunks))
     partials = da.map_blocks(
         _chunk_sums, g, x, chunks=place, dtype=np.float64, meta=np.empty((0,) * x.ndim)

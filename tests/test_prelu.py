@@ -207,6 +207,37 @@ def test_bad_weight_is_a_clear_error():
     assert (out == 7.0).all()
 
 
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_a_list_of_numbers_takes_the_dtype_of_x(dtype):
+    # Like a Python number, a list or tuple of them has no dtype of its own.
+    rng = np.random.default_rng(6)
+    g, x = data(dtype, (3, 4, 5), rng)
+    values = [0.25, -1.5, 0.0, 3.0]
+    w = np.array(values, np.float64).astype(dtype)
+    for given in (values, tuple(values)):
+        assert_bitwise_equal(fastact.prelu(x, given), fastact.prelu(x, w))
+        got, want = fastact.prelu_backward(g, x, given), fastact.prelu_backward(g, x, w)
+        for got_one, want_one in zip(got, want, strict=True):
+            assert_bitwise_equal(got_one, want_one)
+    assert_bitwise_equal(fastact.prelu(x, [0.5]), fastact.prelu(x, np.full(1, 0.5, dtype)))
+
+
+def test_a_bad_list_of_weights_is_a_clear_error():
+    x = np.ones((2, 3), np.float16)
+    out = np.full((2, 3), 7.0, np.float16)
+    with pytest.raises(ValueError, match=r"weight value 100000\.0 overflows float16"):
+        fastact.prelu(x, [0.5, 1e5, 0.5], out=out)
+    with pytest.raises(TypeError, match="weight must hold real numbers"):
+        fastact.prelu_backward(x, x, ["a", "b", "c"])
+    with pytest.raises(TypeError, match="weight must hold real numbers"):
+        fastact.prelu(x, [1j, 1, 1], out=out)
+    with pytest.raises(ValueError, match=r"weight has shape \(2,\) but x has shape \(2, 3\)"):
+        fastact.prelu(x, [1, 2], out=out)
+    assert (out == 7.0).all()
+    # inf and NaN are values, not overflow.
+    assert np.isnan(fastact.prelu(-x, [np.nan, np.inf, 1])[0, 0])
+
+
 def test_weight_gradient_beyond_float64_is_infinite():
     # Finite terms whose sum overflows float64: -inf, in the loops and in the reference
     # (math.fsum alone raises OverflowError on such a sum).
