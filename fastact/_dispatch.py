@@ -130,18 +130,26 @@ def _range_type(param: Parameter, dtype: np.dtype) -> str:
     return "bfloat16" if _is_bfloat16(dtype) else "float16"
 
 
-def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> float:
-    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
+def _real_number(value: Any, name: str, func: str) -> float:
+    """A scalar parameter as a float: a ``TypeError`` unless it is a real number, a
+    ``ValueError`` if it is too large for one (an integer such as ``10**400``, which the
+    message sizes rather than prints)."""
     if not isinstance(value, (numbers.Real, np.bool_)):
         raise TypeError(
-            f"fastact.{func}: {param.name} must be a real number, not {type(value).__name__}"
+            f"fastact.{func}: {name} must be a real number, not {type(value).__name__}"
         )
     try:
-        number = float(value)
-    except OverflowError as exc:
+        return float(value)
+    except OverflowError:
+        size = f" of {len(str(abs(value)))} digits" if isinstance(value, numbers.Integral) else ""
         raise ValueError(
-            f"fastact.{func}: {param.name}={value!r} is too large for a float"
-        ) from exc
+            f"fastact.{func}: {name} (a number{size}) is too large for a float"
+        ) from None
+
+
+def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> float:
+    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
+    number = _real_number(value, param.name, func)
     # torch's rule: a finite value beyond the range of the type it is rounded to (or, for
     # a backward pass, that its forward rounds it to) is an error, not an infinity; inf
     # and NaN themselves are accepted.
@@ -302,8 +310,48 @@ def _apply_ufunc(
         _check_same(shapes, (dtypes[0], dtypes[1]), func)
     like = dtypes[-1] if dtypes[-1] is not None else np.dtype(np.float64)
     checked = _check_params(spec, params, like)
-    kwargs = {} if out is None else {"out": out}
-    return getattr(_ufuncs, func)(*inputs, *checked, **kwargs)
+    shape = getattr(inputs[-1], "shape", None)
+    return _duck_ufunc(getattr(_ufuncs, func), (*inputs, *checked), out, dtypes[-1], shape, func)
+
+
+def _duck_ufunc(
+    ufunc: Any, args: tuple[Any, ...], out: Any, dtype: Any, shape: Any, func: str
+) -> Any:
+    """A ufunc on duck arrays, which keeps them lazy (dask) or labelled (xarray).
+
+    An ``out`` is checked against the result's ``dtype`` and ``shape`` as on the NumPy
+    path (dask would otherwise give its ``out`` the result's dtype, silently), then handed
+    to the duck type, whose ufunc protocol writes it; a type that cannot take that ``out``
+    says so in a ``TypeError`` naming it.
+    """
+    if out is None:
+        return ufunc(*args)
+    out_dtype = getattr(out, "dtype", None)
+    if out_dtype is None:
+        raise TypeError(f"fastact.{func}: out must be an array, not {type(out).__name__}")
+    if dtype is not None and not _same_type(np.dtype(out_dtype), np.dtype(dtype)):
+        raise TypeError(
+            f"fastact.{func}: out has dtype {out_dtype} but the result has dtype {dtype}"
+        )
+    known = shape is not None and all(isinstance(n, numbers.Integral) for n in shape)
+    if known and tuple(out.shape) != tuple(shape):
+        raise ValueError(
+            f"fastact.{func}: out has shape {tuple(out.shape)} but the result has shape "
+            f"{tuple(shape)}"
+        )
+    try:
+        return ufunc(*args, out=out)
+    except NotImplementedError as exc:  # e.g. dask into a NumPy out, xarray into any
+        duck = next(a for a in args if _is_duck_array(a))
+        raise TypeError(
+            f"fastact.{func}: out is a {_type_name(out)}, which a {_type_name(duck)} input "
+            f"cannot write into ({exc}); pass out=None"
+        ) from None
+
+
+def _type_name(value: Any) -> str:
+    """``numpy.ndarray``, ``dask.Array``, ``xarray.DataArray``: the package and the type."""
+    return f"{type(value).__module__.partition('.')[0]}.{type(value).__name__}"
 
 
 def call(

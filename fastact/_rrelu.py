@@ -29,14 +29,7 @@ _LOWER, _UPPER = 1.0 / 8.0, 1.0 / 3.0
 def _check_bounds(lower: Any, upper: Any, func: str) -> tuple[float, float]:
     bounds = []
     for name, value in (("lower", lower), ("upper", upper)):
-        if not isinstance(value, (numbers.Real, np.bool_)):
-            raise TypeError(
-                f"fastact.{func}: {name} must be a real number, not {type(value).__name__}"
-            )
-        try:
-            bounds.append(float(value))
-        except OverflowError as exc:
-            raise ValueError(f"fastact.{func}: {name}={value!r} is too large for a float") from exc
+        bounds.append(_dispatch._real_number(value, name, func))
     if bounds[0] > bounds[1]:
         raise ValueError(
             f"fastact.{func}: lower={lower!r} is greater than upper={upper!r} (torch: lower "
@@ -266,4 +259,6 @@ def _lazy_training_backward(grad_output: Any, x: Any, noise: Any, out: Any) -> A
             f"fastact.{func}: noise has shape {tuple(noise.shape)} but x has shape "
             f"{tuple(x.shape)}; they must be equal"
         )
-    return np.multiply(grad_output, noise, **({} if out is None else {"out": out}))
+    return _dispatch._duck_ufunc(
+        np.multiply, (grad_output, noise), out, dtypes["x"], x.shape, func
+    )

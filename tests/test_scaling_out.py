@@ -176,3 +176,48 @@ def test_rrelu_lazy_refuses_what_it_cannot_keep_lazy():
         fastact.rrelu(dx, 0.1, 1e39, training=True)
     # Evaluation is leaky_relu at the mean slope: lazy through the ufunc.
     assert isinstance(fastact.rrelu(dx), da.Array)
+
+
+# Each lazy entry point with an out: the call and whether it writes through dask.
+LAZY_OUT_CALLS = {
+    "relu": lambda dx, out: fastact.relu(dx, out=out),
+    "leaky_relu_backward": lambda dx, out: fastact.leaky_relu_backward(dx, dx, 0.1, out=out),
+    "prelu": lambda dx, out: fastact.prelu(dx, np.full(dx.shape[1], 0.25, dx.dtype), out=out),
+    "prelu_backward": lambda dx, out: fastact.prelu_backward(
+        dx, dx, np.full(dx.shape[1], 0.25, dx.dtype), out=out
+    )[0],
+    "rrelu_backward": lambda dx, out: fastact.rrelu_backward(
+        dx, dx, training=True, noise=np.full_like(dx, 0.25), out=out
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(LAZY_OUT_CALLS))
+def test_lazy_out_is_checked_like_an_eager_one(name):
+    # A dask out of the result's dtype and shape is written through dask's own ufunc
+    # protocol; one of another dtype or shape, or a NumPy out (which dask cannot write
+    # lazily), is the documented TypeError/ValueError naming out, not dask's own
+    # NotImplementedError or a silent change of out's dtype.
+    x, dx = chunked(5)
+    call = LAZY_OUT_CALLS[name]
+    want = call(x, None)
+    out = da.zeros(x.shape, chunks=dx.chunks, dtype=x.dtype)
+    assert call(dx, out) is out
+    assert_bitwise_equal(out.compute(), want)
+    other = da.zeros(x.shape, chunks=dx.chunks, dtype=np.float64)
+    with pytest.raises(TypeError, match=rf"^fastact\.{name}: out has dtype float64"):
+        call(dx, other)
+    assert other.dtype == np.float64
+    with pytest.raises(ValueError, match=rf"^fastact\.{name}: out has shape \(200, 201\)"):
+        call(dx, da.zeros((200, 201), dtype=x.dtype))
+    eager_out = np.full(x.shape, 7, x.dtype)
+    with pytest.raises(TypeError, match=rf"^fastact\.{name}: out is a numpy\.ndarray, which"):
+        call(dx, eager_out)
+    assert (eager_out == 7).all()
+
+
+def test_xarray_out_is_a_type_error():
+    xr = pytest.importorskip("xarray")
+    x = xr.DataArray(np.ones((2, 3), np.float32), dims=("n", "c"))
+    with pytest.raises(TypeError, match=r"^fastact\.relu: out is a xarray\.DataArray"):
+        fastact.relu(x, out=x.copy())
