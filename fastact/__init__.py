@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _api
 from ._api import *  # noqa: F403 (the functions of the table, listed in _api.__all__)
@@ -30,19 +30,30 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # ``fastact.ufunc`` after a plain ``import fastact``, loaded on first use (as SciPy
-    # loads its submodules): it needs the compiled extension, the rest of fastact does not.
-    import importlib
+if TYPE_CHECKING:
+    # What the lazy attributes below are, for a type checker; a module-level __getattr__
+    # that it could see would make every misspelt name of fastact an ``Any``.
+    from collections.abc import Callable
 
-    if name == "ufunc":
-        return importlib.import_module(f"{__name__}.ufunc")
-    # ``fastact.bench()``: the benchmark ships with the package but loads only when called
-    # for, so that importing fastact imports no benchmark code, plotting library or peer
-    # (nor does a type checker of user code follow into it and its untyped peers).
-    if name == "bench":
-        return importlib.import_module(f"{__name__}._bench").bench
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import ufunc as ufunc
+
+    bench: Callable[..., dict[str, Any]]
+else:
+
+    def __getattr__(name: str) -> Any:
+        # ``fastact.ufunc`` after a plain ``import fastact``, loaded on first use (as SciPy
+        # loads its submodules): it needs the compiled extension, the rest does not.
+        import importlib
+
+        if name == "ufunc":
+            return importlib.import_module(f"{__name__}.ufunc")
+        # ``fastact.bench()``: the benchmark ships with the package but loads only when
+        # called for, so that importing fastact imports no benchmark code, plotting library
+        # or peer (nor does a type checker of user code follow into it and its untyped
+        # peers: its signature is declared above as a plain callable).
+        if name == "bench":
+            return importlib.import_module(f"{__name__}._bench").bench
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def show_config(print_out: bool = True) -> dict[str, Any]:

@@ -3,16 +3,30 @@ measures this machine's streaming and thread thresholds and saves them (see
 ``fastact._tuning``); ``python -m fastact bench [options]`` runs the benchmark (see
 ``fastact._bench``; ``--help`` lists the options)."""
 
+import argparse
 import sys
 
 from . import show_config
+
+
+def tune_arguments(argv: list[str]) -> argparse.Namespace:
+    """``tune``'s options; ``--help`` or an unknown option exits before anything runs
+    (a typo must not save a tuned file that every later process of the user reads)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastact tune",
+        description="Measure this machine's streaming-store and per-thread thresholds and "
+        "save them for this CPU in the user's cache directory.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="measure, but save nothing")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["tune"]:
         from ._tuning import tune
 
-        result = tune(save="--dry-run" not in argv[1:])
+        options = tune_arguments(argv[1:])
+        result = tune(save=not options.dry_run)
         return 1 if "error" in result else 0
     if argv[:1] == ["bench"]:
         from ._bench.cli import main as bench

@@ -1,9 +1,11 @@
 # Generated from fastact/_functions.py by fastact/_codegen.py: do not edit.
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+_Real: TypeAlias = float | np.floating[Any] | np.integer[Any] | np.bool_
 
 __all__ = [
     "bias_leaky_relu",
@@ -36,11 +38,11 @@ __all__ = [
 
 def relu(x: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
 def leaky_relu(
-    x: ArrayLike, negative_slope: float = 0.01, out: NDArray[Any] | None = None
+    x: ArrayLike, negative_slope: _Real = 0.01, out: NDArray[Any] | None = None
 ) -> Any: ...
 def relu_grad(x: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
 def leaky_relu_grad(
-    x: ArrayLike, negative_slope: float = 0.01, out: NDArray[Any] | None = None
+    x: ArrayLike, negative_slope: _Real = 0.01, out: NDArray[Any] | None = None
 ) -> Any: ...
 def relu_backward(
     grad_output: ArrayLike, x: ArrayLike, out: NDArray[Any] | None = None
@@ -48,17 +50,17 @@ def relu_backward(
 def leaky_relu_backward(
     grad_output: ArrayLike,
     x: ArrayLike,
-    negative_slope: float = 0.01,
+    negative_slope: _Real = 0.01,
     out: NDArray[Any] | None = None,
 ) -> Any: ...
 def hardtanh(
-    x: ArrayLike, min_val: float = -1.0, max_val: float = 1.0, out: NDArray[Any] | None = None
+    x: ArrayLike, min_val: _Real = -1.0, max_val: _Real = 1.0, out: NDArray[Any] | None = None
 ) -> Any: ...
 def hardtanh_backward(
     grad_output: ArrayLike,
     x: ArrayLike,
-    min_val: float = -1.0,
-    max_val: float = 1.0,
+    min_val: _Real = -1.0,
+    max_val: _Real = 1.0,
     out: NDArray[Any] | None = None,
 ) -> Any: ...
 def relu6(x: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
@@ -66,10 +68,10 @@ def relu6_backward(
     grad_output: ArrayLike, x: ArrayLike, out: NDArray[Any] | None = None
 ) -> Any: ...
 def threshold(
-    x: ArrayLike, threshold: float, value: float, out: NDArray[Any] | None = None
+    x: ArrayLike, threshold: _Real, value: _Real, out: NDArray[Any] | None = None
 ) -> Any: ...
 def threshold_backward(
-    grad_output: ArrayLike, x: ArrayLike, threshold: float, out: NDArray[Any] | None = None
+    grad_output: ArrayLike, x: ArrayLike, threshold: _Real, out: NDArray[Any] | None = None
 ) -> Any: ...
 def prelu(x: ArrayLike, weight: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
 def prelu_backward(
@@ -77,18 +79,18 @@ def prelu_backward(
 ) -> tuple[Any, Any]: ...
 def rrelu(
     x: ArrayLike,
-    lower: float = 0.125,
-    upper: float = 0.3333333333333333,
+    lower: _Real = 0.125,
+    upper: _Real = 0.3333333333333333,
     training: bool = False,
     *,
-    rng: np.random.Generator | int | None = None,
+    rng: np.random.Generator | np.random.SeedSequence | int | None = None,
     out: NDArray[Any] | None = None,
 ) -> Any: ...
 def rrelu_backward(
     grad_output: ArrayLike,
     x: ArrayLike,
-    lower: float = 0.125,
-    upper: float = 0.3333333333333333,
+    lower: _Real = 0.125,
+    upper: _Real = 0.3333333333333333,
     training: bool = False,
     noise: ArrayLike | None = None,
     out: NDArray[Any] | None = None,
@@ -98,7 +100,7 @@ def relu_with_mask(
 ) -> tuple[Any, NDArray[Any]]: ...
 def leaky_relu_with_mask(
     x: ArrayLike,
-    negative_slope: float = 0.01,
+    negative_slope: _Real = 0.01,
     out: NDArray[Any] | None = None,
     mask: NDArray[Any] | None = None,
 ) -> tuple[Any, NDArray[Any]]: ...
@@ -108,7 +110,7 @@ def relu_backward_mask(
 def leaky_relu_backward_mask(
     grad_output: ArrayLike,
     mask: ArrayLike,
-    negative_slope: float = 0.01,
+    negative_slope: _Real = 0.01,
     out: NDArray[Any] | None = None,
 ) -> Any: ...
 def bias_relu(x: ArrayLike, bias: ArrayLike, out: NDArray[Any] | None = None) -> Any: ...
@@ -122,18 +124,18 @@ def bias_relu_backward(
     grad_output: ArrayLike, mask: ArrayLike, out: NDArray[Any] | None = None
 ) -> tuple[Any, NDArray[Any]]: ...
 def bias_leaky_relu(
-    x: ArrayLike, bias: ArrayLike, negative_slope: float = 0.01, out: NDArray[Any] | None = None
+    x: ArrayLike, bias: ArrayLike, negative_slope: _Real = 0.01, out: NDArray[Any] | None = None
 ) -> Any: ...
 def bias_leaky_relu_with_mask(
     x: ArrayLike,
     bias: ArrayLike,
-    negative_slope: float = 0.01,
+    negative_slope: _Real = 0.01,
     out: NDArray[Any] | None = None,
     mask: NDArray[Any] | None = None,
 ) -> tuple[Any, NDArray[Any]]: ...
 def bias_leaky_relu_backward(
     grad_output: ArrayLike,
     mask: ArrayLike,
-    negative_slope: float = 0.01,
+    negative_slope: _Real = 0.01,
     out: NDArray[Any] | None = None,
 ) -> tuple[Any, NDArray[Any]]: ...

@@ -209,6 +209,9 @@ def ops_dispatch_pxi() -> str:
 # Stubs.
 
 _ARRAY_LIKE = "ArrayLike"
+# A scalar parameter's type in the stubs: the functions take any real number, Python's or
+# NumPy's (np.float32 is not a float subclass, so ``float`` alone would refuse it).
+_REAL = "_Real"
 _LINE_LENGTH = 99  # pyproject.toml's [tool.ruff] line-length
 
 
@@ -216,7 +219,7 @@ def _stub_parameters(func: Function) -> list[str]:
     parts = [f"{name}: {_ARRAY_LIKE}" for name in func.operands]
     for p in func.parameters:
         default = "" if p.default is None else f" = {p.default!r}"
-        parts.append(f"{p.name}: float{default}")
+        parts.append(f"{p.name}: {_REAL}{default}")
     parts.append("out: NDArray[Any] | None = None")
     return parts
 
@@ -237,10 +240,12 @@ def api_stub() -> str:
     names = sorted(f.name for f in (*FUNCTIONS, *_functions.COMPOSITES))
     lines = [
         _HEADER,
-        "from typing import Any",
+        "from typing import Any, TypeAlias",
         "",
         "import numpy as np",
         "from numpy.typing import ArrayLike, NDArray",
+        "",
+        f"{_REAL}: TypeAlias = float | np.floating[Any] | np.integer[Any] | np.bool_",
         "",
         "__all__ = [",
         *(f'    "{n}",' for n in names),

@@ -536,11 +536,11 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         "_rrelu",
         (
             "x: ArrayLike",
-            "lower: float = 0.125",
-            "upper: float = 0.3333333333333333",
+            "lower: _Real = 0.125",
+            "upper: _Real = 0.3333333333333333",
             "training: bool = False",
             "*",
-            "rng: np.random.Generator | int | None = None",
+            "rng: np.random.Generator | np.random.SeedSequence | int | None = None",
             "out: NDArray[Any] | None = None",
         ),
         "Any",
@@ -550,9 +550,10 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     ----------
 {_X}
 {_BOUNDS_RRELU}
-    rng : numpy.random.Generator, int or None, optional
+    rng : numpy.random.Generator, SeedSequence, int or None, optional
         Where the training draws come from: a Generator (its bit generator is used
-        through NumPy's C API, under its lock), a seed, or None for fresh entropy.
+        through NumPy's C API, under its lock), a seed (a non-negative int or a
+        SeedSequence), or None for fresh entropy.
 {_OUT}
 
     Returns
@@ -592,8 +593,8 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         (
             "grad_output: ArrayLike",
             "x: ArrayLike",
-            "lower: float = 0.125",
-            "upper: float = 0.3333333333333333",
+            "lower: _Real = 0.125",
+            "upper: _Real = 0.3333333333333333",
             "training: bool = False",
             "noise: ArrayLike | None = None",
             "out: NDArray[Any] | None = None",
@@ -724,7 +725,7 @@ MASK_COMPOSITES: tuple[Composite, ...] = (
         "_masks",
         (
             "x: ArrayLike",
-            "negative_slope: float = 0.01",
+            "negative_slope: _Real = 0.01",
             _ARRAY_OUT,
             "mask: NDArray[Any] | None = None",
         ),
@@ -769,7 +770,7 @@ MASK_COMPOSITES: tuple[Composite, ...] = (
         (
             "grad_output: ArrayLike",
             "mask: ArrayLike",
-            "negative_slope: float = 0.01",
+            "negative_slope: _Real = 0.01",
             _ARRAY_OUT,
         ),
         "Any",
@@ -830,7 +831,7 @@ BIAS_COMPOSITES: tuple[Composite, ...] = ()
 for _leaky in (False, True):
     _name = "bias_leaky_relu" if _leaky else "bias_relu"
     _plain = "leaky_relu" if _leaky else "relu"
-    _slope_sig = ("negative_slope: float = 0.01",) if _leaky else ()
+    _slope_sig = ("negative_slope: _Real = 0.01",) if _leaky else ()
     _slope_doc = f"\n{_SLOPE}" if _leaky else ""
     _call = f"{_plain}(x + bias{', negative_slope' if _leaky else ''})"
     _notes = f"Bit-identical to ``{_call}``, in one pass that never stores ``x + bias``."

@@ -280,7 +280,8 @@ def leaky_relu_backward_mask(
 # pass computes ``z = x + bias`` (rounded once, as torch's add) and keeps only the mask of
 # ``z``; the backward pass gives the gradient of ``z`` (of ``x``, and of the bias summed
 # over every other axis). The bias gradient is summed in float64 over a partition of the
-# rows fixed by the shape (chunks of about 16384 elements, then the chunks in order), so it
+# rows fixed by the shape (chunks of at least 65536 elements, at most 64 of them, then the
+# chunks in order), so it
 # has the same bits for any thread count; float64 input is summed with Neumaier's
 # compensation. It is then rounded once to the input's type.
 

@@ -71,6 +71,8 @@ def _check_in_range(bounds: tuple[float, float], x: np.ndarray, func: str) -> No
 def _generator(rng: Any, func: str) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)) and rng < 0:
+        raise ValueError(f"fastact.{func}: rng={rng!r}: a seed must be a non-negative integer")
     if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
         return np.random.default_rng(rng)
     raise TypeError(

@@ -4,9 +4,9 @@ The default is 1, so that fastact composes with dask, joblib and torch workers (
 their own parallelism) without oversubscribing the cores; ``FASTACT_NUM_THREADS`` sets it
 at startup and :func:`set_num_threads` later. ``with threads(n):`` overrides it for the code
 in the block, in the current thread (or asyncio task) only: a context variable, so that
-other threads keep their own setting. Only calls that move enough bytes (read + written:
-1 MiB by default, measured per machine by ``python -m fastact tune``) use more than one
-thread; nothing is started until such a call runs.
+other threads keep their own setting. Only calls that move enough bytes (read + written,
+per thread: 512 KiB by default, measured per machine by ``python -m fastact tune``) use
+more than one thread; nothing is started until such a call runs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import SupportsIndex
 
 __all__ = ["NUM_THREADS_ENV_VAR", "get_num_threads", "set_num_threads", "threads"]
 
@@ -81,7 +82,7 @@ def get_num_threads() -> int:
     return _default if scoped is None else scoped
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: SupportsIndex) -> None:
     """Set the process-wide default number of threads for the compiled loops.
 
     Parameters
@@ -104,7 +105,7 @@ def set_num_threads(n: int) -> None:
 
 
 @contextmanager
-def threads(n: int) -> Iterator[None]:
+def threads(n: SupportsIndex) -> Iterator[None]:
     """Use ``n`` threads for fastact calls in this block (this thread or task only).
 
     Parameters

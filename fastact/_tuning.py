@@ -90,9 +90,11 @@ def machine_key() -> str:
 
 
 def cache_dir() -> Path:
-    """Where tuned files live: ``$XDG_CACHE_HOME/fastact``, else ``~/.cache/fastact``."""
-    base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return Path(base if base else Path.home() / ".cache") / "fastact"
+    """Where tuned files live: ``$XDG_CACHE_HOME/fastact``, else ``~/.cache/fastact``. A
+    relative ``XDG_CACHE_HOME`` is ignored, as the XDG specification says: it would make
+    the file depend on the working directory."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", "").strip())
+    return (base if base.is_absolute() else Path.home() / ".cache") / "fastact"
 
 
 def tuned_path() -> Path:

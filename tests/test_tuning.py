@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,24 @@ def test_streamed_results_match_reference(dtype, n_threads):
                     args = args_for(name, x, g, 0.2)
                     assert getattr(fastact, name)(*args, out=out) is out
                     assert_bitwise_equal(out, getattr(_reference, name)(*args))
+
+
+def test_relative_cache_home_is_ignored(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    assert _tuning.cache_dir() == Path.home() / ".cache" / "fastact"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _tuning.cache_dir() == tmp_path / "fastact"
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["--dryrun"], 2), (["x"], 2)])
+def test_tune_command_line_runs_nothing_on_help_or_a_typo(cache_home, capsys, argv, code):
+    # A typo must not measure and save a file that every later process reads.
+    from fastact.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", *argv])
+    assert exit_info.value.code == code
+    captured = capsys.readouterr()
+    assert "usage: python -m fastact tune" in captured.out + captured.err
+    assert not any(cache_home.iterdir())

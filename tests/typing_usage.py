@@ -20,6 +20,11 @@ def train_step(x: npt.NDArray[np.float32], grad: npt.NDArray[np.float32]) -> flo
     mean_slope = fastact.rrelu(x) + fastact.rrelu_backward(grad, x, training=True, noise=noise)
     with fastact.threads(2):
         fastact.relu_backward(grad, x, out=grad)
+    # NumPy scalars as parameters (np.float32 is not a float subclass), a SeedSequence.
+    scaled = fastact.leaky_relu(x, np.float32(0.1)) + fastact.hardtanh(x, np.int64(-1), 1)
+    seeded, _ = fastact.rrelu(x, training=True, rng=np.random.SeedSequence(1))
+    with fastact.threads(np.int64(2)):
+        lazily: np.ndarray = fastact.ufunc.relu(x)
     fastact.set_num_threads(fastact.get_num_threads())
     config: dict[str, object] = fastact.show_config(print_out=False)
     version: str = fastact.__version__
@@ -27,6 +32,7 @@ def train_step(x: npt.NDArray[np.float32], grad: npt.NDArray[np.float32]) -> flo
         float(np.sum(hidden) + np.sum(dx) + np.sum(mask) + np.sum(per_channel))
         + float(np.sum(clipped) + np.sum(learned) + np.sum(grad_input) + np.sum(grad_weight))
         + float(np.sum(noisy) + np.sum(mean_slope))
+        + float(np.sum(scaled) + np.sum(seeded) + np.sum(lazily))
         + len(config)
         + len(version)
     )
