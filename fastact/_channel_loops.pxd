@@ -20,11 +20,10 @@ the 16-bit types, widened to float32 blocks in L1: bfloat16 always, float16 by F
 them to the lanes in registers as they go; float16 without F16C computes them into a
 block of terms that stays in L1 first; short runs add them straight into per-position
 sums. ``x * g`` is exact in float64 for every format but float64 itself, whose sums are
-compensated. The
-order of the additions depends on the shape alone (element ``i`` of a run goes to lane
-``i % LANES`` of its channel, and the lanes are folded once per chunk of rows; short runs
-sum each position over the rows), so every build and every thread count gives the same
-bits.
+compensated. The order of the additions depends on the shape alone (element ``i`` of a
+run goes to lane ``i % LANES`` of its channel, and the lanes are folded once per chunk of
+rows; short runs sum each position over the rows), so every build and every thread count
+gives the same bits.
 """
 from libc.stdint cimport uint16_t
 from cpython.mem cimport PyMem_RawMalloc

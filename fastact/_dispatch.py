@@ -134,6 +134,7 @@ def _real_number(value: Any, name: str, func: str) -> float:
     """A scalar parameter as a float: a ``TypeError`` unless it is a real number, a
     ``ValueError`` if it is too large for one (an integer such as ``10**400``, which the
     message sizes rather than prints)."""
+    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
     if not isinstance(value, (numbers.Real, np.bool_)):
         raise TypeError(
             f"fastact.{func}: {name} must be a real number, not {type(value).__name__}"
@@ -148,7 +149,6 @@ def _real_number(value: Any, name: str, func: str) -> float:
 
 
 def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> float:
-    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
     number = _real_number(value, param.name, func)
     # torch's rule: a finite value beyond the range of the type it is rounded to (or, for
     # a backward pass, that its forward rounds it to) is an error, not an infinity; inf

@@ -200,11 +200,7 @@ def _separate(out: np.ndarray | None, inputs: tuple[np.ndarray, ...]) -> bool:
     """Whether the backward loops can write ``out`` itself: C-contiguous, aligned, native
     and clear of every input (they read ``g`` again after writing ``grad_input``, so not
     even an input itself will do)."""
-    if out is None or not (out.flags.c_contiguous and out.flags.aligned):
-        return False
-    if not out.dtype.isnative or out.ndim == 0:
-        return False
-    return not any(np.may_share_memory(a, out) for a in inputs)
+    return _writable_directly(out, ()) and not any(np.may_share_memory(a, out) for a in inputs)
 
 
 def prelu_backward(
