@@ -199,17 +199,26 @@ def _check_out(out: Any, like: np.ndarray, func: str) -> None:
         return
     if not isinstance(out, np.ndarray):
         raise TypeError(f"fastact.{func}: out must be a numpy.ndarray, not {type(out).__name__}")
-    # Either byte order will do: only the element type has to match.
-    if not _same_type(out.dtype, like.dtype):
-        raise TypeError(
-            f"fastact.{func}: out has dtype {out.dtype} but the result has dtype {like.dtype}"
-        )
-    if out.shape != like.shape:
-        raise ValueError(
-            f"fastact.{func}: out has shape {out.shape} but the result has shape {like.shape}"
-        )
+    _check_out_matches(out, like.dtype, like.shape, func)
     if not out.flags.writeable:
         raise ValueError(f"fastact.{func}: out is read-only")
+
+
+def _check_out_matches(out: Any, dtype: Any, shape: Any, func: str) -> None:
+    """``out`` (an ndarray or a duck array) has the result's element type and shape; a
+    ``dtype`` or ``shape`` of None (a duck array that keeps it to itself, a dask shape
+    with unknown lengths) is not checked."""
+    # Either byte order will do: only the element type has to match.
+    if dtype is not None and not _same_type(np.dtype(out.dtype), np.dtype(dtype)):
+        raise TypeError(
+            f"fastact.{func}: out has dtype {out.dtype} but the result has dtype {dtype}"
+        )
+    known = shape is not None and all(isinstance(n, numbers.Integral) for n in shape)
+    if known and tuple(out.shape) != tuple(shape):
+        raise ValueError(
+            f"fastact.{func}: out has shape {tuple(out.shape)} but the result has shape "
+            f"{tuple(shape)}"
+        )
 
 
 def _ufunc_signature(spec: Function, x: np.ndarray) -> tuple[str, ...] | None:
@@ -326,19 +335,9 @@ def _duck_ufunc(
     """
     if out is None:
         return ufunc(*args)
-    out_dtype = getattr(out, "dtype", None)
-    if out_dtype is None:
+    if getattr(out, "dtype", None) is None:
         raise TypeError(f"fastact.{func}: out must be an array, not {type(out).__name__}")
-    if dtype is not None and not _same_type(np.dtype(out_dtype), np.dtype(dtype)):
-        raise TypeError(
-            f"fastact.{func}: out has dtype {out_dtype} but the result has dtype {dtype}"
-        )
-    known = shape is not None and all(isinstance(n, numbers.Integral) for n in shape)
-    if known and tuple(out.shape) != tuple(shape):
-        raise ValueError(
-            f"fastact.{func}: out has shape {tuple(out.shape)} but the result has shape "
-            f"{tuple(shape)}"
-        )
+    _check_out_matches(out, dtype, shape, func)
     try:
         return ufunc(*args, out=out)
     except NotImplementedError as exc:  # e.g. dask into a NumPy out, xarray into any

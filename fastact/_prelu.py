@@ -31,14 +31,8 @@ def _channel_count(x: np.ndarray) -> int:
 
 def _check_weight(weight: Any, x: np.ndarray, func: str) -> np.ndarray:
     """``weight`` as an array of ``x``'s dtype: 0-d, or 1-D of one or C values."""
-    if isinstance(weight, (numbers.Real, np.bool_)) and not isinstance(weight, np.generic):
-        # A Python number has no dtype of its own: it takes x's, as a NumPy scalar would.
-        with np.errstate(over="ignore"):
-            w = np.asarray(float(weight), dtype=x.dtype.newbyteorder("="))
-        if math.isfinite(float(weight)) and not np.isfinite(w):
-            raise ValueError(f"fastact.{func}: weight={weight!r} overflows {x.dtype}")
-        return w
-    if isinstance(weight, (list, tuple)):
+    python_number = isinstance(weight, numbers.Real) and not isinstance(weight, np.generic)
+    if python_number or isinstance(weight, (list, tuple)):
         w = _numbers_as(weight, x.dtype, func)
     elif isinstance(weight, (np.ndarray, np.generic)):
         w = np.asarray(weight)
@@ -62,9 +56,10 @@ def _check_weight(weight: Any, x: np.ndarray, func: str) -> np.ndarray:
     return w.astype(w.dtype.newbyteorder("="), copy=False)
 
 
-def _numbers_as(values: list | tuple, dtype: np.dtype, func: str) -> np.ndarray:
-    """A list of real numbers in ``dtype``: like a Python number, a list has no dtype of
-    its own; a finite value that overflows ``dtype`` is refused."""
+def _numbers_as(values: Any, dtype: np.dtype, func: str) -> np.ndarray:
+    """A Python number, or a list or tuple of them, in ``dtype``: they have no dtype of
+    their own, so they take x's, as a NumPy scalar would; a finite value that overflows
+    ``dtype`` is refused."""
     try:
         wide = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:

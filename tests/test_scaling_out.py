@@ -178,7 +178,7 @@ def test_rrelu_lazy_refuses_what_it_cannot_keep_lazy():
     assert isinstance(fastact.rrelu(dx), da.Array)
 
 
-# Each lazy entry point with an out: the call and whether it writes through dask.
+# Each lazy entry point, called with an out (None: its eager result, for comparison).
 LAZY_OUT_CALLS = {
     "relu": lambda dx, out: fastact.relu(dx, out=out),
     "leaky_relu_backward": lambda dx, out: fastact.leaky_relu_backward(dx, dx, 0.1, out=out),
