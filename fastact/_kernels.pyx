@@ -56,7 +56,7 @@ import sys
 import warnings
 
 from fastact import _tuning
-from fastact._functions import COMPUTE, FUNCTIONS
+from fastact._functions import COMPOSITES, COMPUTE, FUNCTIONS
 from fastact._threads import get_num_threads
 
 cnp.import_array()
@@ -198,11 +198,14 @@ cdef const LoopTable* active_loops() noexcept nogil:
 _FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
 _INTEGER_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
-#: Per function, the dtypes the loops cover (from the function table).
+#: Per function, the dtypes the loops cover (from the function table). The composites
+#: (PReLU's channel loops, RReLU's noise, the masks and the bias layer) cover the float
+#: types.
 KERNEL_DTYPES = {
     func.name: _FLOAT_NAMES + (_INTEGER_NAMES if func.integers else ())
     for func in FUNCTIONS
 }
+KERNEL_DTYPES.update({composite.name: _FLOAT_NAMES for composite in COMPOSITES})
 KERNEL_DTYPES["dead_units"] = KERNEL_DTYPES["dead_fraction"] = ("float32", "float64")
 
 BUILD_INFO = {

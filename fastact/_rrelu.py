@@ -245,8 +245,8 @@ def rrelu_backward(
 
 
 def _lazy_training_backward(grad_output: Any, x: Any, noise: Any, out: Any) -> Any:
-    """``grad_output * noise`` on dask arrays, lazily: NumPy's multiply rounds once in
-    the element type (16-bit floats through float32), as the eager product."""
+    """``grad_output * noise`` on dask arrays, lazily, rounded once in the element type
+    (16-bit floats through float32), as the eager product."""
     func = "rrelu_backward"
     arrays = {"grad_output": grad_output, "x": x, "noise": noise}
     dtypes = {name: _dispatch._check_lazy_dtype(a, name, func) for name, a in arrays.items()}
@@ -261,6 +261,13 @@ def _lazy_training_backward(grad_output: Any, x: Any, noise: Any, out: Any) -> A
             f"fastact.{func}: noise has shape {tuple(noise.shape)} but x has shape "
             f"{tuple(x.shape)}; they must be equal"
         )
-    return _dispatch._duck_ufunc(
-        np.multiply, (grad_output, noise), out, dtypes["x"], x.shape, func
-    )
+    if _dispatch._ufuncs is None:  # the reference build: NumPy's product, NumPy's warnings
+        product, args = np.multiply, (grad_output, noise)
+    else:
+        # grad_output * noise is leaky_relu_backward's x <= 0 branch with a slope per
+        # element: its ufunc at x = -1 rounds that product once in x's type, as the eager
+        # path does, and leaves no floating-point flags for dask to turn into warnings at
+        # compute time (an overflow to inf is the product's value, quiet on the eager path).
+        product = _dispatch._ufuncs.leaky_relu_backward
+        args = (grad_output, np.array(-1, dtypes["x"]), noise)
+    return _dispatch._duck_ufunc(product, args, out, dtypes["x"], x.shape, func)

@@ -156,6 +156,25 @@ def test_rrelu_training_stays_lazy_by_the_documented_rule(dtype):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_rrelu_lazy_training_backward_is_as_quiet_as_the_eager_one(dtype, recwarn):
+    # A product that overflows to inf (or 0 * inf) is the gradient's value, no warning,
+    # eagerly; computing the lazy one later, outside any errstate, must not warn either
+    # (the reference build's lazy product is NumPy's own multiply, with NumPy's warnings).
+    big = np.finfo(dtype).max
+    g = np.array([big, -big, 0.0, np.inf, 1.0, np.nan], dtype)
+    noise = np.array([4.0, 4.0, np.inf, 0.0, 0.25, 1.0], dtype)
+    x = np.full_like(g, -1)
+    want = fastact.rrelu_backward(g, x, training=True, noise=noise)
+    lazy = fastact.rrelu_backward(
+        da.from_array(g, chunks=4), da.from_array(x, chunks=4), training=True, noise=noise
+    )
+    assert_bitwise_equal(lazy.compute(), want)
+    assert np.isinf(want[:2]).all() and np.isnan(want[2:4]).all()
+    warned = [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert not warned or not fastact.COMPILED
+
+
 def test_rrelu_lazy_draws_are_uniform():
     # Kolmogorov-Smirnov against U[lower, upper] over every chunk's draws.
     dx = da.full((400, 500), -1.0, chunks=(100, 125))

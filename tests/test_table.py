@@ -115,3 +115,48 @@ def test_every_composite_has_an_entry_for_the_generic_suites():
         assert set(case.arrays) <= set(names), (spec.name, case.arrays, names)
         assert set(case.outputs) <= set(names) and set(case.sized) <= set(case.arrays)
         assert set(case.default_params) <= set(names)
+
+
+def _calls_for(name: str, dtype: str, rng: np.random.Generator) -> list[tuple]:
+    """Calls of ``name`` on a contiguous (4, 6, 5) array of ``dtype``: (function, kwargs)."""
+    from bitwise import BY_NAME as ELEMENTWISE
+    from bitwise import args_for, sample
+    from composites import COMPOSITE_CASES, build_call
+
+    shape = (4, 6, 5)
+    if name in COMPOSITE_CASES:
+        case = COMPOSITE_CASES[name]
+        return [(case.call, (build_call(case, dtype, shape, rng),))]
+    x = sample(dtype, math.prod(shape), rng).reshape(shape)
+    if name in ELEMENTWISE:
+        return [(getattr(fastact, name), args_for(name, x, x.copy(), 0.25))]
+    return [(getattr(fastact, name), (x,))]  # dead_units, dead_fraction
+
+
+@requires_compiled
+def test_kernel_dtypes_are_what_the_loops_run(monkeypatch):
+    # show_config's kernel_dtypes is a claim: with every function of the NumPy reference
+    # made to raise, each listed function still runs on each listed dtype.
+    from bitwise import BFLOAT16
+
+    from fastact import _kernels
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the NumPy reference ran")
+
+    for attr, value in list(vars(_reference).items()):
+        if inspect.isfunction(value) and value.__module__ == _reference.__name__:
+            monkeypatch.setattr(_reference, attr, refuse)
+    listed = _kernels.KERNEL_DTYPES
+    assert set(listed) == {*fastact.__all__} - {"__version__", *_NOT_COMPUTING}
+    rng = np.random.default_rng(7)
+    for name, dtypes in listed.items():
+        for dtype in dtypes:
+            if dtype == "bfloat16" and BFLOAT16 is None:
+                continue  # ml_dtypes is a test dependency; the bfloat16 suites say so
+            for call, args in _calls_for(name, BFLOAT16 if dtype == "bfloat16" else dtype, rng):
+                with np.errstate(all="ignore"):
+                    call(*args)
+
+
+_NOT_COMPUTING = {"get_num_threads", "set_num_threads", "show_config", "threads"}
