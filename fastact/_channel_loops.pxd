@@ -65,6 +65,8 @@ cdef enum:
     ROW_TILE = 512
     # The forward pass's slopes of a row, as float32, on the stack (8 KiB).
     FLOAT_SLOPES = 2048
+    # Positions of a float32 row whose sums fit in registers across the rows.
+    SHORT_ROW = 64
 
 # A forward row's slopes: float32 below float64 (the rule's compute type), else double.
 ctypedef fused slope_t:
@@ -277,6 +279,48 @@ cdef extern from *:
     {
         fastact_backward_run_avx512(g, x, out, n, slope, sums, comps, compensated, 1);
     }
+    /* Short rows, float32: whole steps of 16 of the first m <= 64 positions of `rows` rows
+     * `stride` apart, the gradient and each term added to its position's sum, row after
+     * row (one add per position and row, in row order, as the generic loop). The sums stay
+     * in registers across the rows, and the slopes are converted once: the row-by-row
+     * loop below reloads and stores both for every row. Returns how many positions it
+     * did, the rest left to that loop. */
+    static inline ptrdiff_t fastact_backward_short_rows_float(const float *g, const float *x,
+                                                              float *out, const double *slopes,
+                                                              ptrdiff_t rows, ptrdiff_t stride,
+                                                              ptrdiff_t m, double *sums)
+    {
+        __m512 w[4];
+        __m512d s[8];
+        const int steps = (int)(m / 16);
+        for (int v = 0; v < steps; v++) {
+            w[v] = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(slopes + 16 * v))),
+                _mm512_cvtpd_ps(_mm512_loadu_pd(slopes + 16 * v + 8)), 1);
+            s[2 * v] = _mm512_loadu_pd(sums + 16 * v);
+            s[2 * v + 1] = _mm512_loadu_pd(sums + 16 * v + 8);
+        }
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const float *gr = g + r * stride, *xr = x + r * stride;
+            float *outr = out + r * stride;
+            for (int v = 0; v < steps; v++) {
+                __m512 gv = _mm512_loadu_ps(gr + 16 * v), xv = _mm512_loadu_ps(xr + 16 * v);
+                __mmask16 other = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_NGT_UQ);
+                _mm512_storeu_ps(outr + 16 * v, _mm512_mask_mul_ps(gv, other, gv, w[v]));
+                s[2 * v] = _mm512_add_pd(s[2 * v], _mm512_maskz_mul_pd(
+                    (__mmask8)other, _mm512_cvtps_pd(_mm512_castps512_ps256(xv)),
+                    _mm512_cvtps_pd(_mm512_castps512_ps256(gv))));
+                s[2 * v + 1] = _mm512_add_pd(s[2 * v + 1], _mm512_maskz_mul_pd(
+                    (__mmask8)(other >> 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)),
+                    _mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1))));
+            }
+        }
+        for (int v = 0; v < steps; v++) {
+            _mm512_storeu_pd(sums + 16 * v, s[2 * v]);
+            _mm512_storeu_pd(sums + 16 * v + 8, s[2 * v + 1]);
+        }
+        return 16 * (ptrdiff_t)steps;
+    }
     /* Short runs, float32: whole steps of 16 positions of a row, each term added to its
      * position's sum (one add per position and row, as the generic loop); returns how many
      * positions it did, the rest left to that loop. */
@@ -309,6 +353,13 @@ cdef extern from *:
     static inline ptrdiff_t fastact_backward_positions_float(const float *g, const float *x,
                                                              float *out, const double *slopes,
                                                              ptrdiff_t n, double *sums)
+    {
+        return 0;
+    }
+    static inline ptrdiff_t fastact_backward_short_rows_float(const float *g, const float *x,
+                                                              float *out, const double *slopes,
+                                                              ptrdiff_t rows, ptrdiff_t stride,
+                                                              ptrdiff_t m, double *sums)
     {
         return 0;
     }
@@ -354,6 +405,10 @@ cdef extern from *:
     Py_ssize_t fastact_backward_positions_float(const float* g, const float* x, float* out,
                                                 const double* slopes, Py_ssize_t n,
                                                 double* sums) nogil
+    Py_ssize_t fastact_backward_short_rows_float(const float* g, const float* x, float* out,
+                                                 const double* slopes, Py_ssize_t rows,
+                                                 Py_ssize_t stride, Py_ssize_t m,
+                                                 double* sums) nogil
     void fastact_fold_lanes(const double* lanes, const double* lane_comps, Py_ssize_t channels,
                             double* totals, double* comps) nogil
     void fastact_backward_run_float(const float* g, const float* x, float* out, Py_ssize_t n,
@@ -578,7 +633,7 @@ cdef inline void backward_rows(const floating_t* g, const floating_t* x, floatin
     along the row), then the tile's positions folded into their channels in order."""
     cdef double sums[ROW_TILE]
     cdef double sum_compensations[ROW_TILE]
-    cdef Py_ssize_t tile, first, m, r, k, offset, c
+    cdef Py_ssize_t tile, first, m, r, k, offset, c, done
     cdef double total, compensation
     for tile in range((row_length + ROW_TILE - 1) // ROW_TILE):
         first = tile * ROW_TILE
@@ -586,10 +641,15 @@ cdef inline void backward_rows(const floating_t* g, const floating_t* x, floatin
         for k in range(m):
             sums[k] = 0.0
             sum_compensations[k] = 0.0
-        for r in range(rows):
-            offset = r * row_length + first
-            backward_row(g + offset, x + offset, out + offset, slopes + first, m, sums,
-                         sum_compensations)
+        done = 0
+        if floating_t is float and m <= SHORT_ROW:
+            done = fastact_backward_short_rows_float(g + first, x + first, out + first,
+                                                     slopes + first, rows, row_length, m, sums)
+        if done < m:
+            for r in range(rows):
+                offset = r * row_length + first + done
+                backward_row(g + offset, x + offset, out + offset, slopes + first + done,
+                             m - done, sums + done, sum_compensations + done)
         for c in range(first // inner, (first + m - 1) // inner + 1):
             # In locals, as the lanes of long runs; each channel's positions in order.
             total = totals[c]

@@ -281,6 +281,54 @@ def test_matches_torch(dtype, shape, channels):
     assert (np.abs(got - want) <= tolerance * scale).all(), (got, want)
 
 
+# Gradients over rows of 16 to 80 positions (whole vectors, a tail, rows longer than the
+# AVX-512 pass that holds its sums in registers) and over long runs.
+_SUM_SHAPES = ((700, 16), (300, 48), (2000, 64), (513, 50), (257, 80), (9, 64, 3, 3), (3, 5, 300))
+_SUM_SCRIPT = """
+import hashlib, sys
+import numpy as np
+import fastact
+rng = np.random.default_rng(11)
+for shape in {shapes}:
+    for dtype in (np.float16, np.float32, np.float64):
+        x = rng.standard_normal(shape).astype(dtype)
+        x.ravel()[::7] = 0.0
+        x.ravel()[::11] = -0.0
+        g = rng.standard_normal(shape).astype(dtype)
+        grad_input, grad_weight = fastact.prelu_backward(g, x, np.full(shape[1], 0.25, dtype))
+        print(hashlib.sha256(grad_input.tobytes() + grad_weight.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@requires_compiled
+@pytest.mark.parametrize("build", other_runnable_builds())
+def test_weight_gradient_has_the_same_bits_in_every_build(build):
+    # Each build adds each term to its sum in the same order (the sums of every position
+    # of a short row over the rows in row order; the 32 lanes of a long run), so the bits
+    # agree, not just their distance from the exact sum.
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    script = _SUM_SCRIPT.format(shapes=_SUM_SHAPES)
+    digests = []
+    for env in ({}, {"FASTACT_SIMD": build}):
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **env},
+            cwd=tempfile.gettempdir(),  # the installed package, not the source tree
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        digests.append(result.stdout.split())
+    assert len(digests[0]) == 3 * len(_SUM_SHAPES)
+    assert digests[0] == digests[1]
+
+
 @pytest.mark.slow
 @requires_compiled
 @pytest.mark.parametrize("build", other_runnable_builds())
