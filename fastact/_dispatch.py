@@ -101,7 +101,18 @@ def _check_dtype(dtype: np.dtype, arg: str, func: str, integers_ok: bool) -> Non
 
 
 def _to_array(value: Any, arg: str, func: str) -> np.ndarray:
-    """``np.asarray(value)``, its failure an error that names the argument."""
+    """``np.asarray(value)``, its failure an error that names the argument.
+
+    A duck array (dask, xarray, pandas, ...) that reaches this conversion is refused: the
+    paths that keep one lazy or labelled have taken it before, and converting it here
+    would compute a dask graph in full, silently, and drop an xarray's dims and coords.
+    """
+    if _is_duck_array(value):
+        raise TypeError(
+            f"fastact.{func}: {arg} is of type {_type_name(value)}, which {func} would "
+            f"convert to a NumPy array here (computing it, dropping its labels): pass "
+            f"numpy.asarray({arg}) to do that knowingly"
+        )
     try:
         return np.asarray(value)
     except ValueError as exc:
@@ -408,8 +419,8 @@ def dead_units(pre_activation: Any, axis: int = 0) -> Any:
     Parameters
     ----------
     pre_activation : array_like
-        float16, float32 or float64: the input ``x`` of a ReLU layer for a batch of
-        samples, for example of shape ``(samples, units)``.
+        float16, float32, float64 or bfloat16 (ml_dtypes): the input ``x`` of a ReLU
+        layer for a batch of samples, for example of shape ``(samples, units)``.
     axis : int, default 0
         The axis along which the samples lie; negative values count from the end.
 
@@ -434,8 +445,9 @@ def dead_units(pre_activation: Any, axis: int = 0) -> Any:
     Raises
     ------
     TypeError
-        If ``pre_activation`` is not float16/32/64 (integers, bool, complex, object,
-        strings, ...) or ``axis`` is not an int.
+        If ``pre_activation`` is not float16/32/64 or bfloat16 (integers, bool, complex,
+        object, strings, ...) or is a duck array (dask, xarray: no lazy form), or
+        ``axis`` is not an int.
     ValueError
         ``numpy.exceptions.AxisError`` if ``axis`` is out of range (a 0-d input has no
         axis).
@@ -450,7 +462,8 @@ def dead_fraction(pre_activation: Any, axis: int = 0) -> float:
     Parameters
     ----------
     pre_activation : array_like
-        float16, float32 or float64: the input of a ReLU layer for a batch of samples.
+        float16, float32, float64 or bfloat16 (ml_dtypes): the input of a ReLU layer for
+        a batch of samples.
     axis : int, default 0
         The axis along which the samples lie; negative values count from the end.
 
@@ -464,7 +477,8 @@ def dead_fraction(pre_activation: Any, axis: int = 0) -> float:
     Raises
     ------
     TypeError
-        If ``pre_activation`` is not float16/32/64 or ``axis`` is not an int.
+        If ``pre_activation`` is not float16/32/64 or bfloat16, is a duck array, or
+        ``axis`` is not an int.
     ValueError
         ``numpy.exceptions.AxisError`` if ``axis`` is out of range.
     """

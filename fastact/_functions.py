@@ -553,7 +553,8 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     rng : numpy.random.Generator, SeedSequence, int or None, optional
         Where the training draws come from: a Generator (its bit generator is used
         through NumPy's C API, under its lock), a seed (a non-negative int or a
-        SeedSequence), or None for fresh entropy.
+        SeedSequence), or None for fresh entropy. Checked in evaluation too, where
+        nothing is drawn.
 {_OUT}
 
     Returns
@@ -561,7 +562,7 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     y : ndarray or scalar
         In evaluation: ``x > 0 ? x : x * s`` with ``s = (lower + upper) / 2``,
         bit-identical to ``torch.nn.functional.rrelu(x, lower, upper, training=False)``.
-    (y, noise) : tuple of ndarrays
+    (y, noise) : tuple of ndarrays (scalars for a 0-d ``x``; ``y`` is ``out`` if given)
         In training: for each element with ``x <= 0`` (NaN excluded, as in torch) a slope
         ``r`` drawn uniformly from ``[lower, upper]`` in float64 and rounded to float32
         (float64 for float64 input); ``y = x * r`` rounded once and ``noise = r`` in
@@ -584,7 +585,8 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         (or is given with a dask array in training).
     ValueError
         If ``lower > upper``, a bound (training) or the mean slope (evaluation) overflows
-        float32 below float64 input, or ``out`` has the wrong shape or is read-only.
+        float32 below float64 input, ``rng`` is a negative seed, or ``out`` has the wrong
+        shape or is read-only.
     """,
     ),
     Composite(

@@ -92,9 +92,9 @@ def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndar
         )
     expected = mask_length(n)
     if array.ndim != 1 or array.shape[0] != expected:
-        length = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        has = f"length {array.shape[0]}" if array.ndim == 1 else f"shape {array.shape}"
         raise ValueError(
-            f"fastact.{func}: {arg} has length {length} but {n} elements need a mask of "
+            f"fastact.{func}: {arg} has {has} but {n} elements need a mask of "
             f"length {expected} ((n + 7) // 8 bytes, 1-D)"
         )
     if output and not array.flags.writeable:

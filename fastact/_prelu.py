@@ -107,12 +107,10 @@ def _duck_prelu(x: Any, weight: Any, out: Any) -> Any:
     """Duck arrays (dask, xarray): the ufunc with the weight broadcast along axis 1."""
     from . import ufunc
 
-    dtype = np.dtype(x.dtype)
-    _dispatch._check_dtype(dtype, "x", "prelu", False)
-    w = np.asarray(weight, dtype=dtype)
-    if w.ndim == 1 and x.ndim >= 2:
-        w = w.reshape((w.size,) + (1,) * (x.ndim - 2))
-    return _dispatch._duck_ufunc(ufunc.leaky_relu, (x, w), out, dtype, x.shape, "prelu")
+    # The eager call's checks: x's dtype, the weight's dtype and length.
+    dtype = _dispatch._check_lazy_dtype(x, "x", "prelu")
+    slopes = _reference._per_channel(_check_weight(weight, x, "prelu"), x)
+    return _dispatch._duck_ufunc(ufunc.leaky_relu, (x, slopes), out, dtype, x.shape, "prelu")
 
 
 def prelu(x: Any, weight: Any, out: np.ndarray | None = None) -> Any:

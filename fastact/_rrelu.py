@@ -68,17 +68,23 @@ def _check_in_range(bounds: tuple[float, float], x: np.ndarray, func: str) -> No
             )
 
 
+def _check_rng(rng: Any, func: str) -> None:
+    """A Generator, a SeedSequence, a non-negative integer seed or None; checked in
+    evaluation too, where nothing is drawn, so that a slip shows on the first call."""
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"fastact.{func}: rng={rng!r}: a seed must be a non-negative integer")
+        return
+    if not (rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence))):
+        raise TypeError(
+            f"fastact.{func}: rng must be a numpy.random.Generator, a seed or None, "
+            f"not {type(rng).__name__}"
+        )
+
+
 def _generator(rng: Any, func: str) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)) and rng < 0:
-        raise ValueError(f"fastact.{func}: rng={rng!r}: a seed must be a non-negative integer")
-    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
-        return np.random.default_rng(rng)
-    raise TypeError(
-        f"fastact.{func}: rng must be a numpy.random.Generator, a seed or None, "
-        f"not {type(rng).__name__}"
-    )
+    _check_rng(rng, func)
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def rrelu(
@@ -92,6 +98,7 @@ def rrelu(
 ) -> Any:
     low, high = _check_bounds(lower, upper, "rrelu")
     if not training:
+        _check_rng(rng, "rrelu")
         return _evaluated(_api.leaky_relu, (x,), low, high, "rrelu", out=out)
     if _dispatch._is_dask_array(x):
         return _lazy_training(x, low, high, rng, out)
@@ -110,7 +117,10 @@ def rrelu(
     if out is not None:
         np.copyto(out, y)
         y = out
-    return (y[()], noise[()]) if x.ndim == 0 and out is None else (y, noise)
+    # A 0-d x gives scalars, as NumPy's functions do; an out given is returned as it is.
+    if x.ndim == 0:
+        return (y if out is not None else y[()]), noise[()]
+    return y, noise
 
 
 # ---------------------------------------------------------------------------------------

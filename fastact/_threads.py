@@ -11,7 +11,7 @@ more than one thread; nothing is started until such a call runs.
 
 from __future__ import annotations
 
-import numbers
+import operator
 import os
 import threading
 import warnings
@@ -30,10 +30,11 @@ _MAX_THREADS = 4096
 
 
 def _check_count(n: object, func: str) -> int:
-    # bool is an int to Python, but threads(True) is a slip.
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+    # Anything with __index__ is a count (SupportsIndex, as the stubs say: a NumPy integer
+    # too); a float is not. bool is an int to Python, but threads(True) is a slip.
+    if isinstance(n, bool) or not hasattr(type(n), "__index__"):
         raise TypeError(f"fastact.{func}: the thread count must be an int, not {type(n).__name__}")
-    count = int(n)
+    count = operator.index(n)
     if not 1 <= count <= _MAX_THREADS:
         raise ValueError(
             f"fastact.{func}: the thread count must be between 1 and {_MAX_THREADS}, got {count}"

@@ -225,6 +225,9 @@ def test_bad_outputs_write_nothing(leaky):
     with pytest.raises(ValueError, match=r"mask has length 2 .* length 3"):
         forward(x, leaky, out=out, mask=np.zeros(2, np.uint8))
     untouched()
+    with pytest.raises(ValueError, match=r"mask has shape \(1, 3\) but .* length 3"):
+        forward(x, leaky, out=out, mask=np.zeros((1, 3), np.uint8))
+    untouched()
     with pytest.raises(TypeError, match="mask has dtype"):
         forward(x, leaky, out=out, mask=np.zeros(3, np.int8))
     untouched()

@@ -128,8 +128,11 @@ def test_errors():
         fastact.rrelu_backward(x, x, training=True)
     with pytest.raises(ValueError, match="noise has shape"):
         fastact.rrelu_backward(x, x, training=True, noise=np.ones(3, np.float32))
-    with pytest.raises(TypeError, match="rng must be"):
-        fastact.rrelu(x, training=True, rng="seed")
+    for training in (True, False):  # a bad rng is an error even where nothing is drawn
+        with pytest.raises(TypeError, match="rng must be"):
+            fastact.rrelu(x, training=training, rng="seed")
+        with pytest.raises(ValueError, match="a seed must be a non-negative integer"):
+            fastact.rrelu(x, training=training, rng=-1)
     with pytest.raises(TypeError, match="lower must be a real number"):
         fastact.rrelu(x, "0.1")
     with pytest.raises(ValueError, match=r"\(lower \+ upper\) / 2"):
@@ -140,6 +143,16 @@ def test_errors():
     fastact.rrelu(x.astype(">f8"), 0.1, 1e39, training=True)  # in either byte order
     with pytest.raises(TypeError, match="x has dtype int64"):
         fastact.rrelu(np.ones(2, np.int64), training=True)
+
+
+def test_zero_d_gives_scalars_as_numpy_does():
+    x = np.float32(-3)
+    y, noise = fastact.rrelu(x, training=True, rng=0)
+    assert type(y) is np.float32 and type(noise) is np.float32
+    out = np.zeros((), np.float32)
+    y_out, noise_out = fastact.rrelu(x, training=True, rng=0, out=out)
+    assert y_out is out and type(noise_out) is np.float32
+    assert out == y and noise_out == noise
 
 
 torch = pytest.importorskip("torch")

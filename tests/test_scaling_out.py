@@ -240,3 +240,66 @@ def test_xarray_out_is_a_type_error():
     x = xr.DataArray(np.ones((2, 3), np.float32), dims=("n", "c"))
     with pytest.raises(TypeError, match=r"^fastact\.relu: out is a xarray\.DataArray"):
         fastact.relu(x, out=x.copy())
+
+
+# The composites that keep a dask array lazy; every other one refuses it, as dead_units
+# does, rather than compute the whole graph into a NumPy array behind the caller's back.
+KEEP_DASK_LAZY = {"prelu", "prelu_backward", "rrelu", "rrelu_backward"}
+
+
+def _poisoned(x: np.ndarray):
+    """A dask array like ``x`` whose computation fails: proof that nothing computed it."""
+    import dask
+
+    def never():
+        raise AssertionError("the dask array was computed")
+
+    return da.from_delayed(dask.delayed(never)(), shape=x.shape, dtype=x.dtype)
+
+
+@pytest.mark.parametrize("name", [*COMPOSITE_CASES, "dead_units", "dead_fraction"])
+def test_dask_input_stays_lazy_or_is_refused(name):
+    from composites import build_call
+
+    x = sample(np.float32, 6 * 8, np.random.default_rng(3)).reshape(6, 8)
+    if name in COMPOSITE_CASES:
+        case = COMPOSITE_CASES[name]
+        call = build_call(case, np.float32, x.shape, np.random.default_rng(4))
+        first = case.arrays[0]
+        call[first] = _poisoned(call[first])
+        run = lambda: case.call(call)  # noqa: E731
+    else:
+        run = lambda: getattr(fastact, name)(_poisoned(x))  # noqa: E731
+    if name in KEEP_DASK_LAZY:
+        results = run()
+        assert all(isinstance(r, da.Array) for r in results), [type(r) for r in results]
+    else:
+        first = case.arrays[0] if name in COMPOSITE_CASES else "pre_activation"
+        with pytest.raises(TypeError, match=rf"{first} is of type dask\.Array.*numpy\.asarray"):
+            run()
+
+
+def test_xarray_input_keeps_its_labels_or_is_refused():
+    xr = pytest.importorskip("xarray")
+    x = xr.DataArray(np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4), dims=("n", "c"))
+    w = np.full(4, 0.25, np.float32)
+    for labelled in (fastact.prelu(x, w), fastact.rrelu(x), fastact.relu(x)):
+        assert isinstance(labelled, xr.DataArray) and labelled.dims == ("n", "c")
+    refused = {
+        "prelu_backward": lambda: fastact.prelu_backward(x, x, w),
+        "rrelu": lambda: fastact.rrelu(x, training=True, rng=0),
+        "relu_with_mask": lambda: fastact.relu_with_mask(x),
+        "bias_relu": lambda: fastact.bias_relu(x, w),
+        "dead_units": lambda: fastact.dead_units(x),
+    }
+    for name, run in refused.items():
+        with pytest.raises(TypeError, match=rf"^fastact\.{name}: .* is of type xarray"):
+            run()
+
+
+def test_prelu_on_a_duck_array_checks_its_weight_as_the_eager_call():
+    x = da.ones((4, 3), chunks=2, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"weight has shape \(5,\) but x has shape \(4, 3\)"):
+        fastact.prelu(x, np.ones(5, np.float32))
+    with pytest.raises(TypeError, match="weight has dtype float64 but x has dtype float32"):
+        fastact.prelu(x, np.ones(3, np.float64))

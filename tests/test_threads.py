@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import json
 import multiprocessing
+import operator
 import os
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def test_bad_count_is_a_value_error(bad):
     assert fastact.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("bad", [2.0, "2", True, None])
+@pytest.mark.parametrize("bad", [2.0, "2", True, np.True_, None])
 def test_non_int_count_is_a_type_error(bad):
     with pytest.raises(TypeError, match="must be an int"):
         fastact.set_num_threads(bad)
@@ -128,10 +129,20 @@ def test_non_int_count_is_a_type_error(bad):
         pass
 
 
-def test_numpy_integer_count():
-    fastact.set_num_threads(np.int64(2))
-    assert fastact.get_num_threads() == 2
+class _Index:
+    """Not an int, but has __index__: a count, as SupportsIndex in the stubs says."""
+
+    def __index__(self) -> int:
+        return 3
+
+
+@pytest.mark.parametrize("count", [np.int64(2), _Index()], ids=["numpy", "__index__"])
+def test_any_integer_count(count):
+    fastact.set_num_threads(count)
+    assert fastact.get_num_threads() == operator.index(count)
     assert type(fastact.get_num_threads()) is int
+    with fastact.threads(count):
+        assert fastact.get_num_threads() == operator.index(count)
 
 
 @requires_compiled
