@@ -100,7 +100,8 @@ def test_import_fastact_loads_no_benchmark_code():
     assert "bench" not in fastact.__all__  # a star import must not load it either
 
 
-def test_bench_function_returns_the_report(tmp_path, capsys):
+def test_bench_function_returns_the_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the command line's default JSON would go
     report = fastact.bench(
         mode="quick",
         dtypes=["float32"],
@@ -115,8 +116,126 @@ def test_bench_function_returns_the_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "relu" in out and report["metadata"]["cpu"] in out
     assert not list(tmp_path.iterdir())  # nothing written unless asked
-    with pytest.raises(ValueError, match="mode"):
-        fastact.bench(mode="fast")
+    written = tmp_path / "out" / "report.json"
+    report = fastact.bench(
+        mode="quick",
+        dtypes=["float32"],
+        functions=["relu"],
+        peers=[],
+        sections=["strided"],
+        repeat=1,
+        target_ms=0.1,
+        json=written,
+    )
+    settings = json.loads(written.read_text())["settings"]
+    assert (settings["repeat"], settings["target"]) == (1, 0.0001)
+
+
+# A bench run small enough to finish in a second, were an error to let it start.
+SMALL = ["--quick", "--dtypes", "float32", "--functions", "relu", "--sizes", "10"]
+SMALL += ["--sections", "main", "--peers", "", "--no-plots"]
+
+
+def usage_error(capsys, argv, option):
+    """The command line's error for argv: status 2, the option named, before any table."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(SMALL + argv, prog="bench")
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no header, no table: nothing was timed
+    assert f"bench: error: argument {option}" in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--repeat", "0", "at least 1"),  # was: the mode's default, silently
+        ("--repeat", "-1", "at least 1"),  # was: a crash after the first tables
+        ("--repeat", "2.5", "not an integer"),
+        ("--target-ms", "-5", "between 0.001 and"),
+        ("--target-ms", "0", "between 0.001 and"),
+        ("--target-ms", "nan", "between 0.001 and"),
+        ("--target-ms", "inf", "between 0.001 and"),
+        ("--target-ms", "fast", "not a number"),
+        ("--sizes", "40", "between 0 and 28"),
+        ("--threads", "0", "between 1 and 4096"),
+    ],
+)
+def test_a_bad_value_is_a_usage_error_before_anything_runs(
+    capsys, monkeypatch, tmp_path, option, value, message
+):
+    monkeypatch.chdir(tmp_path)  # where the default JSON would go
+    monkeypatch.setattr(cli, "run", lambda args: pytest.fail("the run started"))
+    assert message in usage_error(capsys, [option, value], option)
+    assert not list(tmp_path.iterdir())
+
+
+def test_good_values_are_the_run_settings():
+    args = cli.parse_args(cli.build_parser(None, "bench"), ["--repeat", "1", "--target-ms", "0.5"])
+    mode, cfg = cli.settings_from(args)
+    assert (mode, cfg.repeat, cfg.large_repeat, cfg.target) == ("default", 1, 1, 0.0005)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("file.txt/x.json", "file.txt is not a folder"),  # a regular file fails root too
+        ("file.txt/deeper/x.json", "file.txt is not a folder"),
+        ("folder", "it is a folder"),
+    ],
+)
+def test_an_unwritable_json_path_is_a_usage_error_before_anything_runs(
+    capsys, monkeypatch, tmp_path, where, message
+):
+    (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setattr(cli, "run", lambda args: pytest.fail("the run started"))
+    path = tmp_path / where
+    err = usage_error(capsys, ["--json", str(path)], "--json")
+    assert f"cannot write {path}: " in err and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
+
+
+def test_the_default_json_path_is_checked_too(capsys, monkeypatch, tmp_path):
+    """In a folder where nothing can be made, the default JSON fails before the run."""
+    (tmp_path / "fastact-bench").write_text("a file where the folder would be")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "run", lambda args: pytest.fail("the run started"))
+    err = usage_error(capsys, [], "--json")
+    assert f"cannot write {cli.PACKAGE_JSON}: fastact-bench is not a folder" in err
+
+
+def test_checking_the_json_path_leaves_nothing_behind(tmp_path):
+    """The folders made to try the path, and the file, are removed; an existing file is
+    kept as it was, until the report replaces it."""
+    path = tmp_path / "new" / "deeper" / "x.json"
+    assert cli.write_problem(path) is None
+    assert not list(tmp_path.iterdir())
+    path = tmp_path / "old.json"
+    path.write_text("{}")
+    assert cli.write_problem(path) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["old.json"]
+    assert path.read_text() == "{}"
+
+
+def test_bench_function_rejects_bad_arguments_as_the_command_line(capsys, tmp_path):
+    """A bad mode or value: SystemExit(2) and the usage message, as the docstring says,
+    before anything is timed."""
+    (tmp_path / "file.txt").write_text("not a folder")
+    bad = [
+        ({"mode": "fast"}, "mode must be one of"),
+        ({"repeat": 0}, "argument --repeat"),
+        ({"target_ms": -5}, "argument --target-ms"),
+        ({"sizes": [-1, 2]}, "argument --sizes"),
+        ({"json": tmp_path / "file.txt" / "x.json"}, "argument --json"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(SystemExit) as exit_info:
+            fastact.bench(**kwargs)
+        assert exit_info.value.code == 2, kwargs
+        out, err = capsys.readouterr()
+        assert out == "" and "fastact.bench: error: " + message in err, kwargs
 
 
 @requires_compiled

@@ -105,11 +105,18 @@ def bench(
     Raises
     ------
     SystemExit
-        If fastact itself disagrees with ``fastact._reference`` on the edge values, or an
-        argument is not one the command line accepts.
+        With status 2 and the command line's usage message, before anything is timed, if
+        ``mode`` is not one of the three, another argument is not one the command line
+        accepts, or ``json`` cannot be written (its folder cannot be made, or no file
+        can be written in it); else if fastact itself disagrees with
+        ``fastact._reference`` on the edge values.
     """
-    if mode not in cli.MODES:
-        raise ValueError(f"mode must be one of {', '.join(cli.MODES)}, not {mode!r}")
+    # No JSON by default (None), unlike the command line; --json, when given, is checked
+    # before anything is timed. Each value is passed as --option=value: one that starts
+    # with "-" (a negative count, a path) is then the option's, for its type to judge.
+    parser = cli.build_parser(None, "fastact.bench")
+    if mode not in cli.MODES:  # the command line's error: usage, message, SystemExit(2)
+        parser.error(f"mode must be one of {', '.join(cli.MODES)}, not {mode!r}")
     argv = [] if mode == "default" else [f"--{mode}"]
     lists = {
         "--dtypes": dtypes,
@@ -122,17 +129,19 @@ def bench(
     }
     for option, values in lists.items():
         if values is not None:
-            argv += [option, ",".join(map(str, values))]
+            argv.append(f"{option}={','.join(map(str, values))}")
     if repeat is not None:
-        argv += ["--repeat", str(repeat)]
+        argv.append(f"--repeat={repeat}")
     if target_ms is not None:
-        argv += ["--target-ms", str(target_ms)]
+        argv.append(f"--target-ms={target_ms}")
+    if json is not None:
+        argv.append(f"--json={json}")
     if keep_thresholds:
         argv.append("--keep-thresholds")
-    args = cli.parse_args(argv, cli.PACKAGE_JSON, "fastact.bench")
+    args = cli.parse_args(parser, argv)
     result = cli.run(args)
-    if json is not None:
-        report.write_json(Path(json), result)
+    if args.json is not None:
+        report.write_json(args.json, result)
     if plots is not None:
         report.write_plots(result, Path(plots))
     cli.finish(result)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, replace
+from itertools import takewhile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +33,8 @@ DESCRIPTION = (
 # `python -m fastact bench` writes here, in the working directory, unless --json says where.
 PACKAGE_JSON = Path("fastact-bench") / "latest.json"
 
+N = TypeVar("N", int, float)
+
 
 def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -48,15 +53,38 @@ def choices_list(allowed: Iterable[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def in_range(values: list[N], low: float, high: float, what: str) -> list[N]:
+    """The values, if there is one at least and each is in [low, high] (NaN is not).
+
+    A ``high`` of ``math.inf`` leaves them unbounded above.
+    """
+    if not values or not all(low <= v <= high for v in values):
+        bounds = f"at least {low}" if high == math.inf else f"between {low} and {high}"
+        raise argparse.ArgumentTypeError(f"{what} must be {bounds}")
+    return values
+
+
 def int_list(text: str, low: int, high: int, what: str) -> list[int]:
     """Comma-separated integers, each in [low, high], in the order given."""
     try:
         values = [int(item) for item in comma_list(text)]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
-    if not values or not all(low <= v <= high for v in values):
-        raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}")
-    return values
+    return in_range(values, low, high, what)
+
+
+def number(convert: Callable[[str], N], low: float, high: float, what: str) -> Callable[[str], N]:
+    """An argparse type: one number, as ``convert`` reads it, in [low, high]."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError as exc:
+            kind = "an integer" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from exc
+        return in_range([value], low, high, what)[0]
+
+    return parse
 
 
 def exponent_list(text: str) -> tuple[int, ...]:
@@ -68,9 +96,43 @@ def count_list(text: str) -> list[int]:
     return sorted(set(int_list(text, 1, 4096, "counts")))
 
 
-def parse_args(
-    argv: Sequence[str] | None, default_json: Path, prog: str | None
-) -> argparse.Namespace:
+def write_problem(path: Path) -> str | None:
+    """Why the report could not be written to ``path``, or None if it could.
+
+    Tried rather than guessed from permission bits: root passes every permission check,
+    yet cannot make a folder in /proc or a file on a read-only file system. The folders
+    made for the try, and its file, are removed: ``report.write_json`` makes them again.
+    """
+    if path.is_dir():
+        return "it is a folder"
+    # The folders to make, innermost first, up to the nearest one there (at worst "." or
+    # "/"): a regular file in its place is the error that fails for root too.
+    chain = [path.parent, *path.parent.parents]
+    made = list(takewhile(lambda folder: not folder.exists(), chain))
+    if not chain[len(made)].is_dir():
+        return f"{chain[len(made)]} is not a folder"
+    step = f"the folder {path.parent} cannot be made"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():  # opened to append: truncated only when the report is written
+            step = "the file cannot be opened"
+            with path.open("a"):
+                pass
+        else:
+            step = f"no file can be made in {path.parent}"
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+    except OSError as exc:
+        return f"{step} ({exc.strerror or exc})"
+    finally:
+        for folder in made:
+            with suppress(OSError):
+                folder.rmdir()
+    return None
+
+
+def build_parser(default_json: Path | None, prog: str | None) -> argparse.ArgumentParser:
+    """The options; with ``default_json`` None, no JSON is written unless --json says where."""
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="under a minute: smoke test")
@@ -111,8 +173,19 @@ def parse_args(
         type=count_list,
         help="thread counts of the thread-scaling table (default 1, 2, 4, ... and the cores)",
     )
-    parser.add_argument("--repeat", type=int, help="samples per competitor")
-    parser.add_argument("--target-ms", type=float, help="minimum duration of one sample")
+    # Zero or fewer samples leave no median to report; a sample's target below a
+    # microsecond is one call per sample whatever its value (timing.calibrate), and above a
+    # minute even --quick would take hours.
+    parser.add_argument(
+        "--repeat",
+        type=number(int, 1, math.inf, "samples"),
+        help="samples per competitor",
+    )
+    parser.add_argument(
+        "--target-ms",
+        type=number(float, 0.001, 60_000, "milliseconds"),
+        help="minimum duration of one sample",
+    )
     parser.add_argument(
         "--json",
         type=Path,
@@ -133,7 +206,21 @@ def parse_args(
         help="time with the thresholds in force, defaults included (by default a threshold "
         "neither set in the environment nor tuned for this CPU is measured first)",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, and a usage error for a JSON destination that cannot be written.
+
+    The JSON is written once every table has run: checked only then, a bad path would
+    cost the whole run, and its results.
+    """
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        problem = write_problem(args.json)
+        if problem is not None:
+            parser.error(f"argument --json: cannot write {args.json}: {problem}")
+    return args
 
 
 def settings_from(args: argparse.Namespace) -> tuple[str, Settings]:
@@ -143,9 +230,10 @@ def settings_from(args: argparse.Namespace) -> tuple[str, Settings]:
         cfg = replace(cfg, exponents=args.sizes, max_exponent={})
     if args.sweep_sizes:
         cfg = replace(cfg, sweep_exponents=args.sweep_sizes)
-    if args.repeat:
+    # `is not None`: 0 is a value (that the options reject), not "unset".
+    if args.repeat is not None:
         cfg = replace(cfg, repeat=args.repeat, large_repeat=min(cfg.large_repeat, args.repeat))
-    if args.target_ms:
+    if args.target_ms is not None:
         cfg = replace(cfg, target=args.target_ms / 1e3)
     return mode, cfg
 
@@ -320,7 +408,7 @@ def main(
     argv: Sequence[str] | None = None, default_json: Path = PACKAGE_JSON, prog: str | None = None
 ) -> int:
     """Run the benchmark as the command line asks; write the JSON and the plots."""
-    args = parse_args(argv, default_json, prog)
+    args = parse_args(build_parser(default_json, prog), argv)
     report = run(args)
     rp.write_json(args.json, report)
     if not args.no_plots:
