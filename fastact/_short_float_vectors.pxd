@@ -152,28 +152,66 @@ cdef extern from *:
     #endif
     }
 
+    /* bfloat16 through AVX512_BF16's vcvtne2ps2bf16, on the CPUs that have it (checked at
+       each call, fastact_leaky_bfloat16_vectors): it rounds to nearest even as the integer
+       code does, NaN included (quieted, its upper half kept: the integer code's result
+       for the canonical slope's NaN), but flushes subnormal products to zero. A vector
+       with a subnormal product, which real data hardly has, goes through the integer
+       code instead, so the bits are the same over every input. Elements 0-15 and 16-31
+       are widened apart (the instruction packs two vectors one after the other). */
+    #if FASTACT_SHORT_VECTOR_BYTES == 64 && defined(__GNUC__) && !defined(__clang__) \
+        && __GNUC__ >= 10
+    #define FASTACT_HAS_BF16_INSTRUCTIONS 1
+    #include <immintrin.h>
+    __attribute__((target("avx512bf16"))) static inline fastact_u16v
+    fastact_scale_bfloat16_instructions(fastact_u16v g, float slope)
+    {
+        /* The even elements in the low halves' place, the odd ones in the high halves'
+           (as the integer code widens them); the instruction packs the two vectors one
+           after the other, and a permutation puts each element back in its place. */
+        const __m512i order = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        fastact_u32v w = (fastact_u32v)g;
+        fastact_f32v even = (fastact_f32v)(w << 16) * slope;
+        fastact_f32v odd = (fastact_f32v)(w & 0xffff0000u) * slope;
+        if (_mm512_fpclass_ps_mask((__m512)even, 0x20) | _mm512_fpclass_ps_mask((__m512)odd, 0x20))
+            return fastact_scale_bfloat16(g, slope);  /* 0x20: subnormal */
+        __m512i packed = (__m512i)_mm512_cvtne2ps_pbh((__m512)odd, (__m512)even);
+        return (fastact_u16v)_mm512_permutexvar_epi16(order, packed);
+    }
+    #else
+    #define FASTACT_HAS_BF16_INSTRUCTIONS 0
+    #endif
+
+    /* format: 0 float16, 1 bfloat16, 2 bfloat16 through its conversion instruction */
     static inline fastact_u16v fastact_leaky_lanes(fastact_u16v g, fastact_u16v x, float slope,
-                                                   int is_bfloat16)
+                                                   int format)
     {
         /* x > 0: sign clear, magnitude in (0, inf], as is_positive in _elementwise.pxd */
-        uint16_t infinity = is_bfloat16 ? 0x7f80u : 0x7c00u;
+        uint16_t infinity = format ? 0x7f80u : 0x7c00u;
         fastact_u16v positive = (fastact_u16v)((fastact_u16v)(x - 1) < infinity);
-        fastact_u16v scaled = is_bfloat16 ? fastact_scale_bfloat16(g, slope)
-                                          : fastact_scale_float16(g, slope);
+        fastact_u16v scaled;
+    #if FASTACT_HAS_BF16_INSTRUCTIONS
+        if (format == 2)
+            scaled = fastact_scale_bfloat16_instructions(g, slope);
+        else
+    #endif
+        scaled = format ? fastact_scale_bfloat16(g, slope) : fastact_scale_float16(g, slope);
         return (positive & g) | (~positive & scaled);
     }
 
     static inline __attribute__((always_inline)) void
     fastact_leaky_short_floats_loop(const uint16_t *g, const uint16_t *x,
                                                        uint16_t *out, ptrdiff_t n,
-                                                       float slope, int is_bfloat16)
+                                                       float slope, int format)
     {
         fastact_u16v gv, xv, r;
         ptrdiff_t i = 0;
         for (; i + FASTACT_SHORT_LANES <= n; i += FASTACT_SHORT_LANES) {
             memcpy(&gv, g + i, sizeof gv);
             memcpy(&xv, x + i, sizeof xv);
-            r = fastact_leaky_lanes(gv, xv, slope, is_bfloat16);
+            r = fastact_leaky_lanes(gv, xv, slope, format);
             memcpy(out + i, &r, sizeof r);
         }
         /* The tail through the same vector code, from and to a zero-padded vector. */
@@ -183,7 +221,7 @@ cdef extern from *:
             memcpy(tail_x, x + i, (size_t)(n - i) * 2);
             memcpy(&gv, tail_g, sizeof gv);
             memcpy(&xv, tail_x, sizeof xv);
-            r = fastact_leaky_lanes(gv, xv, slope, is_bfloat16);
+            r = fastact_leaky_lanes(gv, xv, slope, format);
             memcpy(tail_g, &r, sizeof r);
             memcpy(out + i, tail_g, (size_t)(n - i) * 2);
         }
@@ -191,15 +229,15 @@ cdef extern from *:
 
     static inline __attribute__((always_inline)) void
     fastact_leaky_short_floats(const uint16_t *g, const uint16_t *x, uint16_t *out,
-                               ptrdiff_t n, float slope, int is_bfloat16)
+                               ptrdiff_t n, float slope, int format)
     {
         slope = fastact_canonical_slope(slope);
         /* The forward pass (g is x) with one load per vector: two loads of the same
            addresses cost a third more time at L2 sizes. */
         if (g == x)
-            fastact_leaky_short_floats_loop(x, x, out, n, slope, is_bfloat16);
+            fastact_leaky_short_floats_loop(x, x, out, n, slope, format);
         else
-            fastact_leaky_short_floats_loop(g, x, out, n, slope, is_bfloat16);
+            fastact_leaky_short_floats_loop(g, x, out, n, slope, format);
     }
 
     /* One function per format, never inlined into the (large) dispatching function: there
@@ -212,10 +250,26 @@ cdef extern from *:
         fastact_leaky_short_floats(g, x, out, n, slope, 0);
     }
 
+    #if FASTACT_HAS_BF16_INSTRUCTIONS
+    __attribute__((noinline, unused, target("avx512bf16"))) static void
+    fastact_leaky_bfloat16_instructions(const uint16_t *g, const uint16_t *x, uint16_t *out,
+                                        ptrdiff_t n, float slope)
+    {
+        fastact_leaky_short_floats(g, x, out, n, slope, 2);
+    }
+    #endif
+
     __attribute__((noinline, unused)) static void
     fastact_leaky_bfloat16_vectors(const uint16_t *g, const uint16_t *x, uint16_t *out,
                                    ptrdiff_t n, float slope)
     {
+    #if FASTACT_HAS_BF16_INSTRUCTIONS
+        __builtin_cpu_init();  /* once; then a load and a test */
+        if (__builtin_cpu_supports("avx512bf16")) {
+            fastact_leaky_bfloat16_instructions(g, x, out, n, slope);
+            return;
+        }
+    #endif
         fastact_leaky_short_floats(g, x, out, n, slope, 1);
     }
 
