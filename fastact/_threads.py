@@ -32,7 +32,7 @@ _MAX_THREADS = 4096
 def _check_count(n: object, func: str) -> int:
     # Anything with __index__ is a count (SupportsIndex, as the stubs say: a NumPy integer
     # too); a float is not. bool is an int to Python, but threads(True) is a slip.
-    if isinstance(n, bool) or not hasattr(type(n), "__index__"):
+    if isinstance(n, bool) or not isinstance(n, SupportsIndex):
         raise TypeError(f"fastact.{func}: the thread count must be an int, not {type(n).__name__}")
     count = operator.index(n)
     if not 1 <= count <= _MAX_THREADS:
