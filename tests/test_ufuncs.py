@@ -151,7 +151,17 @@ class Wrapped:
 
 
 # The main functions hand duck arrays to the ufuncs only when the compiled extension is
-# in use (FASTACT_DISABLE_COMPILED=1 converts them with np.asarray).
+# in use; FASTACT_DISABLE_COMPILED=1 has no ufuncs, and refuses them rather than convert
+# them with np.asarray (a dask graph computed in full, an xarray's labels dropped).
+def test_duck_arrays_go_to_the_ufuncs_or_are_refused():
+    wrapped = Wrapped(np.linspace(-1, 1, 5, dtype=np.float32))
+    if fastact.COMPILED:
+        assert isinstance(fastact.relu(wrapped), Wrapped)
+    else:
+        with pytest.raises(TypeError, match=r"^fastact\.relu: x is of type .*Wrapped"):
+            fastact.relu(wrapped)
+
+
 @requires_compiled
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_main_functions_hand_duck_arrays_to_the_ufuncs(name):
@@ -178,6 +188,7 @@ def test_main_functions_still_validate_duck_arrays():
     assert fastact.relu(Wrapped(np.ones(3, np.int8))).data.dtype == np.int8
 
 
+@requires_compiled
 @requires_ml_dtypes
 def test_bfloat16_duck_arrays_are_refused_not_widened():
     with pytest.raises(TypeError, match="bfloat16"):
