@@ -221,6 +221,25 @@ cdef extern from *:
      * float64 multiplies. Not bfloat16: its range is float32's, its products can
      * overflow or underflow there. */
     #include <immintrin.h>
+    /* The terms of 32 elements whose float32 products are exact (float16's) added to the
+     * four vectors of lanes: the product widened, where x > 0 does not hold. */
+    static inline __attribute__((always_inline)) void
+    fastact_add_exact_products(__m512 x0, __m512 x1, __m512 g0, __m512 g1, __mmask16 other0,
+                               __mmask16 other1, __m512d *s0, __m512d *s1, __m512d *s2,
+                               __m512d *s3)
+    {
+        __m512 p0 = _mm512_mul_ps(x0, g0), p1 = _mm512_mul_ps(x1, g1);
+    #define FASTACT_UPPER(p) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))
+        *s0 = _mm512_add_pd(*s0, _mm512_maskz_cvtps_pd((__mmask8)other0,
+                                                       _mm512_castps512_ps256(p0)));
+        *s1 = _mm512_add_pd(*s1, _mm512_maskz_cvtps_pd((__mmask8)(other0 >> 8),
+                                                       FASTACT_UPPER(p0)));
+        *s2 = _mm512_add_pd(*s2, _mm512_maskz_cvtps_pd((__mmask8)other1,
+                                                       _mm512_castps512_ps256(p1)));
+        *s3 = _mm512_add_pd(*s3, _mm512_maskz_cvtps_pd((__mmask8)(other1 >> 8),
+                                                       FASTACT_UPPER(p1)));
+    #undef FASTACT_UPPER
+    }
     static inline __attribute__((always_inline)) void
     fastact_backward_run_avx512(const float *g, const float *x, float *out, ptrdiff_t n,
                                 float slope, double *sums, double *comps, int compensated,
@@ -239,17 +258,7 @@ cdef extern from *:
             _mm512_storeu_ps(out + i, _mm512_mask_mul_ps(g0, other0, g0, slopes));
             _mm512_storeu_ps(out + i + 16, _mm512_mask_mul_ps(g1, other1, g1, slopes));
             if (exact_float_products) {
-                __m512 p0 = _mm512_mul_ps(x0, g0), p1 = _mm512_mul_ps(x1, g1);
-    #define FASTACT_UPPER(p) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))
-                s0 = _mm512_add_pd(s0, _mm512_maskz_cvtps_pd((__mmask8)other0,
-                                                             _mm512_castps512_ps256(p0)));
-                s1 = _mm512_add_pd(s1, _mm512_maskz_cvtps_pd((__mmask8)(other0 >> 8),
-                                                             FASTACT_UPPER(p0)));
-                s2 = _mm512_add_pd(s2, _mm512_maskz_cvtps_pd((__mmask8)other1,
-                                                             _mm512_castps512_ps256(p1)));
-                s3 = _mm512_add_pd(s3, _mm512_maskz_cvtps_pd((__mmask8)(other1 >> 8),
-                                                             FASTACT_UPPER(p1)));
-    #undef FASTACT_UPPER
+                fastact_add_exact_products(x0, x1, g0, g1, other0, other1, &s0, &s1, &s2, &s3);
                 continue;
             }
     #define FASTACT_TERMS(k, other)                                                       \
@@ -278,6 +287,42 @@ cdef extern from *:
                                                  double *comps, int compensated)
     {
         fastact_backward_run_avx512(g, x, out, n, slope, sums, comps, compensated, 1);
+    }
+    /* float16 runs: the loop above with exact products, on halves converted in the
+     * registers (vcvtph2ps, and vcvtps2ph for the gradient, as the float32 blocks in L1
+     * are widened and narrowed): the same operations on the same values, so the same
+     * bits, without three passes through L1. Whole steps of 32 from the run's start (so
+     * each term's lane is its index mod 32); returns how many it did, the rest left to
+     * the blocks. */
+    static inline ptrdiff_t fastact_backward_run_float16(const uint16_t *g, const uint16_t *x,
+                                                         uint16_t *out, ptrdiff_t n,
+                                                         float slope, double *sums)
+    {
+        const __m512 slopes = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
+        __m512d s0 = _mm512_loadu_pd(sums), s1 = _mm512_loadu_pd(sums + 8);
+        __m512d s2 = _mm512_loadu_pd(sums + 16), s3 = _mm512_loadu_pd(sums + 24);
+        ptrdiff_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            __m512i gh = _mm512_loadu_si512(g + i), xh = _mm512_loadu_si512(x + i);
+            __m512 g0 = _mm512_cvtph_ps(_mm512_castsi512_si256(gh));
+            __m512 g1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(gh, 1));
+            __m512 x0 = _mm512_cvtph_ps(_mm512_castsi512_si256(xh));
+            __m512 x1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(xh, 1));
+            __mmask16 other0 = _mm512_cmp_ps_mask(x0, zero, _CMP_NGT_UQ);
+            __mmask16 other1 = _mm512_cmp_ps_mask(x1, zero, _CMP_NGT_UQ);
+            __m256i out0 = _mm512_cvtps_ph(_mm512_mask_mul_ps(g0, other0, g0, slopes),
+                                           _MM_FROUND_TO_NEAREST_INT);
+            __m256i out1 = _mm512_cvtps_ph(_mm512_mask_mul_ps(g1, other1, g1, slopes),
+                                           _MM_FROUND_TO_NEAREST_INT);
+            _mm512_storeu_si512(out + i, _mm512_inserti64x4(_mm512_castsi256_si512(out0),
+                                                            out1, 1));
+            fastact_add_exact_products(x0, x1, g0, g1, other0, other1, &s0, &s1, &s2, &s3);
+        }
+        _mm512_storeu_pd(sums, s0);
+        _mm512_storeu_pd(sums + 8, s1);
+        _mm512_storeu_pd(sums + 16, s2);
+        _mm512_storeu_pd(sums + 24, s3);
+        return i;
     }
     /* Short rows, float32: whole steps of 16 of the first m <= 64 positions of `rows` rows
      * `stride` apart, the gradient and each term added to its position's sum, row after
@@ -363,6 +408,12 @@ cdef extern from *:
     {
         return 0;
     }
+    static inline ptrdiff_t fastact_backward_run_float16(const uint16_t *g, const uint16_t *x,
+                                                         uint16_t *out, ptrdiff_t n,
+                                                         float slope, double *sums)
+    {
+        return 0;
+    }
     #endif
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_double, double)
 
@@ -405,6 +456,8 @@ cdef extern from *:
     Py_ssize_t fastact_backward_positions_float(const float* g, const float* x, float* out,
                                                 const double* slopes, Py_ssize_t n,
                                                 double* sums) nogil
+    Py_ssize_t fastact_backward_run_float16(const uint16_t* g, const uint16_t* x, uint16_t* out,
+                                            Py_ssize_t n, float slope, double* sums) nogil
     Py_ssize_t fastact_backward_short_rows_float(const float* g, const float* x, float* out,
                                                  const double* slopes, Py_ssize_t rows,
                                                  Py_ssize_t stride, Py_ssize_t m,
@@ -524,6 +577,9 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
         fastact_backward_run_double(g, x, out, n, slope, lane_sums, lane_compensations, True)
     elif in_float32_blocks(x):
         start = 0
+        if floating_t is float16_t:
+            start = fastact_backward_run_float16(<const uint16_t*>g, <const uint16_t*>x,
+                                                 <uint16_t*>out, n, <float>slope, lane_sums)
         while start < n:
             m = min(<Py_ssize_t>F16C_BLOCK, n - start)
             widen_block(g + start, g_block, m)
