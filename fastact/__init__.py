@@ -70,8 +70,9 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         ``version``; ``compiled`` (whether the compiled loops are in use) and
         ``disabled_by_env`` (whether ``FASTACT_DISABLE_COMPILED`` turned them off);
         ``kernel_dtypes`` (per function, the dtypes the loops cover: everything else runs
-        the NumPy reference); ``compiler``, ``cflags``, ``cython`` and
-        ``built_against_numpy`` (how the extension was built); ``simd`` (the build of
+        the NumPy reference; ``rrelu_backward`` in training is NumPy's product);
+        ``compiler``, ``cflags``, ``cython`` and ``built_against_numpy`` (how the
+        extension was built); ``simd`` (the build of
         the loops in use: ``avx512``, ``avx2`` or ``baseline``; ``FASTACT_SIMD`` picks
         another), ``simd_runnable`` (every build this machine can run, best first) and
         ``loops_cflags`` (the build's compiler flags), ``openmp`` (whether threads

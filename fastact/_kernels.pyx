@@ -200,7 +200,7 @@ _INTEGER_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 
 #: Per function, the dtypes the loops cover (from the function table). The composites
 #: (PReLU's channel loops, RReLU's noise, the masks and the bias layer) cover the float
-#: types.
+#: types; rrelu_backward in training is ``grad_output * noise``, NumPy's own product.
 KERNEL_DTYPES = {
     func.name: _FLOAT_NAMES + (_INTEGER_NAMES if func.integers else ())
     for func in FUNCTIONS

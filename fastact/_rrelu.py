@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,8 @@ def _evaluated(leaky: Any, arrays: tuple, low: float, high: float, func: str, **
     try:
         return leaky(*arrays, slope, **kw)
     except (TypeError, ValueError) as exc:
-        message = str(exc).replace(f"fastact.{leaky.__name__}", f"fastact.{func}")
+        # The leaky function's name, wherever its message says it, is rrelu's.
+        message = re.sub(rf"\b{leaky.__name__}\b", func, str(exc))
         message = message.replace(f"negative_slope={slope!r}", f"(lower + upper) / 2 = {slope!r}")
         raise type(exc)(message) from exc
 
@@ -256,7 +258,8 @@ def rrelu_backward(
 
 def _lazy_training_backward(grad_output: Any, x: Any, noise: Any, out: Any) -> Any:
     """``grad_output * noise`` on dask arrays, lazily, rounded once in the element type
-    (16-bit floats through float32), as the eager product."""
+    (16-bit floats through float32), as the eager product (NaN by NaN-ness: a float16
+    NaN's payload may differ)."""
     func = "rrelu_backward"
     arrays = {"grad_output": grad_output, "x": x, "noise": noise}
     dtypes = {name: _dispatch._check_lazy_dtype(a, name, func) for name, a in arrays.items()}

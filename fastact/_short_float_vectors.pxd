@@ -11,11 +11,12 @@ side needs no conversion at all: the blend picks ``g``'s own bits, so NaN payloa
 Written once with the compiler's vector extensions (GCC >= 9, Clang), at the widest vector
 the build's flags allow: 64 bytes in the AVX-512 build (32 lanes), 32 in the AVX2 build,
 16 in the baseline one (SSE2 on x86-64, NEON on aarch64). float16 converts through F16C
-where the build has it (exact, ties to even); without it, and for bfloat16 in every build,
-through exact integer conversions, the scalar ones of ``_elementwise.pxd`` lane by lane:
-a 32-bit lane holds two 16-bit values, converted as two float32 vectors (the low halves
-and the high halves) and put back where they came from, so no shuffle is needed. Never
-``vcvtneps2bf16``: it flushes subnormals. The results are the scalar rule's, bit for bit,
+where the build has it (exact, ties to even); without it, and for bfloat16, through exact
+integer conversions, the scalar ones of ``_elementwise.pxd`` lane by lane: a 32-bit lane
+holds two 16-bit values, converted as two float32 vectors (the low halves and the high
+halves) and put back where they came from, so no shuffle is needed. In the AVX-512 build
+on a CPU with AVX512_BF16, bfloat16 rounds with ``vcvtne2ps2bf16``, except in a vector
+with a subnormal product, which the instruction would flush to zero. The results are the scalar rule's, bit for bit,
 over every 16-bit input (the tests check all 65,536 under every build), NaN payloads
 aside: F16C keeps more of a payload than the scalar float16 rounding, and where both ``g``
 and the slope are NaN either may come through. A NaN is compared by NaN-ness, as

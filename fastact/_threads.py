@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import SupportsIndex
 
+import numpy as np
+
 __all__ = ["NUM_THREADS_ENV_VAR", "get_num_threads", "set_num_threads", "threads"]
 
 #: The environment variable that sets the default thread count at import.
@@ -32,9 +34,13 @@ _MAX_THREADS = 4096
 def _check_count(n: object, func: str) -> int:
     # Anything with __index__ is a count (SupportsIndex, as the stubs say: a NumPy integer
     # too); a float is not. bool is an int to Python, but threads(True) is a slip.
-    if isinstance(n, bool) or not isinstance(n, SupportsIndex):
-        raise TypeError(f"fastact.{func}: the thread count must be an int, not {type(n).__name__}")
-    count = operator.index(n)
+    message = f"fastact.{func}: the thread count must be an int, not {type(n).__name__}"
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, SupportsIndex):
+        raise TypeError(message)
+    try:
+        count = operator.index(n)
+    except TypeError:  # has __index__ but refuses: a 0-d float array
+        raise TypeError(message) from None
     if not 1 <= count <= _MAX_THREADS:
         raise ValueError(
             f"fastact.{func}: the thread count must be between 1 and {_MAX_THREADS}, got {count}"

@@ -14,9 +14,9 @@ backward ufuncs too); dtypes follow NumPy's casting (integer input to the float-
 ufuncs is cast to the smallest float that holds it, or to float64 beside a Python-float
 slope; bfloat16 to float32; a float64 slope array with float32 ``x`` gives float64); a
 0-d result is a scalar. float16 loops take the slope as float32, as torch does, so they
-are mixed-type loops (``ef->e``), which NumPy's ``dtype=np.float16`` does not select
-(it asks for every operand in float16, as it does of ``np.ldexp``): to compute in
-float16, pass float16 ``x`` or a float16 ``out``.
+are mixed-type loops (``ef->e``): ``dtype=np.float16`` selects them for float16 ``x``, but
+not for ``x`` of another type (NumPy asks for every operand in float16, as it does of
+``np.ldexp``); cast ``x`` to float16 first to compute in float16.
 """
 
 from . import _ufuncs

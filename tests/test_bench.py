@@ -183,6 +183,8 @@ def test_good_values_are_the_run_settings():
         ("file.txt/x.json", "file.txt is not a folder"),  # a regular file fails root too
         ("file.txt/deeper/x.json", "file.txt is not a folder"),
         ("folder", "it is a folder"),
+        # Looking it up fails (ENAMETOOLONG, for root too; an unsearchable folder alike).
+        (f"{'n' * 300}/x.json", "it cannot be looked up"),
     ],
 )
 def test_an_unwritable_json_path_is_a_usage_error_before_anything_runs(

@@ -121,7 +121,7 @@ def test_bad_count_is_a_value_error(bad):
     assert fastact.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("bad", [2.0, "2", True, np.True_, None])
+@pytest.mark.parametrize("bad", [2.0, "2", True, np.True_, None, np.array(2.0)])
 def test_non_int_count_is_a_type_error(bad):
     with pytest.raises(TypeError, match="must be an int"):
         fastact.set_num_threads(bad)

@@ -160,6 +160,9 @@ def test_duck_arrays_go_to_the_ufuncs_or_are_refused():
     else:
         with pytest.raises(TypeError, match=r"^fastact\.relu: x is of type .*Wrapped"):
             fastact.relu(wrapped)
+        # rrelu in evaluation is leaky_relu's path, its messages rrelu's.
+        with pytest.raises(TypeError, match=r"^fastact\.rrelu: x .*, which rrelu would"):
+            fastact.rrelu(wrapped)
 
 
 @requires_compiled

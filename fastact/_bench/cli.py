@@ -103,14 +103,19 @@ def write_problem(path: Path) -> str | None:
     yet cannot make a folder in /proc or a file on a read-only file system. The folders
     made for the try, and its file, are removed: ``report.write_json`` makes them again.
     """
-    if path.is_dir():
-        return "it is a folder"
-    # The folders to make, innermost first, up to the nearest one there (at worst "." or
-    # "/"): a regular file in its place is the error that fails for root too.
-    chain = [path.parent, *path.parent.parents]
-    made = list(takewhile(lambda folder: not folder.exists(), chain))
-    if not chain[len(made)].is_dir():
-        return f"{chain[len(made)]} is not a folder"
+    # Looking may fail too (a folder that cannot be searched, a name too long), before any
+    # folder is made.
+    try:
+        if path.is_dir():
+            return "it is a folder"
+        # The folders to make, innermost first, up to the nearest one there (at worst "."
+        # or "/"): a regular file in its place is the error that fails for root too.
+        chain = [path.parent, *path.parent.parents]
+        made = list(takewhile(lambda folder: not folder.exists(), chain))
+        if not chain[len(made)].is_dir():
+            return f"{chain[len(made)]} is not a folder"
+    except OSError as exc:
+        return f"it cannot be looked up ({exc.strerror or exc})"
     step = f"the folder {path.parent} cannot be made"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
