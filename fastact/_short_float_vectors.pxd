@@ -265,7 +265,7 @@ cdef extern from *:
                                    ptrdiff_t n, float slope)
     {
     #if FASTACT_HAS_BF16_INSTRUCTIONS
-        __builtin_cpu_init();  /* once; then a load and a test */
+        /* A load and a test: libgcc's constructor has read CPUID when the module loaded. */
         if (__builtin_cpu_supports("avx512bf16")) {
             fastact_leaky_bfloat16_instructions(g, x, out, n, slope);
             return;
