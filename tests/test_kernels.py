@@ -66,6 +66,48 @@ def test_every_edge_pair_matches_reference(name, dtype):
         assert_bitwise_equal(got, getattr(_reference, name)(*args))
 
 
+def at_offset(values: np.ndarray, offset_bytes: int) -> np.ndarray:
+    """A copy of ``values`` starting ``offset_bytes`` past a 64-byte boundary."""
+    raw = np.empty(values.nbytes + 128, np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset_bytes
+    copy = raw[start : start + values.nbytes].view(values.dtype)
+    copy[...] = values
+    return copy
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_every_alignment_matches_reference(name, dtype):
+    check_every_alignment(name, dtype)
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_every_alignment_integer_relu(dtype):
+    check_every_alignment("relu", dtype)
+
+
+def check_every_alignment(name, dtype):
+    # A long contiguous call runs the elements before out's first 64-byte boundary apart
+    # from the vector loop: out at every element offset in a cache line, x at the same
+    # offset (as NumPy's allocations are), at another one, and in place.
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    itemsize = np.dtype(dtype).itemsize
+    n = 4096 // itemsize + 37  # past the size from which the head is split off
+    x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+    want = getattr(_reference, name)(*args_for(name, x, g, 0.2))
+    for offset in range(0, 64, itemsize):
+        for x_offset in {offset, (offset + 24) % 64 // itemsize * itemsize}:
+            xs, gs = at_offset(x, x_offset), at_offset(g, x_offset)
+            out = at_offset(np.zeros_like(x), offset)
+            got = kernel(name)(*args_for(name, xs, gs, 0.2), out)
+            assert got is out, f"{name} declined out at offset {offset}, x at {x_offset}"
+            assert_bitwise_equal(out, want)
+        xs, gs = at_offset(x, offset), at_offset(g, offset)
+        in_place = gs if name in BINARY else xs
+        kernel(name)(*args_for(name, xs, gs, 0.2), in_place)
+        assert_bitwise_equal(in_place, want)
+
+
 @pytest.mark.parametrize("dtype", INT_DTYPES)
 def test_integer_relu_matches_reference(dtype):
     rng = np.random.default_rng(7)
