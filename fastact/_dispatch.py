@@ -72,7 +72,8 @@ _INT_TYPES = "int8, int16, int32, int64, uint8, uint16, uint32, uint64"
 
 
 def _is_bfloat16(dtype: np.dtype) -> bool:
-    return dtype.name == "bfloat16" and dtype.type.__module__.startswith("ml_dtypes")
+    # The scalar type's name: dtype.name is computed in Python, 1.6 us a call.
+    return dtype.type.__name__ == "bfloat16" and dtype.type.__module__.startswith("ml_dtypes")
 
 
 def _is_float(dtype: np.dtype) -> bool:
@@ -80,8 +81,9 @@ def _is_float(dtype: np.dtype) -> bool:
 
 
 def _same_type(a: np.dtype, b: np.dtype) -> bool:
-    """The same element type, in either byte order."""
-    return a.kind == b.kind and a.itemsize == b.itemsize and a.name == b.name
+    """The same element type, in either byte order (a dtype's scalar type does not depend
+    on its byte order; comparing ``dtype.name`` instead cost 3 us a call)."""
+    return a.type is b.type and a.itemsize == b.itemsize
 
 
 def _is_int(dtype: np.dtype) -> bool:

@@ -268,6 +268,37 @@ def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, 
                         cols, slope, streaming)
 
 
+def bias_forward_fast(bint leaky, bint with_mask, object x, object bias, object slope,
+                      object out, object mask):
+    """``bias_forward`` of the common call (``forward_fast``'s conditions, and a ready 1-D
+    bias of x's type and last-axis length, apart from the outputs): the output, with the
+    mask when ``with_mask``; else None to decline."""
+    cdef double s = 0.0
+    if ready_source(x, leaky, slope, &s) is None or not is_ready(bias):
+        return None
+    cdef ndarray xa = <ndarray>x
+    cdef ndarray b = <ndarray>bias
+    if not (cnp.PyArray_NDIM(b) == 1 and cnp.PyArray_TYPE(b) == cnp.PyArray_TYPE(xa)
+            and cnp.PyArray_DIMS(b)[0] == cnp.PyArray_DIMS(xa)[cnp.PyArray_NDIM(xa) - 1]):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    bits = None
+    if with_mask:
+        bits = ready_mask(mask, n, True)
+        if bits is None or not (apart(<ndarray>bits, xa) and apart(<ndarray>bits, b)):
+            return None
+    elif mask is not None:
+        return None
+    result = ready_output(xa, out, bits)
+    if result is None or not apart(<ndarray>result, b):
+        return None
+    cdef Py_ssize_t traffic = 2 * cnp.PyArray_NBYTES(xa)
+    if bits is not None:
+        traffic += cnp.PyArray_NBYTES(<ndarray>bits)
+    bias_forward(leaky, xa, b, <ndarray>result, bits, s, threads_for(traffic))
+    return (result, bits) if with_mask else result
+
+
 def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t cols,
                   double slope, int n_threads):
     """``out`` the gradient of ``x + bias``; returns each column's sum of it, float64."""

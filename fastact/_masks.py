@@ -241,6 +241,7 @@ def _decline(*args: Any) -> None:
 
 _forward_fast = _compiled.forward_fast if _compiled is not None else _decline
 _backward_fast = _compiled.backward_fast if _compiled is not None else _decline
+_bias_forward_fast = _compiled.bias_forward_fast if _compiled is not None else _decline
 
 
 def relu_with_mask(x: Any, out: Any = None, mask: Any = None) -> tuple[Any, np.ndarray]:
@@ -408,24 +409,42 @@ def _bias_backward(
     return result, grad_bias
 
 
+def _bias_forward_or_fast(
+    func: str,
+    leaky: bool,
+    with_mask: bool,
+    x: Any,
+    bias: Any,
+    negative_slope: float,
+    out: Any,
+    mask: Any,
+) -> Any:
+    result = _bias_forward_fast(leaky, with_mask, x, bias, negative_slope, out, mask)
+    if result is not None:
+        return result
+    return _bias_forward(func, leaky, with_mask, x, bias, negative_slope, out, mask)
+
+
 def bias_relu(x: Any, bias: Any, out: Any = None) -> Any:
-    return _bias_forward("bias_relu", False, False, x, bias, 0.0, out, None)
+    return _bias_forward_or_fast("bias_relu", False, False, x, bias, 0.0, out, None)
 
 
 def bias_leaky_relu(x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None) -> Any:
-    return _bias_forward("bias_leaky_relu", True, False, x, bias, negative_slope, out, None)
+    return _bias_forward_or_fast(
+        "bias_leaky_relu", True, False, x, bias, negative_slope, out, None
+    )
 
 
 def bias_relu_with_mask(
     x: Any, bias: Any, out: Any = None, mask: Any = None
 ) -> tuple[Any, np.ndarray]:
-    return _bias_forward("bias_relu_with_mask", False, True, x, bias, 0.0, out, mask)
+    return _bias_forward_or_fast("bias_relu_with_mask", False, True, x, bias, 0.0, out, mask)
 
 
 def bias_leaky_relu_with_mask(
     x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None, mask: Any = None
 ) -> tuple[Any, np.ndarray]:
-    return _bias_forward(
+    return _bias_forward_or_fast(
         "bias_leaky_relu_with_mask", True, True, x, bias, negative_slope, out, mask
     )
 

@@ -172,6 +172,45 @@ def test_in_place():
     assert_bitwise_equal(grad_bias, bias_expected)
 
 
+@requires_compiled
+@pytest.mark.parametrize("leaky", LEAKY)
+def test_overlapping_operands_read_before_written(leaky):
+    # The common call goes straight to the compiled loop; one whose out or mask overlaps
+    # an input it still reads (the bias, every row) must take the validated path, which
+    # computes apart and copies: the result of the same call on separate arrays.
+    rng = np.random.default_rng(27)
+    slope = 0.2
+    x = rng.standard_normal((4, 9)).astype(np.float32)
+    bias = rng.standard_normal(9).astype(np.float32)
+    want, want_mask = with_bias(x, bias, leaky, slope)
+    fast = _masks._bias_forward_fast(leaky, True, x, bias, slope, None, None)
+    assert fast is not None, "the common call declined the compiled path"
+    assert_bitwise_equal(fast[0], want)
+
+    block = np.vstack([bias, x])
+    out = block[:4]  # the bias is out's first row
+    got = (
+        fastact.bias_leaky_relu(x, block[0], slope, out=out)
+        if leaky
+        else (fastact.bias_relu(x, block[0], out=out))
+    )
+    assert got is out
+    assert_bitwise_equal(out, want)
+
+    packed = np.zeros(64, np.uint8)  # the mask inside the bias's bytes
+    shared_bias = packed[:36].view(np.float32)
+    shared_bias[...] = bias
+    y, mask = with_bias_into(x, shared_bias, leaky, slope, mask=packed[:5])
+    assert_bitwise_equal(y, want)
+    np.testing.assert_array_equal(mask, want_mask)
+
+
+def with_bias_into(x, bias, leaky, slope, mask):
+    if leaky:
+        return fastact.bias_leaky_relu_with_mask(x, bias, slope, mask=mask)
+    return fastact.bias_relu_with_mask(x, bias, mask=mask)
+
+
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
 def test_bias_gradient_of_infinities_is_ieees_sum(dtype):
     # A compensated sum turns an infinite term into NaN (its error term is inf - inf);
