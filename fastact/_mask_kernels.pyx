@@ -16,7 +16,7 @@ from libc.stdint cimport uint8_t, uintptr_t
 from numpy cimport ndarray
 
 from fastact._kernels cimport array_element_type, streams_output, threads_for
-from fastact._loops cimport FLOAT64, ElementType, is_float_type
+from fastact._loops cimport BFLOAT16, FLOAT16, FLOAT32, FLOAT64, ElementType, is_float_type
 from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable, fastact_sum_run_f64
 
 import importlib
@@ -162,6 +162,7 @@ cdef inline bint slope_ready(object slope, ElementType etype, double* value):
 
 cdef extern from "float.h":
     const double FLT_MAX
+    const double DBL_MAX
 
 
 cdef object ready_source(object a, bint leaky, object slope, double* s):
@@ -343,3 +344,41 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
         for j in range(cols):
             result[j] += result_carries[j]
     return total
+
+
+cdef double largest_finite(ElementType etype) noexcept:
+    if etype == FLOAT16:
+        return 65504.0
+    if etype == BFLOAT16:
+        return 3.3895313892515355e38  # (2 - 2**-7) * 2**127
+    return FLT_MAX if etype == FLOAT32 else DBL_MAX
+
+
+def bias_backward_fast(bint leaky, object g, object mask, object slope, object out):
+    """``bias_backward`` of the common call (``backward_fast``'s conditions, ``g`` not
+    0-d): ``(grad, sums, plain)``, ``plain`` when every column's float64 sum is finite
+    and within the type's range (nothing left for the caller to mend before it rounds
+    them); else None to decline."""
+    cdef double s = 0.0
+    if ready_source(g, leaky, slope, &s) is None:
+        return None
+    cdef ndarray ga = <ndarray>g
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ga)
+    bits = ready_mask(mask, n, False)
+    if bits is None:
+        return None
+    result = ready_output(ga, out, <ndarray>bits)
+    if result is None:
+        return None
+    cdef Py_ssize_t cols = cnp.PyArray_DIMS(ga)[cnp.PyArray_NDIM(ga) - 1]
+    cdef ndarray sums = bias_backward(
+        leaky, ga, <ndarray>bits, <ndarray>result, cols, s,
+        threads_for(2 * cnp.PyArray_NBYTES(ga) + cnp.PyArray_NBYTES(<ndarray>bits)))
+    cdef const double* values = <const double*>cnp.PyArray_DATA(sums)
+    cdef double largest = largest_finite(array_element_type(ga))
+    cdef bint plain = True
+    cdef Py_ssize_t j
+    for j in range(cnp.PyArray_SIZE(sums)):
+        # NaN fails the comparison too.
+        plain = plain and fabs(values[j]) <= largest
+    return result, sums, plain

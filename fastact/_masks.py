@@ -242,6 +242,7 @@ def _decline(*args: Any) -> None:
 _forward_fast = _compiled.forward_fast if _compiled is not None else _decline
 _backward_fast = _compiled.backward_fast if _compiled is not None else _decline
 _bias_forward_fast = _compiled.bias_forward_fast if _compiled is not None else _decline
+_bias_backward_fast = _compiled.bias_backward_fast if _compiled is not None else _decline
 
 
 def relu_with_mask(x: Any, out: Any = None, mask: Any = None) -> tuple[Any, np.ndarray]:
@@ -398,15 +399,34 @@ def _bias_backward(
         sums = _compiled.bias_backward(
             leaky, source, bits, result, g.shape[-1], slope, _threads(traffic)
         )
-        _ieee_sums_of_infinities(sums, result)
-        with np.errstate(over="ignore"):  # a sum beyond the type's range is infinite
-            grad_bias = sums.astype(source.dtype)
+        grad_bias = _bias_gradient(sums, result, plain=False)
     else:
         result[...], grad_bias = reference_bias_backward(source, bits, leaky, slope)
     if out is not None and result is not out:
         np.copyto(out, result)
         result = out
     return result, grad_bias
+
+
+def _bias_gradient(sums: np.ndarray, grad: np.ndarray, plain: bool) -> np.ndarray:
+    """The float64 column sums of ``grad`` rounded to its type; unless ``plain`` (every
+    sum finite and in range), mended first where IEEE's sum is an infinity, and rounded
+    with a sum beyond the type's range becoming infinite, silently."""
+    if plain:
+        return sums.astype(grad.dtype)
+    _ieee_sums_of_infinities(sums, grad)
+    with np.errstate(over="ignore"):
+        return sums.astype(grad.dtype)
+
+
+def _bias_backward_or_fast(
+    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
+) -> tuple[Any, np.ndarray]:
+    fast = _bias_backward_fast(leaky, grad_output, mask, negative_slope, out)
+    if fast is not None:
+        grad, sums, plain = fast
+        return grad, _bias_gradient(sums, grad, plain)
+    return _bias_backward(func, leaky, grad_output, mask, negative_slope, out)
 
 
 def _bias_forward_or_fast(
@@ -450,10 +470,12 @@ def bias_leaky_relu_with_mask(
 
 
 def bias_relu_backward(grad_output: Any, mask: Any, out: Any = None) -> tuple[Any, np.ndarray]:
-    return _bias_backward("bias_relu_backward", False, grad_output, mask, 0.0, out)
+    return _bias_backward_or_fast("bias_relu_backward", False, grad_output, mask, 0.0, out)
 
 
 def bias_leaky_relu_backward(
     grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
 ) -> tuple[Any, np.ndarray]:
-    return _bias_backward("bias_leaky_relu_backward", True, grad_output, mask, negative_slope, out)
+    return _bias_backward_or_fast(
+        "bias_leaky_relu_backward", True, grad_output, mask, negative_slope, out
+    )

@@ -226,3 +226,18 @@ def test_bias_gradient_of_infinities_is_ieees_sum(dtype):
     # An empty last axis: no column, no sum.
     grad, grad_bias = fastact.bias_relu_backward(np.empty((3, 0), dtype), np.empty(0, np.uint8))
     assert grad.shape == (3, 0) and grad_bias.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_bias_gradient_beyond_the_types_range_is_infinite_quietly(dtype):
+    # Finite terms whose sum passes the type's largest value round to an infinity, with
+    # no overflow warning (CI turns warnings into errors); the other columns are exact.
+    info = ml_dtypes.finfo(dtype) if is_bfloat16(np.dtype(dtype)) else np.finfo(dtype)
+    largest = info.max
+    g = np.array([[largest, -largest, 1.0, largest], [largest, -largest, 2.0, -largest]], dtype)
+    mask = np.full(1, 0xFF, np.uint8)
+    for func in (fastact.bias_relu_backward, fastact.bias_leaky_relu_backward):
+        grad, grad_bias = func(g, mask)
+        assert_bitwise_equal(grad, g)
+        want = np.array([np.inf, -np.inf, 3.0, 0.0]).astype(dtype)
+        assert_bitwise_equal(grad_bias, want)
