@@ -194,21 +194,30 @@ def forward_fast(bint leaky, object x, object slope, object out, object mask):
     return result, bits
 
 
+cdef object ready_backward(bint leaky, object g, object mask, object slope, object out,
+                           double* s):
+    """``(g, mask, out)`` of a backward pass's common call as the loops take them (``s``
+    gets the slope), or None."""
+    if ready_source(g, leaky, slope, s) is None:
+        return None
+    bits = ready_mask(mask, cnp.PyArray_SIZE(<ndarray>g), False)
+    if bits is None:
+        return None
+    result = ready_output(<ndarray>g, out, <ndarray>bits)
+    if result is None:
+        return None
+    return g, bits, result
+
+
 def backward_fast(bint leaky, object g, object mask, object slope, object out):
     """The gradient of the common call, or None to decline."""
     cdef double s = 0.0
-    if ready_source(g, leaky, slope, &s) is None:
+    operands = ready_backward(leaky, g, mask, slope, out, &s)
+    if operands is None:
         return None
-    cdef ndarray ga = <ndarray>g
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(ga)
-    bits = ready_mask(mask, n, False)
-    if bits is None:
-        return None
-    result = ready_output(ga, out, <ndarray>bits)
-    if result is None:
-        return None
-    run_slices(True, leaky, ga, <ndarray>result, <ndarray>bits, s,
-               threads_for(2 * cnp.PyArray_NBYTES(ga) + (n + 7) // 8))
+    ga, bits, result = operands
+    run_slices(True, leaky, <ndarray>ga, <ndarray>result, <ndarray>bits, s,
+               threads_for(2 * cnp.PyArray_NBYTES(<ndarray>ga) + cnp.PyArray_NBYTES(<ndarray>bits)))
     return result
 
 
@@ -360,22 +369,16 @@ def bias_backward_fast(bint leaky, object g, object mask, object slope, object o
     and within the type's range (nothing left for the caller to mend before it rounds
     them); else None to decline."""
     cdef double s = 0.0
-    if ready_source(g, leaky, slope, &s) is None:
+    operands = ready_backward(leaky, g, mask, slope, out, &s)
+    if operands is None:
         return None
-    cdef ndarray ga = <ndarray>g
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(ga)
-    bits = ready_mask(mask, n, False)
-    if bits is None:
-        return None
-    result = ready_output(ga, out, <ndarray>bits)
-    if result is None:
-        return None
-    cdef Py_ssize_t cols = cnp.PyArray_DIMS(ga)[cnp.PyArray_NDIM(ga) - 1]
+    ga, bits, result = operands
+    cdef Py_ssize_t cols = cnp.PyArray_DIMS(<ndarray>ga)[cnp.PyArray_NDIM(<ndarray>ga) - 1]
     cdef ndarray sums = bias_backward(
-        leaky, ga, <ndarray>bits, <ndarray>result, cols, s,
-        threads_for(2 * cnp.PyArray_NBYTES(ga) + cnp.PyArray_NBYTES(<ndarray>bits)))
+        leaky, <ndarray>ga, <ndarray>bits, <ndarray>result, cols, s,
+        threads_for(2 * cnp.PyArray_NBYTES(<ndarray>ga) + cnp.PyArray_NBYTES(<ndarray>bits)))
     cdef const double* values = <const double*>cnp.PyArray_DATA(sums)
-    cdef double largest = largest_finite(array_element_type(ga))
+    cdef double largest = largest_finite(array_element_type(<ndarray>ga))
     cdef bint plain = True
     cdef Py_ssize_t j
     for j in range(cnp.PyArray_SIZE(sums)):

@@ -354,6 +354,9 @@ def _bias_forward(
     out: Any,
     mask: Any,
 ) -> Any:
+    fast = _bias_forward_fast(leaky, with_mask, x, bias, negative_slope, out, mask)
+    if fast is not None:
+        return fast
     x = _dispatch._as_array(x, "x", func)
     b = _check_bias(bias, x, func)
     slope = _dispatch._check_param(negative_slope, _SLOPE, x.dtype, func) if leaky else 0.0
@@ -391,6 +394,10 @@ def _bias_forward(
 def _bias_backward(
     func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
 ) -> tuple[Any, np.ndarray]:
+    fast = _bias_backward_fast(leaky, grad_output, mask, negative_slope, out)
+    if fast is not None:
+        grad, sums, plain = fast
+        return grad, _bias_gradient(sums, grad, plain)
     g, source, bits, result, slope = _backward_operands(
         func, leaky, grad_output, mask, negative_slope, out, along_last_axis=True
     )
@@ -419,63 +426,33 @@ def _bias_gradient(sums: np.ndarray, grad: np.ndarray, plain: bool) -> np.ndarra
         return sums.astype(grad.dtype)
 
 
-def _bias_backward_or_fast(
-    func: str, leaky: bool, grad_output: Any, mask: Any, negative_slope: float, out: Any
-) -> tuple[Any, np.ndarray]:
-    fast = _bias_backward_fast(leaky, grad_output, mask, negative_slope, out)
-    if fast is not None:
-        grad, sums, plain = fast
-        return grad, _bias_gradient(sums, grad, plain)
-    return _bias_backward(func, leaky, grad_output, mask, negative_slope, out)
-
-
-def _bias_forward_or_fast(
-    func: str,
-    leaky: bool,
-    with_mask: bool,
-    x: Any,
-    bias: Any,
-    negative_slope: float,
-    out: Any,
-    mask: Any,
-) -> Any:
-    result = _bias_forward_fast(leaky, with_mask, x, bias, negative_slope, out, mask)
-    if result is not None:
-        return result
-    return _bias_forward(func, leaky, with_mask, x, bias, negative_slope, out, mask)
-
-
 def bias_relu(x: Any, bias: Any, out: Any = None) -> Any:
-    return _bias_forward_or_fast("bias_relu", False, False, x, bias, 0.0, out, None)
+    return _bias_forward("bias_relu", False, False, x, bias, 0.0, out, None)
 
 
 def bias_leaky_relu(x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None) -> Any:
-    return _bias_forward_or_fast(
-        "bias_leaky_relu", True, False, x, bias, negative_slope, out, None
-    )
+    return _bias_forward("bias_leaky_relu", True, False, x, bias, negative_slope, out, None)
 
 
 def bias_relu_with_mask(
     x: Any, bias: Any, out: Any = None, mask: Any = None
 ) -> tuple[Any, np.ndarray]:
-    return _bias_forward_or_fast("bias_relu_with_mask", False, True, x, bias, 0.0, out, mask)
+    return _bias_forward("bias_relu_with_mask", False, True, x, bias, 0.0, out, mask)
 
 
 def bias_leaky_relu_with_mask(
     x: Any, bias: Any, negative_slope: float = 0.01, out: Any = None, mask: Any = None
 ) -> tuple[Any, np.ndarray]:
-    return _bias_forward_or_fast(
+    return _bias_forward(
         "bias_leaky_relu_with_mask", True, True, x, bias, negative_slope, out, mask
     )
 
 
 def bias_relu_backward(grad_output: Any, mask: Any, out: Any = None) -> tuple[Any, np.ndarray]:
-    return _bias_backward_or_fast("bias_relu_backward", False, grad_output, mask, 0.0, out)
+    return _bias_backward("bias_relu_backward", False, grad_output, mask, 0.0, out)
 
 
 def bias_leaky_relu_backward(
     grad_output: Any, mask: Any, negative_slope: float = 0.01, out: Any = None
 ) -> tuple[Any, np.ndarray]:
-    return _bias_backward_or_fast(
-        "bias_leaky_relu_backward", True, grad_output, mask, negative_slope, out
-    )
+    return _bias_backward("bias_leaky_relu_backward", True, grad_output, mask, negative_slope, out)
