@@ -81,9 +81,13 @@ def _is_float(dtype: np.dtype) -> bool:
 
 
 def _same_type(a: np.dtype, b: np.dtype) -> bool:
-    """The same element type, in either byte order (a dtype's scalar type does not depend
-    on its byte order; comparing ``dtype.name`` instead cost 3 us a call)."""
-    return a.type is b.type and a.itemsize == b.itemsize
+    """The same element type, in either byte order: the same scalar type (which does not
+    depend on the byte order), or integers of one kind and size (``np.longlong`` is not
+    ``np.int64`` on Linux, but holds the same values). Comparing ``dtype.name`` instead
+    cost 3 us a call."""
+    if a.itemsize != b.itemsize:
+        return False
+    return a.type is b.type or (a.kind in "iu" and a.kind == b.kind)
 
 
 def _is_int(dtype: np.dtype) -> bool:

@@ -374,3 +374,22 @@ def test_composite_byte_swapped_and_overlapping(name):
     got = case.call(shifted, out=out)
     assert got[0] is out
     assert_results(case, shifted, got, want)
+
+
+@pytest.mark.parametrize(
+    ("x_type", "out_type"),
+    [
+        (np.int64, np.longlong),
+        (np.longlong, np.int64),
+        (np.uint64, np.ulonglong),
+        (np.intc, np.int32),
+    ],
+)
+def test_integer_aliases_are_one_element_type(x_type, out_type):
+    # np.longlong is not np.int64 on Linux (nor np.intc np.int32 everywhere), but both
+    # hold the same values: an out of either type is the result's own.
+    values = [-3, 0, 5] if np.dtype(x_type).kind == "i" else [3, 0, 5]
+    x = np.array(values, dtype=x_type)
+    out = np.full(3, 7, dtype=out_type)
+    assert fastact.relu(x, out=out) is out
+    np.testing.assert_array_equal(out, np.maximum(x, 0))

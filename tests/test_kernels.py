@@ -66,13 +66,26 @@ def test_every_edge_pair_matches_reference(name, dtype):
         assert_bitwise_equal(got, getattr(_reference, name)(*args))
 
 
+GUARD = 0xA5  # the bytes around each array of the alignment tests
+
+
 def at_offset(values: np.ndarray, offset_bytes: int) -> np.ndarray:
-    """A copy of ``values`` starting ``offset_bytes`` past a 64-byte boundary."""
-    raw = np.empty(values.nbytes + 128, np.uint8)
-    start = (-raw.ctypes.data) % 64 + offset_bytes
+    """A copy of ``values`` starting ``offset_bytes`` past a 64-byte boundary, between
+    128 guard bytes on either side (``assert_guards_intact``)."""
+    raw = np.full(values.nbytes + 320, GUARD, np.uint8)
+    start = (-raw.ctypes.data) % 64 + 128 + offset_bytes
     copy = raw[start : start + values.nbytes].view(values.dtype)
     copy[...] = values
     return copy
+
+
+def assert_guards_intact(array: np.ndarray) -> None:
+    raw = array.base
+    while raw.base is not None:
+        raw = raw.base
+    start = array.ctypes.data - raw.ctypes.data
+    outside = np.concatenate([raw[:start], raw[start + array.nbytes :]])
+    assert (outside == GUARD).all(), "a loop wrote outside its output"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -102,10 +115,12 @@ def check_every_alignment(name, dtype):
             got = kernel(name)(*args_for(name, xs, gs, 0.2), out)
             assert got is out, f"{name} declined out at offset {offset}, x at {x_offset}"
             assert_bitwise_equal(out, want)
+            assert_guards_intact(out)
         xs, gs = at_offset(x, offset), at_offset(g, offset)
         in_place = gs if name in BINARY else xs
         kernel(name)(*args_for(name, xs, gs, 0.2), in_place)
         assert_bitwise_equal(in_place, want)
+        assert_guards_intact(in_place)
 
 
 @pytest.mark.parametrize("dtype", INT_DTYPES)
