@@ -216,8 +216,9 @@ def backward_fast(bint leaky, object g, object mask, object slope, object out):
     if operands is None:
         return None
     ga, bits, result = operands
-    run_slices(True, leaky, <ndarray>ga, <ndarray>result, <ndarray>bits, s,
-               threads_for(2 * cnp.PyArray_NBYTES(<ndarray>ga) + cnp.PyArray_NBYTES(<ndarray>bits)))
+    cdef Py_ssize_t traffic = (2 * cnp.PyArray_NBYTES(<ndarray>ga)
+                               + cnp.PyArray_NBYTES(<ndarray>bits))
+    run_slices(True, leaky, <ndarray>ga, <ndarray>result, <ndarray>bits, s, threads_for(traffic))
     return result
 
 
