@@ -2,8 +2,9 @@
 
 Each statement is warmed up and calibrated to a loop count that makes one sample last at
 least ``Settings.target`` (or one call at large sizes); then all competitors of a case
-are sampled in interleaved rounds, rotated each round, so that they share the machine's
-noise and none always runs first. The median sample is what the tables report.
+are sampled in interleaved rounds, shuffled each round, so that they share the machine's
+noise and none always runs first or after the same one. The median sample is what the
+tables report.
 """
 
 from __future__ import annotations
