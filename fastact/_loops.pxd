@@ -326,7 +326,8 @@ cdef enum:
     TILE_BYTES = 8 * TILE_WORDS
     # A tile's height along a transposed column: four cache lines (so 64 x 64 float32).
     # Against two lines (32 x 128), a transposed 1024^2-4096^2 input into a C-ordered out
-    # took 0.75-0.9x the time in float64 and float16 and 0.93x in float32 at 4096^2;
+    # took 0.73-0.88x the time in float64, 0.5-0.7x in float16 (to 2048^2; mixed at
+    # 4096^2) and 0.93x in float32 at 4096^2;
     # eight lines (128 x 32) took 1.3-1.8x (AMD EPYC Zen 5; interleaved runs of the two
     # builds). A tile's columns are separate memory streams: fewer, longer ones suit the
     # DRAM better, while the out side, a row per tile row, wants the tile wide.
