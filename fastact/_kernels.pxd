@@ -23,6 +23,9 @@ cdef ElementType array_element_type(object array) noexcept
 cdef int threads_for(Py_ssize_t traffic_bytes) except -1
 # Whether a call writing ``out_bytes`` (into memory no input occupies) streams its stores.
 cdef bint streams_output(Py_ssize_t out_bytes) noexcept
+# The largest finite value of an element type (``to_element``), or of the type its loops
+# compute in (float32 for the 16-bit types).
+cdef double largest(ElementType etype, bint to_element) noexcept nogil
 
 ctypedef fused real_t:
     float

@@ -873,8 +873,9 @@ cdef extern from "float.h":
     const double DBL_MAX
 
 
-cdef inline double largest(ElementType etype, bint to_element) noexcept nogil:
-    """The largest finite value of the type whose range a parameter must fit."""
+cdef double largest(ElementType etype, bint to_element) noexcept nogil:
+    """The largest finite value of ``etype`` (``to_element``) or of the type its loops
+    compute in (float32 for the 16-bit types)."""
     if etype == FLOAT64:
         return DBL_MAX
     if to_element and etype == FLOAT16:

@@ -15,8 +15,8 @@ from libc.string cimport memset
 from libc.stdint cimport uint8_t, uintptr_t
 from numpy cimport ndarray
 
-from fastact._kernels cimport array_element_type, streams_output, threads_for
-from fastact._loops cimport BFLOAT16, FLOAT16, FLOAT32, FLOAT64, ElementType, is_float_type
+from fastact._kernels cimport array_element_type, largest, streams_output, threads_for
+from fastact._loops cimport FLOAT64, ElementType, is_float_type
 from fastact._mask_loops cimport FASTACT_MASK_TABLE_NAME, MaskTable, fastact_sum_run_f64
 
 import importlib
@@ -162,7 +162,6 @@ cdef inline bint slope_ready(object slope, ElementType etype, double* value):
 
 cdef extern from "float.h":
     const double FLT_MAX
-    const double DBL_MAX
 
 
 cdef object ready_source(object a, bint leaky, object slope, double* s):
@@ -356,14 +355,6 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
     return total
 
 
-cdef double largest_finite(ElementType etype) noexcept:
-    if etype == FLOAT16:
-        return 65504.0
-    if etype == BFLOAT16:
-        return 3.3895313892515355e38  # (2 - 2**-7) * 2**127
-    return FLT_MAX if etype == FLOAT32 else DBL_MAX
-
-
 def bias_backward_fast(bint leaky, object g, object mask, object slope, object out):
     """``bias_backward`` of the common call (``backward_fast``'s conditions, ``g`` not
     0-d): ``(grad, sums, plain)``, ``plain`` when every column's float64 sum is finite
@@ -379,10 +370,10 @@ def bias_backward_fast(bint leaky, object g, object mask, object slope, object o
         leaky, <ndarray>ga, <ndarray>bits, <ndarray>result, cols, s,
         threads_for(2 * cnp.PyArray_NBYTES(<ndarray>ga) + cnp.PyArray_NBYTES(<ndarray>bits)))
     cdef const double* values = <const double*>cnp.PyArray_DATA(sums)
-    cdef double largest = largest_finite(array_element_type(<ndarray>ga))
+    cdef double limit = largest(array_element_type(<ndarray>ga), True)
     cdef bint plain = True
     cdef Py_ssize_t j
     for j in range(cnp.PyArray_SIZE(sums)):
         # NaN fails the comparison too.
-        plain = plain and fabs(values[j]) <= largest
+        plain = plain and fabs(values[j]) <= limit
     return result, sums, plain

@@ -16,11 +16,11 @@ integer conversions, the scalar ones of ``_elementwise.pxd`` lane by lane: a 32-
 holds two 16-bit values, converted as two float32 vectors (the low halves and the high
 halves) and put back where they came from, so no shuffle is needed. In the AVX-512 build
 on a CPU with AVX512_BF16, bfloat16 rounds with ``vcvtne2ps2bf16``, except in a vector
-with a subnormal product, which the instruction would flush to zero. The results are the scalar rule's, bit for bit,
-over every 16-bit input (the tests check all 65,536 under every build), NaN payloads
-aside: F16C keeps more of a payload than the scalar float16 rounding, and where both ``g``
-and the slope are NaN either may come through. A NaN is compared by NaN-ness, as
-elsewhere; it stays quiet and keeps its sign.
+with a subnormal product, which the instruction would flush to zero. The results are the
+scalar rule's, bit for bit, over every 16-bit input (the tests check all 65,536 under
+every build), NaN payloads aside: F16C keeps more of a payload than the scalar float16
+rounding, and where both ``g`` and the slope are NaN either may come through. A NaN is
+compared by NaN-ness, as elsewhere; it stays quiet and keeps its sign.
 """
 from libc.stdint cimport uint16_t
 
