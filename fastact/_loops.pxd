@@ -16,7 +16,6 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, u
 from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 from libc.math cimport NAN
-from libc.string cimport memcpy
 
 from fastact._elementwise cimport *
 from fastact._gate_vectors cimport FASTACT_HAS_GATE_VECTORS, gate_vectors
@@ -512,7 +511,26 @@ cdef extern from *:
     FASTACT_TRANSPOSE(u32, uint32_t, FASTACT_TRANSPOSE_BLOCKS(u32, s, d, rows, cols, i))
     FASTACT_TRANSPOSE(u16, uint16_t, FASTACT_TRANSPOSE_BLOCKS(u16, s, d, rows, cols, i))
     FASTACT_TRANSPOSE(u8, uint8_t, )
+
+    /* `rows` rows of `bytes` bytes between two row steps, 64 bytes at a time with moves the
+       compiler inlines, the rest of a row by memcpy. A transposed tile's rows are a few
+       cache lines long, and a memcpy call per row made a transposed pass in cache take
+       1.05-1.15x as long (float32 and float64, 128^2-512^2, AMD EPYC Zen 5). */
+    #include <string.h>
+    static inline void fastact_copy_rows(const char *s, ptrdiff_t ss, char *d, ptrdiff_t ds,
+                                         ptrdiff_t rows, size_t bytes)
+    {
+        for (ptrdiff_t r = 0; r < rows; r++, s += ss, d += ds) {
+            size_t k = 0;
+            for (; k + 64 <= bytes; k += 64)
+                memcpy(d + k, s + k, 64);
+            if (k < bytes)
+                memcpy(d + k, s + k, bytes - k);
+        }
+    }
     """
+    void fastact_copy_rows(const char* s, Py_ssize_t ss, char* d, Py_ssize_t ds,
+                           Py_ssize_t rows, size_t bytes) nogil
     void fastact_transpose_u64(const uint64_t* s, Py_ssize_t ss, uint64_t* d, Py_ssize_t ds,
                                Py_ssize_t rows, Py_ssize_t cols) nogil
     void fastact_transpose_u32(const uint32_t* s, Py_ssize_t ss, uint32_t* d, Py_ssize_t ds,
@@ -597,11 +615,9 @@ cdef inline void copy_tile(const char* src, Py_ssize_t src_row, Py_ssize_t src_c
                            Py_ssize_t dst_row, Py_ssize_t dst_col, Py_ssize_t rows,
                            Py_ssize_t cols, Py_ssize_t itemsize) noexcept nogil:
     """``copy_tile_typed`` at byte steps, by element size."""
-    cdef Py_ssize_t r
     if src_col == itemsize and dst_col == itemsize:
-        # Rows contiguous on both sides (a packed tile written out): one memcpy a row.
-        for r in range(rows):
-            memcpy(dst + r * dst_row, src + r * src_row, cols * itemsize)
+        # Rows contiguous on both sides (a packed tile written out).
+        fastact_copy_rows(src, src_row, dst, dst_row, rows, cols * itemsize)
     elif itemsize == 4:
         copy_tile_typed(<const uint32_t*>src, src_row // 4, src_col // 4, <uint32_t*>dst,
                         dst_row // 4, dst_col // 4, rows, cols)
