@@ -195,6 +195,28 @@ def assert_bitwise_equal(actual, expected) -> None:
         raise AssertionError(f"{int(bad.sum())} of {bad.size} elements differ: {details}")
 
 
+GUARD = 0xA5  # the bytes around each array of the alignment tests
+
+
+def at_offset(values: np.ndarray, offset_bytes: int) -> np.ndarray:
+    """A copy of ``values`` starting ``offset_bytes`` past a 64-byte boundary, between
+    128 guard bytes on either side (``assert_guards_intact``)."""
+    raw = np.full(values.nbytes + 320, GUARD, np.uint8)
+    start = (-raw.ctypes.data) % 64 + 128 + offset_bytes
+    copy = raw[start : start + values.nbytes].view(values.dtype).reshape(values.shape)
+    copy[...] = values
+    return copy
+
+
+def assert_guards_intact(array: np.ndarray) -> None:
+    raw = array.base
+    while raw.base is not None:
+        raw = raw.base
+    start = array.ctypes.data - raw.ctypes.data
+    outside = np.concatenate([raw[:start], raw[start + array.nbytes :]])
+    assert (outside == GUARD).all(), "a loop wrote outside its output"
+
+
 def python_runs_during(call: Callable[[], object]) -> bool:
     """Whether a pure-Python thread makes progress while ``call`` runs (GIL released).
 

@@ -10,6 +10,8 @@ import pytest
 from bitwise import (
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
+    assert_guards_intact,
+    at_offset,
     is_bfloat16,
     ml_dtypes,
     requires_compiled,
@@ -64,6 +66,30 @@ def test_forward_is_the_plain_function_of_the_sum(dtype, leaky):
         assert_bitwise_equal(alone, y_plain)
         for view in (np.asfortranarray(x), x[..., ::-1][..., ::-1]):
             assert_bitwise_equal(with_bias(view, bias, leaky)[0], y_plain)
+
+
+@pytest.mark.parametrize("leaky", LEAKY)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_forward_at_every_alignment(dtype, leaky):
+    # Without a mask the first block ends where out crosses a 64-byte boundary: out at
+    # every element offset in a cache line, x at the same one and at another, several
+    # blocks of rows that do not divide them, between guard bytes.
+    rng = np.random.default_rng(22)
+    itemsize = np.dtype(dtype).itemsize
+    x = sample(dtype, 101 * 37, rng).reshape(101, 37)
+    bias = sample(dtype, 37, rng)
+    want = with_bias(x, bias, leaky)[0]
+    for offset in range(0, 64, itemsize):
+        for x_offset in {offset, (offset + 24) % 64 // itemsize * itemsize}:
+            out = at_offset(np.zeros_like(x), offset)
+            xs = at_offset(x, x_offset)
+            if leaky:
+                got = fastact.bias_leaky_relu(xs, bias, 0.2, out=out)
+            else:
+                got = fastact.bias_relu(xs, bias, out=out)
+            assert got is out
+            assert_bitwise_equal(out, want)
+            assert_guards_intact(out)
 
 
 @pytest.mark.parametrize("leaky", LEAKY)

@@ -18,6 +18,8 @@ from bitwise import (
     KERNEL_FLOAT_DTYPES,
     args_for,
     assert_bitwise_equal,
+    assert_guards_intact,
+    at_offset,
     compiled_entry,
     edge_values,
     parameter_cases,
@@ -64,28 +66,6 @@ def test_every_edge_pair_matches_reference(name, dtype):
         got = kernel(name)(*args, None)
         assert got is not None, f"{name}{params} declined"
         assert_bitwise_equal(got, getattr(_reference, name)(*args))
-
-
-GUARD = 0xA5  # the bytes around each array of the alignment tests
-
-
-def at_offset(values: np.ndarray, offset_bytes: int) -> np.ndarray:
-    """A copy of ``values`` starting ``offset_bytes`` past a 64-byte boundary, between
-    128 guard bytes on either side (``assert_guards_intact``)."""
-    raw = np.full(values.nbytes + 320, GUARD, np.uint8)
-    start = (-raw.ctypes.data) % 64 + 128 + offset_bytes
-    copy = raw[start : start + values.nbytes].view(values.dtype)
-    copy[...] = values
-    return copy
-
-
-def assert_guards_intact(array: np.ndarray) -> None:
-    raw = array.base
-    while raw.base is not None:
-        raw = raw.base
-    start = array.ctypes.data - raw.ctypes.data
-    outside = np.concatenate([raw[:start], raw[start + array.nbytes :]])
-    assert (outside == GUARD).all(), "a loop wrote outside its output"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
