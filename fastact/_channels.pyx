@@ -16,6 +16,8 @@ from numpy cimport ndarray
 
 import importlib
 
+import numpy as np
+
 from fastact import _kernels
 
 from fastact._channel_loops cimport (
@@ -141,7 +143,8 @@ cdef double* spread_slopes(Layout* L) except? NULL:
     cdef double* slopes
     if L.inner >= LONG_RUN or row_length == 0:
         return NULL
-    L.slope_rows = max(<Py_ssize_t>1, SLOPE_SPAN // row_length)
+    # No more rows than there are (a small array would otherwise fill SLOPE_SPAN slopes).
+    L.slope_rows = max(<Py_ssize_t>1, min(SLOPE_SPAN // row_length, L.outer))
     slopes = <double*>malloc(L.slope_rows * row_length * sizeof(double))
     if slopes == NULL:
         raise MemoryError()
@@ -237,7 +240,8 @@ def prelu_backward(ndarray grad_output, ndarray x, ndarray weight, ndarray grad_
 # ---------------------------------------------------------------------------------------
 # The common call, checked here rather than in Python, whose checks cost more than the
 # pass itself up to about 2^18 elements: exact ndarrays, C-contiguous, aligned, native, of
-# one float type; x at least 2-D; a contiguous 1-D weight of one value per channel; an
+# one float type; x at least 1-D (2-D backward); a contiguous 1-D weight of one value per
+# channel (forward: also one value, as an array, a NumPy scalar or a Python float); an
 # ``out`` apart from x or x itself. Anything else declines (None) to the general path.
 
 cdef bint is_ready(object a) noexcept:
@@ -264,30 +268,74 @@ cdef bint weight_ready(object weight, ndarray x) noexcept:
             and equivalent_types(cnp.PyArray_DESCR(w), cnp.PyArray_DESCR(x)))
 
 
-cdef double* widened_weight(ndarray w) except NULL:
-    """The weight as float64 (exact), in memory the caller frees."""
-    cdef Py_ssize_t c, channels = cnp.PyArray_SIZE(w)
+cdef void widen_into(ndarray w, double* values) noexcept:
+    """The weight's values as float64 (exact)."""
+    cdef Py_ssize_t c
     cdef ElementType etype = array_element_type(w)
     cdef const void* data = cnp.PyArray_DATA(w)
-    cdef double* weight = <double*>malloc(max(channels, 1) * sizeof(double))
+    for c in range(cnp.PyArray_SIZE(w)):
+        if etype == FLOAT32:
+            values[c] = (<const float*>data)[c]
+        elif etype == FLOAT64:
+            values[c] = (<const double*>data)[c]
+        elif etype == FLOAT16:
+            values[c] = widen((<const float16_t*>data)[c])
+        else:
+            values[c] = widen((<const bfloat16_t*>data)[c])
+
+
+cdef double* widened_weight(ndarray w) except NULL:
+    """The weight as float64 (exact), in memory the caller frees."""
+    cdef double* weight = <double*>malloc(max(cnp.PyArray_SIZE(w), 1) * sizeof(double))
     if weight == NULL:
         raise MemoryError()
-    for c in range(channels):
-        if etype == FLOAT32:
-            weight[c] = (<const float*>data)[c]
-        elif etype == FLOAT64:
-            weight[c] = (<const double*>data)[c]
-        elif etype == FLOAT16:
-            weight[c] = widen((<const float16_t*>data)[c])
-        else:
-            weight[c] = widen((<const bfloat16_t*>data)[c])
+    widen_into(w, weight)
     return weight
+
+
+cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
+                             double* values) except -1:
+    """One float64 slope per channel into ``values`` from the forward pass's common
+    weights: an array of x's type (0-d, or 1-D of one or ``channels`` values), a NumPy
+    scalar of that type, or a Python float where x is float32 or float64 (rounded as
+    NumPy casts it; a finite value beyond float32 declines, for the general path to
+    refuse). 0 to decline."""
+    cdef ElementType etype = array_element_type(x)
+    cdef double value
+    cdef float rounded
+    cdef Py_ssize_t c, count
+    if type(weight) is float:
+        if etype != FLOAT32 and etype != FLOAT64:
+            return 0  # a double rounded to a 16-bit type: NumPy's cast, in Python
+        value = <double>weight
+        if etype == FLOAT32:
+            rounded = <float>value
+            if isfinite(value) and not isfinite(rounded):
+                return 0
+            value = rounded
+        for c in range(channels):
+            values[c] = value
+        return 1
+    if isinstance(weight, np.generic):
+        weight = np.asarray(weight)
+    if not is_ready(weight):
+        return 0
+    cdef ndarray w = <ndarray>weight
+    count = cnp.PyArray_SIZE(w)
+    if not (equivalent_types(cnp.PyArray_DESCR(w), cnp.PyArray_DESCR(x))
+            and (cnp.PyArray_NDIM(w) == 0
+                 or (cnp.PyArray_NDIM(w) == 1 and (count == 1 or count == channels)))):
+        return 0
+    widen_into(w, values)
+    for c in range(count, channels):
+        values[c] = values[0]
+    return 1
 
 
 cdef bint output_ready(object out, ndarray x) noexcept:
     """``out`` is x itself, or an array like x that shares no memory with it."""
     if not is_ready(out):
-        return False
+        return 0
     cdef ndarray o = <ndarray>out
     if o is x:
         return cnp.PyArray_ISWRITEABLE(o)
@@ -300,16 +348,21 @@ cdef bint output_ready(object out, ndarray x) noexcept:
 
 def prelu_fast(object x, object weight, object out):
     """The common call's result, or None to decline."""
-    if not (is_ready(x) and weight_ready(weight, <ndarray>x)):
+    if not (is_ready(x) and cnp.PyArray_NDIM(<ndarray>x) >= 1):
         return None
     cdef ndarray xa = <ndarray>x
-    if out is None:
-        out = new_like(xa, cnp.NPY_CORDER, NULL, 0)
-    elif not output_ready(out, xa):
+    cdef Py_ssize_t channels = cnp.PyArray_DIMS(xa)[1] if cnp.PyArray_NDIM(xa) >= 2 else 1
+    if out is not None and not output_ready(out, xa):
         return None
-    cdef double* weight64 = widened_weight(<ndarray>weight)
+    cdef double* weight64 = <double*>malloc(max(channels, 1) * sizeof(double))
+    if weight64 == NULL:
+        raise MemoryError()
     try:
-        return forward_pass(xa, weight64, cnp.PyArray_SIZE(<ndarray>weight), <ndarray>out)
+        if not read_forward_weight(weight, xa, channels, weight64):
+            return None
+        if out is None:
+            out = new_like(xa, cnp.NPY_CORDER, NULL, 0)
+        return forward_pass(xa, weight64, channels, <ndarray>out)
     finally:
         free(weight64)
 

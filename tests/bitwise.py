@@ -100,7 +100,7 @@ def edge_values(dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         values = {info.min, info.min + 1, -1, 0, 1, info.max - 1, info.max}
         return np.array(sorted(v for v in values if info.min <= v <= info.max), dtype)
-    info = ml_dtypes.finfo(dtype) if is_bfloat16(dtype) else np.finfo(dtype)
+    info = finfo(dtype)
     tiny_sub = info.smallest_subnormal
     values = [
         np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0,
@@ -109,6 +109,11 @@ def edge_values(dtype) -> np.ndarray:
         1.0, -1.0, 0.5, -0.5, 1e-3, -1e-3,
     ]  # fmt: skip
     return np.array(values, dtype=dtype)
+
+
+def finfo(dtype):
+    """``np.finfo``, for bfloat16 too."""
+    return ml_dtypes.finfo(dtype) if is_bfloat16(dtype) else np.finfo(dtype)
 
 
 def is_bfloat16(dtype) -> bool:

@@ -8,7 +8,7 @@ from bitwise import (
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
-    is_bfloat16,
+    finfo,
     other_runnable_builds,
     requires_compiled,
     run_tests_under_build,
@@ -41,14 +41,8 @@ def data(dtype, shape, rng):
 
 
 def ulp(value: float, dtype) -> float:
-    dtype = np.dtype(dtype)
-    if is_bfloat16(dtype):
-        import ml_dtypes
-
-        eps, tiny = float(ml_dtypes.finfo(dtype).eps), float(ml_dtypes.finfo(dtype).tiny)
-    else:
-        eps, tiny = float(np.finfo(dtype).eps), float(np.finfo(dtype).tiny)
-    return max(abs(value), tiny) * eps
+    info = finfo(dtype)
+    return max(abs(value), float(info.tiny)) * float(info.eps)
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
@@ -220,6 +214,43 @@ def test_a_list_of_numbers_takes_the_dtype_of_x(dtype):
         for got_one, want_one in zip(got, want, strict=True):
             assert_bitwise_equal(got_one, want_one)
     assert_bitwise_equal(fastact.prelu(x, [0.5]), fastact.prelu(x, np.full(1, 0.5, dtype)))
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_a_python_float_weight_is_rounded_as_numpy_casts_it(dtype):
+    # A float takes x's dtype as NumPy's cast rounds it (to nearest even: 0.1 and the
+    # halfway cases), ±0, ±inf and NaN included, on 1-D and N-D x; a finite value beyond
+    # the dtype is refused with out untouched.
+    rng = np.random.default_rng(7)
+    x = sample(dtype, 5 * 3 * 17, rng).reshape(5, 3, 17)
+    largest = float(finfo(dtype).max)
+    halfway = 1.0 + 2.0**-24  # float32's halfway case: rounds to 1.0
+    for value in (
+        0.25,
+        0.1,
+        halfway,
+        1.0 + 3 * 2.0**-24,
+        -0.0,
+        0.0,
+        -3.5,
+        math.inf,
+        -math.inf,
+        math.nan,
+        1e-300,
+        largest,
+        -largest,
+    ):
+        w = np.asarray(np.float64(value)).astype(dtype)
+        for xs in (x, x.ravel(), x[0]):
+            assert_bitwise_equal(fastact.prelu(xs, value), _reference.prelu(xs, w))
+            out = np.empty_like(xs)
+            assert fastact.prelu(xs, value, out=out) is out
+            assert_bitwise_equal(out, _reference.prelu(xs, w))
+    if largest < 1e300:  # every finite Python float fits float64
+        out = np.full_like(x, 7.0)
+        with pytest.raises(ValueError, match="overflows"):
+            fastact.prelu(x, 1e300, out=out)
+        assert (out == 7.0).all()
 
 
 def test_a_bad_list_of_weights_is_a_clear_error():
