@@ -151,6 +151,8 @@ def _real_number(value: Any, name: str, func: str) -> float:
     """A scalar parameter as a float: a ``TypeError`` unless it is a real number, a
     ``ValueError`` if it is too large for one (an integer such as ``10**400``, which the
     message sizes rather than prints)."""
+    if type(value) is float:  # the usual case, before the slower check of the ABC
+        return value
     # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
     if not isinstance(value, (numbers.Real, np.bool_)):
         raise TypeError(

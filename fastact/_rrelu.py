@@ -61,7 +61,7 @@ def _check_in_range(bounds: tuple[float, float], x: np.ndarray, func: str) -> No
     """Training rounds each bound to the compute type: torch refuses one that overflows."""
     # Either byte order: a byte-swapped float64 input computes in float64 too.
     wide = x.dtype.kind == "f" and x.dtype.itemsize == 8
-    largest = float(np.finfo(np.float64 if wide else np.float32).max)
+    largest = _dispatch._LARGEST["float64" if wide else "float32"]
     for name, value in zip(("lower", "upper"), bounds, strict=True):
         if math.isfinite(value) and abs(value) > largest:
             raise ValueError(
@@ -109,7 +109,10 @@ def rrelu(
     _check_in_range((low, high), x, "rrelu")
     _dispatch._check_out(out, x, "rrelu")
     # Aligned too: the loops load whole elements (a misaligned buffer is copied).
-    native = np.require(x, x.dtype.newbyteorder("="), ["C_CONTIGUOUS", "ALIGNED"]).reshape(-1)
+    if x.flags.c_contiguous and x.flags.aligned and x.dtype.isnative:
+        native = x.reshape(-1)
+    else:
+        native = np.require(x, x.dtype.newbyteorder("="), ["C_CONTIGUOUS", "ALIGNED"]).reshape(-1)
     y, noise = np.empty_like(native), np.empty_like(native)
     if _noise is not None and _dispatch.COMPILED:
         _noise.rrelu_train(native, y, noise, low, high, generator.bit_generator)
