@@ -19,6 +19,7 @@ import importlib
 import numpy as np
 
 from fastact import _kernels
+from fastact._dispatch import _LARGEST
 
 from fastact._channel_loops cimport (
     FASTACT_CHANNEL_TABLE_NAME,
@@ -297,16 +298,13 @@ cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
                              double* values) except -1:
     """One float64 slope per channel into ``values`` from the forward pass's common
     weights: an array of x's type (0-d, or 1-D of one or ``channels`` values), a NumPy
-    scalar of that type, or a Python float where x is float32 or float64 (rounded as
-    NumPy casts it; a finite value beyond float32 declines, for the general path to
-    refuse). 0 to decline."""
+    scalar of that type, or a Python float (rounded as NumPy casts it; a finite value
+    that would overflow declines, for the general path to refuse). 0 to decline."""
     cdef ElementType etype = array_element_type(x)
     cdef double value
     cdef float rounded
     cdef Py_ssize_t c, count
-    if type(weight) is float:
-        if etype != FLOAT32 and etype != FLOAT64:
-            return 0  # a double rounded to a 16-bit type: NumPy's cast, in Python
+    if type(weight) is float and (etype == FLOAT32 or etype == FLOAT64):
         value = <double>weight
         if etype == FLOAT32:
             rounded = <float>value
@@ -316,6 +314,13 @@ cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
         for c in range(channels):
             values[c] = value
         return 1
+    if type(weight) is float:
+        # A 16-bit type: rounded by NumPy's cast (ml_dtypes' for bfloat16), as the general
+        # path rounds it. A finite value beyond the type's largest declines before the
+        # cast (which would warn), for the general path to refuse or round it.
+        if isfinite(weight) and abs(weight) > _LARGEST[x.dtype.name]:
+            return 0
+        weight = np.asarray(weight).astype(x.dtype)
     if isinstance(weight, np.generic):
         weight = np.asarray(weight)
     if not is_ready(weight):
@@ -335,7 +340,7 @@ cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
 cdef bint output_ready(object out, ndarray x) noexcept:
     """``out`` is x itself, or an array like x that shares no memory with it."""
     if not is_ready(out):
-        return 0
+        return False
     cdef ndarray o = <ndarray>out
     if o is x:
         return cnp.PyArray_ISWRITEABLE(o)
