@@ -446,9 +446,10 @@ def dead_units(pre_activation: Any, axis: int = 0) -> Any:
     at 0 is 0) and NaN as alive (``relu_grad(nan)`` is 1). With no samples (length 0
     along ``axis``) every unit is dead, as ``np.all`` of nothing is True.
 
-    The compiled loop covers float32 and float64 when ``axis`` is the leading axis of a
-    C-contiguous array or the trailing axis of a Fortran-contiguous one, in one pass over
-    the data; every other valid input goes through NumPy with the same result.
+    The compiled loop covers every float type (float16 and bfloat16 by integer compares of
+    their bits) when ``axis`` is the leading axis of a C-contiguous array or the trailing
+    axis of a Fortran-contiguous one, in one pass over the data; every other valid input
+    goes through NumPy with the same result.
 
     Raises
     ------

@@ -12,7 +12,7 @@ way. It never raises by itself.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uint16_t
 from numpy cimport ndarray, npy_intp
 
 from libc.math cimport fabs, isfinite
@@ -46,6 +46,7 @@ from fastact._loops cimport (
     LoopTable,
     Op,
     is_covered,
+    is_float_type,
     magnitude,
 )
 
@@ -206,7 +207,8 @@ KERNEL_DTYPES = {
     for func in FUNCTIONS
 }
 KERNEL_DTYPES.update({composite.name: _FLOAT_NAMES for composite in COMPOSITES})
-KERNEL_DTYPES["dead_units"] = KERNEL_DTYPES["dead_fraction"] = ("float32", "float64")
+KERNEL_DTYPES["dead_units"] = KERNEL_DTYPES["dead_fraction"] = (
+    "float16", "bfloat16", "float32", "float64")
 
 BUILD_INFO = {
     "compiler": FASTACT_COMPILER.decode(),
@@ -921,14 +923,36 @@ def binary(int op, grad_output, x, out, p0, p1):
 # Flags per pass: a block of them stays in L1 (1-2 KiB) while the rows stream past.
 cdef enum:
     DEAD_UNITS_BLOCK = 256
+    # +inf's bits: a 16-bit float whose magnitude's bits are above these is a NaN.
+    FLOAT16_INF_BITS = 0x7C00
+    BFLOAT16_INF_BITS = 0x7F80
 
 
-cdef inline void mark_alive(const real_t* x, real_t* alive, Py_ssize_t rows,
-                            Py_ssize_t width, Py_ssize_t stride) noexcept nogil:
+# The samples as the loops compare them: float32, float64, or a 16-bit float's bits.
+ctypedef fused sample_t:
+    float
+    double
+    uint16_t
+
+
+cdef inline bint nonpositive(sample_t v, uint16_t inf_bits) noexcept nogil:
+    """``v <= 0``. For a 16-bit float's bits (``inf_bits``: +inf's): ±0 (0 or 0x8000, so
+    ``v - 1`` wraps to 0x7FFF or above) or a negative value, and not a NaN (magnitude above
+    infinity's), by integer compares that vectorise where the float compare has no
+    instruction."""
+    if sample_t is uint16_t:
+        return (<uint16_t>(v - 1) >= 0x7FFF) & ((v & 0x7FFF) <= inf_bits)
+    else:
+        return v <= 0
+
+
+cdef inline void mark_alive(const sample_t* x, sample_t* alive, Py_ssize_t rows,
+                            Py_ssize_t width, Py_ssize_t stride,
+                            uint16_t inf_bits) noexcept nogil:
     """Set ``alive[j]`` to 1 where some ``x[i * stride + j]`` is not ``<= 0``."""
     cdef Py_ssize_t i, j
-    cdef const real_t* row
-    cdef real_t x0, x1, x2, x3, aj
+    cdef const sample_t* row
+    cdef sample_t x0, x1, x2, x3, aj
     # Four rows per sweep: one load and store of each flag for four compares.
     for i in range(0, rows - 3, 4):
         row = x + i * stride
@@ -940,20 +964,21 @@ cdef inline void mark_alive(const real_t* x, real_t* alive, Py_ssize_t rows,
             aj = alive[j]
             # `<=`, not `> 0`: dead means relu_grad is 0, and relu_grad(NaN) is 1.
             # A select, not an early exit: the loop never branches on the data.
-            alive[j] = aj if (x0 <= 0) & (x1 <= 0) & (x2 <= 0) & (x3 <= 0) else 1
+            alive[j] = aj if (nonpositive(x0, inf_bits) & nonpositive(x1, inf_bits)
+                              & nonpositive(x2, inf_bits) & nonpositive(x3, inf_bits)) else 1
     for i in range(rows - rows % 4, rows):
         row = x + i * stride
         for j in range(width):
             x0 = row[j]
             aj = alive[j]
-            alive[j] = aj if x0 <= 0 else 1
+            alive[j] = aj if nonpositive(x0, inf_bits) else 1
 
 
-cdef void dead_units_kernel(const real_t* x, uint8_t* dead, Py_ssize_t rows,
-                            Py_ssize_t cols) noexcept nogil:
+cdef inline void dead_flags(const sample_t* x, uint8_t* dead, Py_ssize_t rows,
+                            Py_ssize_t cols, uint16_t inf_bits) noexcept nogil:
     # The flags have x's own width, so that a vector compare updates them lane for lane
     # (byte flags would cost a pack of every compare mask).
-    cdef real_t alive[DEAD_UNITS_BLOCK]
+    cdef sample_t alive[DEAD_UNITS_BLOCK]
     cdef Py_ssize_t j, t, start, width, per_row, folded
     cdef bint any_alive
     if 0 < cols <= DEAD_UNITS_BLOCK // 2:
@@ -964,8 +989,8 @@ cdef void dead_units_kernel(const real_t* x, uint8_t* dead, Py_ssize_t rows,
         folded = rows // per_row
         for j in range(width):
             alive[j] = 0
-        mark_alive(x, alive, folded, width, width)
-        mark_alive(x + folded * width, alive, rows - folded * per_row, cols, cols)
+        mark_alive(x, alive, folded, width, width, inf_bits)
+        mark_alive(x + folded * width, alive, rows - folded * per_row, cols, cols, inf_bits)
         for j in range(cols):
             any_alive = False
             for t in range(per_row):
@@ -977,10 +1002,15 @@ cdef void dead_units_kernel(const real_t* x, uint8_t* dead, Py_ssize_t rows,
         width = min(<Py_ssize_t>DEAD_UNITS_BLOCK, cols - start)
         for j in range(width):
             alive[j] = 0
-        mark_alive(x + start, alive, rows, width, cols)
+        mark_alive(x + start, alive, rows, width, cols, inf_bits)
         for j in range(width):
             dead[start + j] = alive[j] == 0
         start += width
+
+
+cdef void dead_units_kernel(const real_t* x, uint8_t* dead, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil:
+    dead_flags(x, dead, rows, cols, 0)
 
 
 cdef object reduced_bool(ndarray x, int skip, bint fortran):
@@ -998,7 +1028,7 @@ def dead_units(x, axis):
     cdef ndarray xa = <ndarray>x
     cdef int ndim = cnp.PyArray_NDIM(xa)
     cdef ElementType etype = element_type(xa)
-    if ndim == 0 or (etype != FLOAT32 and etype != FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(xa):
+    if ndim == 0 or not is_float_type(etype) or not cnp.PyArray_ISNOTSWAPPED(xa):
         return None
     # Checked on the Python int first: a huge axis must decline, not overflow.
     if not -ndim <= axis < ndim:
@@ -1021,7 +1051,10 @@ def dead_units(x, axis):
     cdef uint8_t* dst = <uint8_t*>cnp.PyArray_DATA(dead)
     with nogil:
         if etype == FLOAT32:
-            dead_units_kernel(<const float*>src, dst, rows, cols)
+            dead_flags(<const float*>src, dst, rows, cols, 0)
+        elif etype == FLOAT64:
+            dead_flags(<const double*>src, dst, rows, cols, 0)
         else:
-            dead_units_kernel(<const double*>src, dst, rows, cols)
+            dead_flags(<const uint16_t*>src, dst, rows, cols,
+                       FLOAT16_INF_BITS if etype == FLOAT16 else BFLOAT16_INF_BITS)
     return dead

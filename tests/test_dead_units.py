@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16_DTYPES,
     FLOAT_DTYPES,
     INT_DTYPES,
+    KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
+    finfo,
     python_runs_during,
     requires_compiled,
     sample,
@@ -22,7 +25,7 @@ from fastact import _reference
 ROWS = (*range(13), 63, 64, 65, 255, 256, 257, 600)
 UNITS = (*range(71), 127, 128, 129, 255, 256, 257, 1000)
 ALIVE_VALUES = (np.nan, np.inf, 1.0)
-DEAD_UNITS_DTYPES = (np.float32, np.float64)  # the compiled loop's; the rest go via NumPy
+DEAD_UNITS_DTYPES = KERNEL_FLOAT_DTYPES  # the compiled loop's (16-bit ones by their bits)
 
 
 def kernel(x, axis):
@@ -42,7 +45,7 @@ def with_dead_units(dtype, rows: int, units: int, rng: np.random.Generator) -> n
     dead = rng.random(units) < 0.5
     with np.errstate(invalid="ignore"):
         x[:, dead] = np.where(np.isnan(x[:, dead]), -0.0, -np.abs(x[:, dead]))
-    tiny = np.finfo(dtype).smallest_subnormal
+    tiny = finfo(dtype).smallest_subnormal
     for j in np.flatnonzero(dead & (rng.random(units) < 0.5)):
         if rows:
             x[rng.integers(rows), j] = rng.choice((*ALIVE_VALUES, tiny))
@@ -81,6 +84,21 @@ def test_kernel_every_edge_value_alone_and_in_every_row(dtype):
 
 
 @requires_compiled
+@pytest.mark.parametrize("dtype", (np.float16, *BFLOAT16_DTYPES))
+def test_kernel_every_16_bit_pattern(dtype):
+    # The 16-bit loop compares bits as integers: every pattern (±0, subnormals, ±inf,
+    # NaNs of either sign) against float32's compare of the exactly widened value, as a
+    # row of units and (every 97th) as one sample among negative ones.
+    x = np.arange(1 << 16, dtype=np.uint16).view(dtype)
+    want = x.astype(np.float32) <= 0
+    assert_bitwise_equal(kernel(x.reshape(1, -1), 0), want)
+    for i, (v, dead) in enumerate(zip(x[::97], want[::97], strict=True)):
+        samples = np.full((7, 3), -1, dtype)
+        samples[i % 7, i % 3] = v
+        assert kernel(samples, 0)[i % 3] == dead
+
+
+@requires_compiled
 @pytest.mark.parametrize("dtype", DEAD_UNITS_DTYPES)
 def test_kernel_covers_n_d_arrays_along_their_slowest_axis(dtype):
     rng = np.random.default_rng(3)
@@ -96,7 +114,6 @@ def test_kernel_covers_n_d_arrays_along_their_slowest_axis(dtype):
 def test_kernel_declines_what_it_does_not_cover():
     x = np.zeros((4, 6), np.float32)
     declined = [
-        (x.astype(np.float16), 0),
         (x.astype(x.dtype.newbyteorder()), 0),
         (x[:, ::2], 0),
         (x, 1),
