@@ -153,8 +153,12 @@ def _real_number(value: Any, name: str, func: str) -> float:
     message sizes rather than prints)."""
     if type(value) is float:  # the usual case, before the slower check of the ABC
         return value
-    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both.
-    if not isinstance(value, (numbers.Real, np.bool_)):
+    # np.bool_ is not registered as a numbers.Real, but Python's bool is: accept both;
+    # nor is ml_dtypes' bfloat16 scalar, a real number as much as np.float16.
+    if not (
+        isinstance(value, (numbers.Real, np.bool_))
+        or (isinstance(value, np.generic) and _is_bfloat16(np.dtype(type(value))))
+    ):
         raise TypeError(
             f"fastact.{func}: {name} must be a real number, not {type(value).__name__}"
         )

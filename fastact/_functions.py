@@ -206,9 +206,9 @@ _RELU6_BACKWARD_NOTES = """\
     for every length)."""
 
 
-def _doc(summary: str, parameters: str, notes: str, raises: str) -> str:
+def _doc(summary: str, parameters: str, notes: str, raises: str, returns: str = _RETURNS) -> str:
     return (
-        f"{summary}\n\n    Parameters\n    ----------\n{parameters}\n{_OUT}\n\n{_RETURNS}\n\n"
+        f"{summary}\n\n    Parameters\n    ----------\n{parameters}\n{_OUT}\n\n{returns}\n\n"
         f"    Notes\n    -----\n{notes}\n\n{raises}\n    "
     )
 
@@ -428,8 +428,9 @@ _WEIGHT = """\
     weight : float or array_like
         The slopes: a number, a 0-d array, or a 1-D array of 1 or C values, where C is
         ``x.shape[1]`` (the channel axis, as in torch; 1 for 1-D and 0-d ``x``). An array
-        must have ``x``'s dtype (torch does not promote either); a Python number, or a
-        list or tuple of them, takes ``x``'s dtype (a finite value that overflows it is a
+        or a NumPy scalar (``np.float64(0.5)`` included) must have ``x``'s dtype (torch's
+        weight is a tensor, and it does not promote either); a Python number, or a list
+        or tuple of them, takes ``x``'s dtype (a finite value that overflows it is a
         ``ValueError``)."""
 
 _BOUNDS_RRELU = """\
@@ -823,6 +824,18 @@ _GRAD_BIAS_NOTES = (
     "float64, unless the column's terms cancel (a float64 sum loses what lies below "
     "2^-53 of its largest partial sum, ``[3e38, 1e-45, 1e-45, -3e38]`` sums to 0)."
 )
+# The bias runs along the last axis: a 0-d x is refused, so no scalar comes back.
+_BIAS_RETURNS = """\
+    Returns
+    -------
+    ndarray
+        ``out`` if given; else a new array of ``x``'s dtype and shape."""
+_BIAS_WITH_MASK_RETURNS = """\
+    Returns
+    -------
+    (ndarray, ndarray)
+        The activation (``out`` if given, else a new array of ``x``'s dtype and shape)
+        and the mask (``mask`` if given)."""
 _G_LAST = """\
     grad_output : array_like
         Gradient of the loss with respect to the forward output: float16, float32,
@@ -849,6 +862,7 @@ for _leaky in (False, True):
                 f"{_X}\n{_BIAS}{_slope_doc}",
                 _paragraph(_notes),
                 _mask_raises(False, _leaky, bias=True, mask=False),
+                _BIAS_RETURNS,
             ),
         ),
         Composite(
@@ -865,7 +879,7 @@ for _leaky in (False, True):
             _mask_doc(
                 f"``{_plain}_with_mask(x + bias)``, the bias along the last axis, in one pass.",
                 f"{_X}\n{_BIAS}{_slope_doc}\n{_OUT}\n{_MASK_OUT}",
-                _WITH_MASK_RETURNS,
+                _BIAS_WITH_MASK_RETURNS,
                 _paragraph(f"{_notes[:-1]}; the mask is that of ``x + bias``.")
                 + f"\n\n{_MASK_DEFINITION}",
                 _mask_raises(False, _leaky, bias=True),

@@ -48,10 +48,15 @@ def _check_weight(weight: Any, x: np.ndarray, func: str) -> np.ndarray:
         )
     channels = _channel_count(x)
     if w.ndim > 1 or (w.ndim == 1 and w.size not in (1, channels)):
+        if x.ndim >= 2:
+            channels_are = f"{channels} channel{'s' if channels != 1 else ''} (axis 1)"
+            allowed = f"1 or {channels} values"
+        else:
+            channels_are = f"one channel (a {x.ndim}-D x has no axis 1)"
+            allowed = "1 value"
         raise ValueError(
             f"fastact.{func}: weight has shape {w.shape} but x has shape {x.shape}, "
-            f"{channels} channel{'s' if channels != 1 else ''} (axis 1): the weight must "
-            f"be a scalar or hold 1 or {channels} values"
+            f"{channels_are}: the weight must be a scalar or hold {allowed}"
         )
     return w.astype(w.dtype.newbyteorder("="), copy=False)
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16,
     BINARY,
     FUNCTIONS,
     WITH_SLOPE,
@@ -263,6 +264,8 @@ def test_slope_numeric_types(name):
         *(np.float16(0.5), np.float32(0.1), np.float64(0.1), np.longdouble(0.25)),
         *(np.int8(-3), np.uint8(200), np.int64(2), np.uint64(2**64 - 1)),
         *(7, -(2**70), True, False, Fraction(1, 3)),
+        # ml_dtypes' scalar is no numbers.Real, but as real a number as np.float16's.
+        *(() if BFLOAT16 is None else (BFLOAT16.type(0.5), BFLOAT16.type(-3.0))),
     ]
     for slope in slopes:
         want = _reference.__dict__[name](*args, float(slope))

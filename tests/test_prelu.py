@@ -189,6 +189,11 @@ def test_bad_weight_is_a_clear_error():
         fastact.prelu(x, np.ones(4, np.float32))
     with pytest.raises(ValueError, match="weight has shape"):
         fastact.prelu_backward(x, x, np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"one channel \(a 1-D x has no axis 1\).*hold 1 value$"):
+        fastact.prelu(np.ones(2, np.float32), np.ones(2, np.float32))
+    # A NumPy scalar is an array of its own dtype here (torch's weight is a tensor).
+    with pytest.raises(TypeError, match="weight has dtype float64 but x has dtype float32"):
+        fastact.prelu(x, np.float64(0.5))
     with pytest.raises(TypeError, match="weight has dtype float64 but x has dtype float32"):
         fastact.prelu(x, np.ones(3))
     with pytest.raises(TypeError, match="weight must be"):
