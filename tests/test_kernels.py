@@ -248,6 +248,11 @@ def tiled_layouts(dtype, rng: np.random.Generator) -> list[tuple[np.ndarray, np.
     ]
 
 
+def contiguous_args(args: tuple) -> tuple:
+    """The arguments with each array copied into C order."""
+    return tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args)
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
 def test_tiled_layouts_match_contiguous_bit_for_bit(name, dtype):
@@ -260,9 +265,7 @@ def test_tiled_layouts_match_contiguous_bit_for_bit(name, dtype):
         g_strided[...] = sample(dtype, x.size, rng).reshape(x.shape)
         for g in (np.ascontiguousarray(g_strided), g_strided):
             args = args_for(name, x, g, 0.2)
-            contiguous = tuple(
-                np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args
-            )
+            contiguous = contiguous_args(args)
             want = kernel(name)(*contiguous, None)
             assert_bitwise_equal(want, getattr(_reference, name)(*contiguous))
             for n_threads in (1, 2, 3):
@@ -307,6 +310,31 @@ def test_tiled_in_place_on_strided_views(name, dtype):
     x = square.copy()
     assert kernel(name)(*args_for(name, x.T, g[:64, :64], 0.2), x) is x
     assert_bitwise_equal(x, want)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_every_other_element_matches_reference(name, dtype):
+    # Inputs at a step of two elements into a contiguous out: float32 and float64 read the
+    # pairs where they lie (no tile buffer), so every vector tail of that loop is walked
+    # here, in 1-D and row by row in 2-D, on one thread and split over two.
+    rng = np.random.default_rng(19 + np.dtype(dtype).itemsize)
+    for n in LENGTHS:
+        x, g = sample(dtype, 2 * n, rng)[::2], sample(dtype, 2 * n, rng)[::2]
+        args = args_for(name, x, g, 0.2)
+        want = getattr(_reference, name)(*contiguous_args(args))
+        out = np.empty(n, dtype)
+        for n_threads in (1, 2):
+            with fastact.threads(n_threads), thresholds(parallel_min_bytes=64):
+                assert_bitwise_equal(kernel(name)(*args, None), want)
+                assert kernel(name)(*args, out) is out
+                assert_bitwise_equal(out, want)
+    for rows, cols in ((3, 37), (5, 4099)):
+        x = sample(dtype, rows * 2 * cols, rng).reshape(rows, 2 * cols)[:, ::2]
+        g = sample(dtype, rows * 2 * cols, rng).reshape(rows, 2 * cols)[:, 1::2]
+        args = args_for(name, x, g, 0.2)
+        want = getattr(_reference, name)(*contiguous_args(args))
+        assert_bitwise_equal(kernel(name)(*args, None), want)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
