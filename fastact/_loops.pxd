@@ -17,6 +17,7 @@ from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 from libc.math cimport NAN
 
+from fastact._dead_loops cimport BFLOAT16_INF_BITS, FLOAT16_INF_BITS, dead_flags
 from fastact._elementwise cimport *
 from fastact._gate_vectors cimport FASTACT_HAS_GATE_VECTORS, gate_vectors
 from fastact._short_float_vectors cimport FASTACT_HAS_SHORT_VECTORS, leaky_short_floats
@@ -750,11 +751,27 @@ ctypedef void (*op_tiles_loop)(Op op, ElementType etype, Py_ssize_t itemsize, co
                                const Py_ssize_t* out_steps, Py_ssize_t rows, Py_ssize_t cols,
                                double p0, double p1) noexcept nogil
 
+ctypedef void (*dead_units_loop)(ElementType etype, const void* x, uint8_t* dead,
+                                 Py_ssize_t rows, Py_ssize_t cols) noexcept nogil
+
 ctypedef struct LoopTable:
     const char* isa  # the instruction set the loops were compiled for
     const char* cflags  # and the compiler flags
     op_loop run
     op_tiles_loop run_tiles  # a strided 2-D block (run_op_tiles)
+    dead_units_loop dead_units  # the dead-unit flags of a C-contiguous block
+
+
+cdef inline void run_dead_units(ElementType etype, const void* x, uint8_t* dead,
+                                Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """``dead_flags`` by element type: the 16-bit floats as their bits."""
+    if etype == FLOAT32:
+        dead_flags(<const float*>x, dead, rows, cols, 0)
+    elif etype == FLOAT64:
+        dead_flags(<const double*>x, dead, rows, cols, 0)
+    else:
+        dead_flags(<const uint16_t*>x, dead, rows, cols,
+                   FLOAT16_INF_BITS if etype == FLOAT16 else BFLOAT16_INF_BITS)
 
 
 cdef extern from *:
@@ -778,4 +795,5 @@ cdef inline object export_loop_table(const char* isa):
     table.cflags = FASTACT_LOOP_CFLAGS
     table.run = run_op
     table.run_tiles = run_op_tiles
+    table.dead_units = run_dead_units
     return PyCapsule_New(table, FASTACT_LOOP_TABLE_NAME, NULL)

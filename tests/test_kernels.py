@@ -501,10 +501,11 @@ def builds_to_rerun() -> list:
 @pytest.mark.slow
 @pytest.mark.parametrize("build", builds_to_rerun())
 def test_other_builds_match_reference_too(build):
-    # This process runs one build; the quick kernel tests and the PyTorch parity tests
-    # (bfloat16 included) run again in a child forced onto each other build the CPU runs,
-    # which also checks there that the child got the build it asked for.
-    torch_tests = [
-        str(Path(__file__).with_name(f"test_torch_{n}.py")) for n in ("parity", "table")
+    # This process runs one build; the quick kernel tests, the dead-unit tests and the
+    # PyTorch parity tests (bfloat16 included) run again in a child forced onto each other
+    # build the CPU runs, which also checks there that the child got the build it asked for.
+    others = [
+        str(Path(__file__).with_name(f"test_{n}.py"))
+        for n in ("dead_units", "torch_parity", "torch_table")
     ]
-    run_tests_under_build(build, __file__, *torch_tests)
+    run_tests_under_build(build, __file__, *others)
