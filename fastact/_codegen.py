@@ -43,6 +43,16 @@ GATE_RULES = {
 }
 
 
+# The forward clamps, ``x < low ? low_value : x > high ? high_value : x`` (``<=`` for the
+# low edge where ``inclusive``; NaN ``x`` passes), and their edges in the rule's own
+# arguments (INFINITY: no upper edge), which the 16-bit loops run as integer compares of
+# the bits (``clamp_short_floats`` in _loops.pxd).
+CLAMP_RULES = {
+    "hardtanh": ("{0}", "{0}", "False", "{1}", "{1}"),
+    "threshold": ("{0}", "{1}", "True", "INFINITY", "INFINITY"),
+}
+
+
 def _tag(func: Function) -> str:
     return f"{func.name}_op"
 
@@ -136,6 +146,25 @@ def ops_pxi() -> str:
     # An `else`, not a last `return`: Cython drops the branches of other ops at compile
     # time and would call a trailing statement unreachable.
     lines += ["    else:", "        return False"] if gates else ["    return False"]
+    lines.append("")
+    lines.append("")
+    lines.append(
+        "cdef inline bint op_clamp(op_t* op, double p0, double p1, double* low,\n"
+        "                          double* low_value, bint* inclusive, double* high,\n"
+        "                          double* high_value) noexcept nogil:\n"
+        '    """Whether the rule is a clamp, ``x < low ? low_value : x > high ? high_value :\n'
+        '    x`` (``x <= low`` where ``inclusive``), and its edges from the rounded parameters."""'
+    )
+    clamps = [f for f in FUNCTIONS if f.rule in CLAMP_RULES]
+    for k, f in enumerate(clamps):
+        edges = (edge.format("p0", "p1") for edge in CLAMP_RULES[f.rule])
+        lines.append(f"    {'if' if k == 0 else 'elif'} op_t is {_tag(f)}:")
+        lines.append(
+            "        low[0], low_value[0], inclusive[0], high[0], high_value[0] = "
+            + ", ".join(edges)
+        )
+        lines.append("        return True")
+    lines += ["    else:", "        return False"] if clamps else ["    return False"]
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,8 @@ float16 and bfloat16 are computed in float32, rounding once, as torch does.
 """
 
 from libc.stdint cimport (
+    INT16_MAX,
+    INT16_MIN,
     int8_t,
     int16_t,
     int32_t,
@@ -174,6 +176,46 @@ cdef inline bint is_not_positive(short_float_t x) noexcept nogil:
 cdef inline short_float_t with_bits(short_float_t like, uint16_t bits) noexcept nogil:
     like.bits = bits
     return like
+
+
+# Comparisons of 16-bit floats with a bound, as integer compares of their bits: no
+# conversion, so a vector holds 16-bit lanes throughout (twice float32's). The bound comes
+# as a float32 (exact in it or not). The gate and clamp loops (_loops.pxd) compute the
+# bounds' keys once per call; the rules below compare in float32, as the contract states.
+
+cdef inline int16_t order_key(short_float_t x) noexcept nogil:
+    """The bits as an integer in the float order: the magnitude, negated where the sign is
+    set, so -0.0 and +0.0 are both 0 and neighbouring values have neighbouring keys. A NaN
+    gets a key as well: a caller masks NaN with ``is_ordered``."""
+    cdef int16_t magnitude = <int16_t>(x.bits & 0x7FFF)
+    cdef int16_t sign = (<int16_t>x.bits) >> 15  # 0, or -1 where the sign is set
+    return <int16_t>((magnitude ^ sign) - sign)
+
+
+cdef inline bint is_ordered(short_float_t x) noexcept nogil:
+    """Not NaN: the magnitude is at most infinity's."""
+    return (x.bits & 0x7FFF) <= infinity_bits(x)
+
+
+cdef inline int16_t key_at_most(float bound, short_float_t like) noexcept nogil:
+    """For every x that is not NaN, ``x <= bound`` iff ``order_key(x) <= key_at_most(bound)``
+    (and ``x > bound`` iff ``>``): the key of the largest value at or below ``bound``, the
+    nearest one stepped down if it rounded up. A NaN bound: INT16_MIN, so ``<=`` never
+    holds (only ``<=`` may use it)."""
+    cdef short_float_t nearest = with_bits(like, narrow(bound, like))
+    if bound != bound:
+        return INT16_MIN
+    return order_key(nearest) - 1 if widen(nearest) > bound else order_key(nearest)
+
+
+cdef inline int16_t key_at_least(float bound, short_float_t like) noexcept nogil:
+    """For every x that is not NaN, ``x >= bound`` iff ``order_key(x) >= key_at_least(bound)``
+    (and ``x < bound`` iff ``<``): the key of the smallest value at or above ``bound``. A
+    NaN bound: INT16_MAX, so ``>=`` never holds (only ``>=`` may use it)."""
+    cdef short_float_t nearest = with_bits(like, narrow(bound, like))
+    if bound != bound:
+        return INT16_MAX
+    return order_key(nearest) + 1 if widen(nearest) < bound else order_key(nearest)
 
 
 # The rules. A slope comes as a double and is rounded to the element type first (float32

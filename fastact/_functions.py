@@ -331,7 +331,6 @@ FUNCTIONS: tuple[Function, ...] = (
         ("x",),
         _MIN_MAX,
         rule="hardtanh",
-        widens=True,
         ordered=True,
         doc=_doc(
             "Hard tanh: ``x`` clamped to ``[min_val, max_val]``, elementwise.",
@@ -366,7 +365,6 @@ FUNCTIONS: tuple[Function, ...] = (
         ("x",),
         (),
         rule="hardtanh",
-        widens=True,
         fixed=(0.0, 6.0),
         doc=_doc(
             "ReLU6, ``min(max(x, 0), 6)``, elementwise: :func:`hardtanh` at 0 and 6.",
@@ -395,7 +393,6 @@ FUNCTIONS: tuple[Function, ...] = (
         ("x",),
         (Parameter("threshold", None), Parameter("value", None, ELEMENT)),
         rule="threshold",
-        widens=True,
         doc=_doc(
             "Threshold: ``value`` where ``x <= threshold``, else ``x``, elementwise.",
             f"{_X}\n{_THRESHOLD}\n{_VALUE}",

@@ -15,7 +15,7 @@ with the rule inlined. Parameters come as doubles and the rules round them as to
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.mem cimport PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
-from libc.math cimport NAN
+from libc.math cimport INFINITY, NAN
 
 from fastact._dead_loops cimport BFLOAT16_INF_BITS, FLOAT16_INF_BITS, dead_flags
 from fastact._elementwise cimport *
@@ -160,6 +160,75 @@ cdef inline void float16_via_f16c(op_t* op, const float16_t* g, const float16_t*
 
 
 # ---------------------------------------------------------------------------------------
+# The 16-bit gates and clamps as integer compares of the bits (``order_key`` in
+# _elementwise.pxd), with the bounds' keys computed once per call: no conversion, so the
+# vectors hold 16-bit lanes, and no float16 rounding code in the loop. The same results
+# as the rules (which compare in float32), NaN x included: it fails every comparison.
+
+cdef inline void gate_short_floats(const short_float_t* g, const short_float_t* x,
+                                   short_float_t* out, Py_ssize_t n, int16_t at_most_low,
+                                   int16_t at_least_high) noexcept nogil:
+    """``(x <= low) | (x >= high) ? +0 : g``, from the keys of the window's edges."""
+    cdef Py_ssize_t i
+    cdef int16_t key
+    cdef bint blocked
+    cdef short_float_t gi, xi
+    for i in range(n):
+        # Both loaded before the select: a load inside it would be a masked load, which
+        # only AVX-512 has for 16-bit lanes (the other builds would not vectorise).
+        gi, xi = g[i], x[i]
+        key = order_key(xi)
+        blocked = is_ordered(xi) & ((key <= at_most_low) | (key >= at_least_high))
+        out[i] = with_bits(gi, 0 if blocked else gi.bits)
+
+
+cdef inline void clamp_short_floats(const short_float_t* x, short_float_t* out,
+                                    Py_ssize_t n, int16_t below_key, uint16_t below_bits,
+                                    int16_t above_key, uint16_t above_bits) noexcept nogil:
+    """``below_bits`` where x's key is under ``below_key``, ``above_bits`` where it is
+    over ``above_key``, x itself elsewhere (NaN x included)."""
+    cdef Py_ssize_t i
+    cdef int16_t key
+    cdef bint ordered
+    cdef short_float_t xi
+    for i in range(n):
+        xi = x[i]
+        key = order_key(xi)
+        ordered = is_ordered(xi)
+        out[i] = with_bits(xi, below_bits if ordered & (key < below_key)
+                           else above_bits if ordered & (key > above_key) else xi.bits)
+
+
+cdef inline bint run_short_float_keys(op_t* op, const short_float_t* g,
+                                      const short_float_t* x, short_float_t* out,
+                                      Py_ssize_t n, double p0, double p1) noexcept nogil:
+    """Run a gate or a clamp on contiguous 16-bit floats by their keys; False for any
+    other op (and for a clamp with a NaN edge, which the rule gives its NaN)."""
+    cdef double low, high, low_value, high_value
+    cdef bint inclusive
+    cdef int16_t below_key
+    cdef uint16_t below_bits
+    cdef short_float_t like = x[0]
+    if op_gate(op, p0, p1, &low, &high):
+        # A NaN edge's key is one no value reaches (no upper edge for high NaN).
+        gate_short_floats(g, x, out, n, key_at_most(<float>low, like),
+                          key_at_least(<float>high, like))
+        return True
+    if not op_clamp(op, p0, p1, &low, &low_value, &inclusive, &high, &high_value):
+        return False
+    if (low != low) | (high != high):
+        return False
+    # x <= low iff key <= key_at_most(low); x < low iff key < key_at_least(low).
+    below_key = key_at_most(<float>low, like) + 1 if inclusive else key_at_least(<float>low, like)
+    # Below the low edge the result is low_value, then compared with the high edge (torch's
+    # clamp applies its max before its min, so low > high gives high).
+    below_bits = narrow(<float>(high_value if low_value > high else low_value), like)
+    clamp_short_floats(x, out, n, below_key, below_bits, key_at_most(<float>high, like),
+                       narrow(<float>high_value, like))
+    return True
+
+
+# ---------------------------------------------------------------------------------------
 # From byte strides and an element type to a typed loop. Strides are in bytes here
 # (NumPy's) and in elements in the loop; the arrays are aligned, so they divide exactly.
 
@@ -199,6 +268,8 @@ cdef inline void run_typed(op_t* op, const element_t* g, Py_ssize_t g_stride,
                 done = gate_vectors(g, x, out, n, low, high)
                 g, x, out, n = g + done, x + done, out + done, n - done
         if element_t is float16_t or element_t is bfloat16_t:
+            if run_short_float_keys(op, g, x, out, n, p0, p1):
+                return
             if FASTACT_HAS_SHORT_VECTORS and op_is_leaky(op):
                 leaky_short_floats(g, x, out, n, <float>p0)
                 return

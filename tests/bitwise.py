@@ -69,20 +69,27 @@ def parameter_cases(name: str) -> list[tuple[float, ...]]:
     nan, inf = float("nan"), float("inf")
     if names == ("min_val", "max_val"):
         # The defaults, relu6's, zeros of both signs, equal bounds, bounds between float16
-        # and bfloat16 grid points, infinite and NaN bounds.
+        # and bfloat16 grid points, infinite and NaN bounds, bounds among float16's
+        # subnormals, below its smallest and between its two largest: the 16-bit loops
+        # compare keys of the bounds' neighbours on the 16-bit grid.
         return [
             (-1.0, 1.0), (0.0, 6.0), (-0.0, 0.0), (0.0, -0.0), (0.5, 0.5), (-0.1, 0.1),
             (-0.09997, 0.10001), (-inf, inf), (-inf, 0.0), (0.0, inf), (nan, 1.0),
-            (-1.0, nan), (nan, nan), (-65504.0, 65504.0), (1e-45, 3e-45),
+            (-1.0, nan), (nan, nan), (-65504.0, 65504.0), (1e-45, 3e-45), (-3e-8, 1e-6),
+            (-1e-10, 1e-10), (-65503.0, 65503.0),
         ]  # fmt: skip
     if names == ("threshold", "value"):
         return [
             (0.0, 0.0), (0.0, -0.0), (-0.0, 5.0), (0.1, -5.0), (0.09997, 0.10001),
             (1.0, nan), (nan, 1.0), (inf, 2.0), (-inf, 2.0), (0.0, inf), (-1e-40, -inf),
-            (65504.0, -65504.0),
+            (65504.0, -65504.0), (70000.0, 1.0), (-70000.0, 1.0), (-3e-8, 2.0),
+            (1e-10, -1.0), (3.39e38, 0.0),
         ]  # fmt: skip
     if names == ("threshold",):
-        return [(t,) for t in (0.0, -0.0, 0.1, 0.09997, 1.0, nan, inf, -inf, -1e-40, 65504.0)]
+        return [
+            (t,) for t in (0.0, -0.0, 0.1, 0.09997, 1.0, nan, inf, -inf, -1e-40, 65504.0,
+                           70000.0, -70000.0, -3e-8, 1e-10, -3.39e38)
+        ]  # fmt: skip
     raise KeyError(f"no parameter cases for {name}")
 
 

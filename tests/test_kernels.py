@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16_DTYPES,
     BINARY,
     FUNCTIONS,
     INT_DTYPES,
@@ -310,6 +311,21 @@ def test_tiled_in_place_on_strided_views(name, dtype):
     x = square.copy()
     assert kernel(name)(*args_for(name, x.T, g[:64, :64], 0.2), x) is x
     assert_bitwise_equal(x, want)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", (np.float16, *BFLOAT16_DTYPES))
+def test_every_16_bit_pattern_matches_reference(name, dtype):
+    # Every pattern (NaNs of both signs, subnormals, ±0, ±inf) against every parameter
+    # case, as x and, in a backward pass, as g. The 16-bit gates and clamps compare the
+    # bits' keys with the keys of the bounds' neighbours on the 16-bit grid, not values.
+    x = np.arange(1 << 16, dtype=np.uint16).view(dtype)
+    g = np.random.default_rng(20).permutation(x)
+    for params in parameter_cases(name):
+        args = args_for(name, x, g, params)
+        got = kernel(name)(*args, None)
+        assert got is not None, f"{name}{params} declined"
+        assert_bitwise_equal(got, getattr(_reference, name)(*args))
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
