@@ -186,17 +186,20 @@ cdef inline void clamp_short_floats(const short_float_t* x, short_float_t* out,
                                     Py_ssize_t n, int16_t below_key, uint16_t below_bits,
                                     int16_t above_key, uint16_t above_bits) noexcept nogil:
     """``below_bits`` where x's key is under ``below_key``, ``above_bits`` where it is
-    over ``above_key``, x itself elsewhere (NaN x included)."""
+    over ``above_key``, x itself elsewhere (NaN x included). Where both hold (a low edge
+    above the high one) the caller has made ``below_bits`` the high edge's value, so two
+    selects in a row give the same result as nested ones, and vectorise better."""
     cdef Py_ssize_t i
     cdef int16_t key
     cdef bint ordered
+    cdef uint16_t bits
     cdef short_float_t xi
     for i in range(n):
         xi = x[i]
         key = order_key(xi)
         ordered = is_ordered(xi)
-        out[i] = with_bits(xi, below_bits if ordered & (key < below_key)
-                           else above_bits if ordered & (key > above_key) else xi.bits)
+        bits = below_bits if ordered & (key < below_key) else xi.bits
+        out[i] = with_bits(xi, above_bits if ordered & (key > above_key) else bits)
 
 
 cdef inline bint run_short_float_keys(op_t* op, const short_float_t* g,
