@@ -63,6 +63,22 @@ def _rule_call(func: Function) -> str:
     return f"{func.rule}_rule({', '.join([operands, *params])})"
 
 
+def _edge_predicate(header: str, rules: dict[str, tuple[str, ...]], targets: str) -> list[str]:
+    """A predicate on the op that also writes its edges: ``targets`` get the rule's entry
+    in ``rules`` ({0}, {1}: the rule's first and second parameters)."""
+    lines = [header]
+    matching = [f for f in FUNCTIONS if f.rule in rules]
+    for k, f in enumerate(matching):
+        edges = ", ".join(edge.format("p0", "p1") for edge in rules[f.rule])
+        lines.append(f"    {'if' if k == 0 else 'elif'} op_t is {_tag(f)}:")
+        lines.append(f"        {targets} = {edges}")
+        lines.append("        return True")
+    # An `else`, not a last `return`: Cython drops the branches of other ops at compile
+    # time and would call a trailing statement unreachable.
+    lines += ["    else:", "        return False"] if matching else ["    return False"]
+    return lines
+
+
 def ops_pxi() -> str:
     """The op enum, the op tags and the op -> rule mapping (before the loops)."""
     lines = [_HEADER, "cdef enum Op:"]
@@ -131,40 +147,25 @@ def ops_pxi() -> str:
         lines.append("    return False")
     lines.append("")
     lines.append("")
-    lines.append(
+    lines += _edge_predicate(
         "cdef inline bint op_gate(op_t* op, double p0, double p1, double* low,\n"
         "                         double* high) noexcept nogil:\n"
         '    """Whether the rule is a gradient gate, ``(x <= low) | (x >= high) ? +0 : g``\n'
-        '    (``high`` NaN: no upper edge), and its window from the rounded parameters."""'
+        '    (``high`` NaN: no upper edge), and its window from the rounded parameters."""',
+        GATE_RULES,
+        "low[0], high[0]",
     )
-    gates = [f for f in FUNCTIONS if f.rule in GATE_RULES]
-    for k, f in enumerate(gates):
-        low, high = (edge.format("p0", "p1") for edge in GATE_RULES[f.rule])
-        lines.append(f"    {'if' if k == 0 else 'elif'} op_t is {_tag(f)}:")
-        lines.append(f"        low[0], high[0] = {low}, {high}")
-        lines.append("        return True")
-    # An `else`, not a last `return`: Cython drops the branches of other ops at compile
-    # time and would call a trailing statement unreachable.
-    lines += ["    else:", "        return False"] if gates else ["    return False"]
     lines.append("")
     lines.append("")
-    lines.append(
+    lines += _edge_predicate(
         "cdef inline bint op_clamp(op_t* op, double p0, double p1, double* low,\n"
         "                          double* low_value, bint* inclusive, double* high,\n"
         "                          double* high_value) noexcept nogil:\n"
-        '    """Whether the rule is a clamp, ``x < low ? low_value : x > high ? high_value :\n'
-        '    x`` (``x <= low`` where ``inclusive``), and its edges from the rounded parameters."""'
+        '    """Whether the rule is a clamp, ``x < low ? low_value : x > high ? high_value : x``\n'
+        '    (``x <= low`` where ``inclusive``), and its edges from the rounded parameters."""',
+        CLAMP_RULES,
+        "low[0], low_value[0], inclusive[0], high[0], high_value[0]",
     )
-    clamps = [f for f in FUNCTIONS if f.rule in CLAMP_RULES]
-    for k, f in enumerate(clamps):
-        edges = (edge.format("p0", "p1") for edge in CLAMP_RULES[f.rule])
-        lines.append(f"    {'if' if k == 0 else 'elif'} op_t is {_tag(f)}:")
-        lines.append(
-            "        low[0], low_value[0], inclusive[0], high[0], high_value[0] = "
-            + ", ".join(edges)
-        )
-        lines.append("        return True")
-    lines += ["    else:", "        return False"] if clamps else ["    return False"]
     return "\n".join(lines) + "\n"
 
 

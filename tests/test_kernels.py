@@ -62,6 +62,11 @@ def test_every_edge_pair_matches_reference(name, dtype):
     # for every parameter case of the function.
     edges = edge_values(dtype)
     x, g = (a.ravel() for a in np.meshgrid(edges, edges))
+    check_every_parameter_case(name, x, g)
+
+
+def check_every_parameter_case(name: str, x: np.ndarray, g: np.ndarray) -> None:
+    """The kernel against the reference on ``x`` (and ``g``), for every parameter case."""
     for params in parameter_cases(name):
         args = args_for(name, x, g, params)
         got = kernel(name)(*args, None)
@@ -320,12 +325,7 @@ def test_every_16_bit_pattern_matches_reference(name, dtype):
     # case, as x and, in a backward pass, as g. The 16-bit gates and clamps compare the
     # bits' keys with the keys of the bounds' neighbours on the 16-bit grid, not values.
     x = np.arange(1 << 16, dtype=np.uint16).view(dtype)
-    g = np.random.default_rng(20).permutation(x)
-    for params in parameter_cases(name):
-        args = args_for(name, x, g, params)
-        got = kernel(name)(*args, None)
-        assert got is not None, f"{name}{params} declined"
-        assert_bitwise_equal(got, getattr(_reference, name)(*args))
+    check_every_parameter_case(name, x, np.random.default_rng(20).permutation(x))
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
