@@ -24,6 +24,10 @@ from fastact import _reference
 # Row counts around the folding of narrow blocks (256 flags, 4 rows per sweep).
 ROWS = (*range(13), 63, 64, 65, 255, 256, 257, 600)
 UNITS = (*range(71), 127, 128, 129, 255, 256, 257, 1000)
+# Around the loop's block of flags (2048 units, read a chunk of 64 rows at a time when
+# wider) and half of it (the narrow batches folded into wide rows).
+WIDE_UNITS = (1023, 1024, 1025, 2047, 2048, 2049, 4096, 4100)
+WIDE_ROWS = (1, 3, 4, 5, 63, 64, 65, 130)
 ALIVE_VALUES = (np.nan, np.inf, 1.0)
 DEAD_UNITS_DTYPES = KERNEL_FLOAT_DTYPES  # the compiled loop's (16-bit ones by their bits)
 
@@ -68,6 +72,19 @@ def test_kernel_every_shape_matches_reference(dtype):
             assert_bitwise_equal(got, expected(x, 0))
             # The same data as a Fortran array, reduced along its trailing axis.
             assert_bitwise_equal(kernel(np.asfortranarray(x.T), 1), expected(x, 0))
+
+
+@requires_compiled
+@pytest.mark.parametrize("dtype", DEAD_UNITS_DTYPES)
+def test_kernel_wide_batches_match_reference(dtype):
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    for rows in WIDE_ROWS:
+        for units in WIDE_UNITS:
+            x = with_dead_units(dtype, rows, units, rng)
+            assert_bitwise_equal(kernel(x, 0), expected(x, 0))
+            # A single alive value in the last row of the last chunk, in the last unit.
+            x[-1, -1] = x.dtype.type(1.0)
+            assert_bitwise_equal(kernel(x, 0), expected(x, 0))
 
 
 @requires_compiled
