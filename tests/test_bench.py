@@ -77,6 +77,12 @@ def test_quick_benchmark_runs(tmp_path):
     assert all(case["fastest_peer"] is None for case in data["cases"])
     assert data["metadata"]["cpu"] in result.stdout
     assert {row["n"] for row in data["call_overhead"]} == {1, 16, 256}
+    # Dead units: every dtype, fastact's mask the reference's, against a read roofline.
+    assert {row["dtype"] for row in data["dead_units"]} == dtypes
+    for row in data["dead_units"]:
+        assert row["exact"]["fastact"] == "yes"
+        assert row["exact"]["np"] == "yes"
+        assert row["of_roofline"] > 0
 
     rows = data["thread_scaling"]
     assert {row["threads"] for row in rows} >= {1}

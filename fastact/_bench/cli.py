@@ -25,7 +25,7 @@ from .peers import PEER_LOADERS, Peer, load_peers
 from .statements import DTYPES, FUNCTIONS, MAIN, NEGATIVE_SLOPE, Function
 from .timing import MODES, Clock, Settings
 
-SECTIONS = ("main", "sweep", "patterns", "strided", "threads", "overhead", "prelu")
+SECTIONS = ("main", "sweep", "patterns", "strided", "threads", "overhead", "prelu", "dead")
 DESCRIPTION = (
     "Benchmark fastact against the NumPy idioms it replaces, optional peers (torch, numba, "
     "numexpr, onnxruntime, JAX) and a memory roofline."
@@ -330,6 +330,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["call_overhead"] = sc.call_overhead(chosen, peers, cfg, verdicts)
                 report["exactness"]["overhead"] = rp.verdict_records(verdicts)
                 rp.print_overhead(report["call_overhead"])
+        if "dead" in sections:
+            with clock.section("dead"):
+                verdicts = sc.check_dead(peers, dtypes)
+                require_fastact_exact(verdicts, "the dead-unit batches")
+                report["exactness"]["dead"] = rp.verdict_records(verdicts)
+                report["dead_units"] = sc.dead_table(cfg, peers, verdicts, dtypes)
+                rp.print_dead(report["dead_units"])
     report["elapsed_s"] = {**clock.sections, "total_before_plots": clock.total()}
     return report
 

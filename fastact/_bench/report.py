@@ -368,6 +368,23 @@ def print_prelu(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def print_dead(rows: list[dict[str, Any]]) -> None:
+    print("\ndead_units(x), x of shape (samples, units), reduced over the samples: fastact time,")
+    print("GB/s of the batch it reads, %roof (an OR of the same bits along the same axis,")
+    print("np.bitwise_or.reduce), and other/fastact (* = mask differs from the reference)")
+    for row in rows:
+        others = "  ".join(
+            f"{k} {format_ratio(v, row['exact'].get(k, 'yes'))}"
+            for k, v in row["ratios"].items()
+            if k != "fastact"
+        )
+        print(
+            f"  {row['dtype']:<8} {tuple(row['shape'])!s:<14} "
+            f"{format_time(row['median_s']['fastact']):>9} {row['gbps']:6.1f} GB/s "
+            f"{100 * row['of_roofline']:4.0f}%roof  {others}"
+        )
+
+
 # ---------------------------------------------------------------------------------------
 # Machine description and JSON.
 

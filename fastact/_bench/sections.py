@@ -5,7 +5,8 @@
 * patterns: random-sign input against the same values sorted and half NaN;
 * strided: fastact on views against np.maximum on them and fastact on a contiguous copy;
 * threads: fastact inside ``fastact.threads(t)``, the peers through their thread counts;
-* overhead: tiny arrays; prelu: (N, C, H, W) with one weight per channel.
+* overhead: tiny arrays; prelu: (N, C, H, W) with one weight per channel;
+* dead: ``dead_units`` on (samples, units) batches against the idioms and a read roofline.
 
 Each section checks its statements on edge values first (``checks.py``) and prints one
 dot per case while it runs; ``report.py`` prints the rows.
@@ -32,6 +33,7 @@ from .checks import (
     check_statements,
     count_mismatches,
     edge_operands,
+    edge_values,
     exactness,
     ml_dtypes,
     random_operands,
@@ -728,4 +730,116 @@ def prelu_table(
             )
         del ns
         gc.collect()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Dead units: a batch of pre-activations, (samples, 1024 units), reduced along the samples
+# to one bool per unit, in every float type. Against the NumPy idiom, torch's, and the
+# roofline of a read-only pass: NumPy's cheapest reduction of the same bytes along the same
+# axis, an OR of their bits as unsigned integers. The check compares each mask with the
+# reference's on edge values (NaN is alive, ±0 dead), some units dead and some not.
+
+DEAD_UNITS = 1024
+DEAD_STATEMENTS = {
+    "fastact": "fastact.dead_units(x)",
+    "np": "np.all(x <= 0, axis=0)",
+}
+DEAD_PEER_STATEMENTS = {"torch": "(tx <= 0).all(0)"}
+DEAD_ROOFLINE = ("or", "np.bitwise_or.reduce(xu, axis=0)")
+
+
+def dead_peers(peers: list[Peer], dtype: np.dtype) -> list[Peer]:
+    return [peer for peer in peers if peer.name in DEAD_PEER_STATEMENTS and peer.supports(dtype)]
+
+
+def dead_statements(peers: list[Peer]) -> dict[str, str]:
+    """By column: fastact, the idiom, the peers (by name), then the roofline."""
+    found = dict(DEAD_STATEMENTS) | {peer.name: DEAD_PEER_STATEMENTS[peer.name] for peer in peers}
+    return {**found, DEAD_ROOFLINE[0]: DEAD_ROOFLINE[1]}
+
+
+def dead_namespace(x: np.ndarray, peers: list[Peer]) -> dict[str, Any]:
+    ns: dict[str, Any] = {"np": np, "fastact": fastact, "x": x}
+    ns["xu"] = x.view(np.dtype(f"u{x.dtype.itemsize}"))
+    for peer in peers:
+        ns.update(peer.bind({"x": x}))
+    return ns
+
+
+def dead_edge_batch(dtype: np.dtype) -> np.ndarray:
+    """The edge values down every unit in a rotated order, then the same units with the
+    positive values made 0: those are dead unless they hold a NaN."""
+    values = edge_values(dtype)
+    mixed = np.stack([np.roll(values, k) for k in range(values.size)], axis=1)
+    with np.errstate(invalid="ignore"):
+        clipped = np.where(mixed > 0, np.zeros((), dtype), mixed)
+    return np.ascontiguousarray(np.concatenate([mixed, clipped], axis=1))
+
+
+def dead_verdict(stmt: str, ns: dict[str, Any]) -> Verdict:
+    """The statement's mask against the reference's, element for element."""
+    want = _reference.dead_units(ns["x"], 0)
+    try:
+        got = eval(stmt, ns)
+    except Exception as exc:  # a peer that cannot take this type
+        return Verdict(stmt, f"error ({type(exc).__name__}: {exc})", allocates=False)
+    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
+    if got.dtype != want.dtype or got.shape != want.shape:
+        return Verdict(stmt, f"no (returns {got.dtype} {got.shape})", allocates=True)
+    return Verdict(stmt, exactness(int(np.count_nonzero(got != want)), want.size), True)
+
+
+def check_dead(peers: list[Peer], dtypes: list[np.dtype]) -> Verdicts:
+    verdicts = {}
+    for dtype in dtypes:
+        chosen = dead_peers(peers, dtype)
+        ns = dead_namespace(dead_edge_batch(dtype), chosen)
+        for col, stmt in dead_statements(chosen).items():
+            if col != DEAD_ROOFLINE[0]:
+                verdicts["dead_units", col, dtype.name] = dead_verdict(stmt, ns)
+    return verdicts
+
+
+def dead_table(
+    cfg: Settings, peers: list[Peer], verdicts: Verdicts, dtypes: list[np.dtype]
+) -> list[dict[str, Any]]:
+    """One row per (dtype, size): every statement's median, fastact's GB/s of the batch it
+    reads, its share of the roofline's and the others' time over fastact's."""
+    rows = []
+    for dtype in dtypes:
+        chosen = dead_peers(peers, dtype)
+        stmts = {
+            col: stmt
+            for col, stmt in dead_statements(chosen).items()
+            if col == DEAD_ROOFLINE[0] or not verdicts["dead_units", col, dtype.name].failed
+        }
+        for exponent in cfg.dead_exponents:
+            n = 2**exponent
+            x, _ = random_operands(n, dtype)
+            x = x.reshape(-1, min(n, DEAD_UNITS))
+            # A fifth of the units dead: their samples all made <= 0.
+            x[:, : x.shape[1] // 5] = -abs(x[:, : x.shape[1] // 5])
+            ns = dead_namespace(x, chosen)
+            medians = {k: t.median for k, t in time_statements(stmts, ns, cfg).items()}
+            rows.append(
+                {
+                    "dtype": dtype.name,
+                    "shape": list(x.shape),
+                    "n": n,
+                    "median_s": medians,
+                    "exact": {
+                        col: verdicts["dead_units", col, dtype.name].exact
+                        for col in medians
+                        if col != DEAD_ROOFLINE[0]
+                    },
+                    "gbps": gbps(1, n, dtype, medians["fastact"]),
+                    "of_roofline": medians[DEAD_ROOFLINE[0]] / medians["fastact"],
+                    "ratios": {k: v / medians["fastact"] for k, v in medians.items()},
+                }
+            )
+            print(".", end="", flush=True)
+            del ns
+        gc.collect()
+    print()
     return rows

@@ -37,6 +37,7 @@ class Settings:
     thread_exponents: tuple[int, ...] = ()
     overhead_sizes: tuple[int, ...] = (1, 16, 256)
     sweep_exponents: tuple[int, ...] = ()
+    dead_exponents: tuple[int, ...] = ()  # dead units: (2**e // 1024, 1024) batches
 
     def exponents_for(self, dtype: np.dtype) -> tuple[int, ...]:
         cap = self.max_exponent.get(dtype.name)
@@ -54,6 +55,7 @@ MODES = {
         strided_exponents=(10,),
         thread_exponents=(12,),
         sweep_exponents=(12, 13),
+        dead_exponents=(12,),
     ),
     # Sizes 2^10 to 2^25 (128 MiB per float32 array: past any last-level cache); float16
     # and bfloat16 stop at 2**22 because NumPy computes in them one element at a time,
@@ -71,6 +73,7 @@ MODES = {
         strided_exponents=(14, 20, 22),
         thread_exponents=(14, 18, 20, 22, 24),
         sweep_exponents=tuple(range(16, 27)),
+        dead_exponents=(18, 22),
     ),
     "full": Settings(
         repeat=15,
@@ -82,6 +85,7 @@ MODES = {
         strided_exponents=(10, 14, 18, 20, 22, 24, 26),
         thread_exponents=(12, 14, 16, 18, 20, 22, 24, 26),
         sweep_exponents=tuple(range(12, 27)),
+        dead_exponents=(14, 18, 22, 24),
     ),
 }
 
