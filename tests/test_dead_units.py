@@ -85,6 +85,14 @@ def test_kernel_wide_batches_match_reference(dtype):
             # A single alive value in the last row of the last chunk, in the last unit.
             x[-1, -1] = x.dtype.type(1.0)
             assert_bitwise_equal(kernel(x, 0), expected(x, 0))
+    # One unit, its samples folded into rows of up to 2048 places and the rest one by one.
+    for n in (2047, 2048, 2049, 4097, 6000):
+        x = with_dead_units(dtype, n, 1, rng)
+        assert_bitwise_equal(kernel(x, 0), expected(x, 0))
+        x = -abs(x.ravel())
+        assert_bitwise_equal(kernel(x, 0), expected(x, 0))
+        x[-1] = x.dtype.type(1.0)
+        assert_bitwise_equal(kernel(x, 0), expected(x, 0))
 
 
 @requires_compiled
