@@ -20,7 +20,7 @@ from fastact import _kernels, _tuning
 
 from . import report as rp
 from . import sections as sc
-from .checks import require_fastact_exact
+from .checks import Verdicts, require_fastact_exact
 from .peers import PEER_LOADERS, Peer, load_peers
 from .statements import DTYPES, FUNCTIONS, MAIN, NEGATIVE_SLOPE, Function
 from .timing import MODES, Clock, Settings
@@ -317,28 +317,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 run_threads(report, funcs, peers, cfg, args.threads)
         if "prelu" in sections:
             with clock.section("prelu"):
-                verdicts = sc.check_prelu(peers, dtypes)
-                require_fastact_exact(verdicts, "the prelu operands")
-                report["exactness"]["prelu"] = rp.verdict_records(verdicts)
-                report["prelu"] = sc.prelu_table(cfg, peers, verdicts, dtypes)
-                rp.print_prelu(report["prelu"])
+                run_checked(
+                    report,
+                    ("prelu", "prelu"),
+                    sc.check_prelu(peers, dtypes),
+                    "the prelu operands",
+                    lambda verdicts: sc.prelu_table(cfg, peers, verdicts, dtypes),
+                    rp.print_prelu,
+                )
         if "overhead" in sections:
             with clock.section("overhead"):
                 chosen = [f for f in funcs if f.name in sc.OVERHEAD_FUNCTIONS]
-                verdicts = sc.check_overhead(chosen, peers)
-                require_fastact_exact(verdicts, "the call-overhead operands")
-                report["call_overhead"] = sc.call_overhead(chosen, peers, cfg, verdicts)
-                report["exactness"]["overhead"] = rp.verdict_records(verdicts)
-                rp.print_overhead(report["call_overhead"])
+                run_checked(
+                    report,
+                    ("overhead", "call_overhead"),
+                    sc.check_overhead(chosen, peers),
+                    "the call-overhead operands",
+                    lambda verdicts: sc.call_overhead(chosen, peers, cfg, verdicts),
+                    rp.print_overhead,
+                )
         if "dead" in sections:
             with clock.section("dead"):
-                verdicts = sc.check_dead(peers, dtypes)
-                require_fastact_exact(verdicts, "the dead-unit batches")
-                report["exactness"]["dead"] = rp.verdict_records(verdicts)
-                report["dead_units"] = sc.dead_table(cfg, peers, verdicts, dtypes)
-                rp.print_dead(report["dead_units"])
+                run_checked(
+                    report,
+                    ("dead", "dead_units"),
+                    sc.check_dead(peers, dtypes),
+                    "the dead-unit batches",
+                    lambda verdicts: sc.dead_table(cfg, peers, verdicts, dtypes),
+                    rp.print_dead,
+                )
     report["elapsed_s"] = {**clock.sections, "total_before_plots": clock.total()}
     return report
+
+
+def run_checked(
+    report: dict[str, Any],
+    names: tuple[str, str],
+    verdicts: Verdicts,
+    what: str,
+    table: Callable[[Verdicts], list[dict[str, Any]]],
+    printer: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """A table of its own statements: exit unless fastact's are exact on ``what``, then
+    the verdicts under ``names[0]`` of the exactness record, the rows under ``names[1]``."""
+    require_fastact_exact(verdicts, what)
+    report["exactness"][names[0]] = rp.verdict_records(verdicts)
+    report[names[1]] = table(verdicts)
+    printer(report[names[1]])
 
 
 def run_main(

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -350,10 +350,12 @@ def print_overhead(rows: list[dict[str, Any]]) -> None:
         print(table_line(cells, widths, left=3))
 
 
-def print_prelu(rows: list[dict[str, Any]]) -> None:
-    print("\nprelu, one weight per channel (axis 1): fastact time, GB/s of its")
-    print("streams, %roof (np.copyto forward, an OR of g and x backward), and other/fastact")
-    print("(* = not bit-exact: forward result, backward input gradient)")
+def print_roofline_rows(
+    header: str, rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str]
+) -> None:
+    """Rows of one fastact call each against a roofline: its label, time, GB/s, the
+    roofline's share, and every other column's time over fastact's."""
+    print(header)
     for row in rows:
         others = "  ".join(
             f"{k} {format_ratio(v, row['exact'].get(k, 'yes'))}"
@@ -361,28 +363,31 @@ def print_prelu(rows: list[dict[str, Any]]) -> None:
             if k != "fastact"
         )
         print(
-            f"  {row['direction']:<8} {row.get('dtype', 'float32'):<8} "
-            f"{tuple(row['shape'])!s:<18} "
-            f"{format_time(row['median_s']['fastact']):>9} {row['gbps']:6.1f} GB/s "
-            f"{100 * row['of_roofline']:4.0f}%roof  {others}"
+            f"  {label(row)} {format_time(row['median_s']['fastact']):>9} "
+            f"{row['gbps']:6.1f} GB/s {100 * row['of_roofline']:4.0f}%roof  {others}"
         )
+
+
+def print_prelu(rows: list[dict[str, Any]]) -> None:
+    print_roofline_rows(
+        "\nprelu, one weight per channel (axis 1): fastact time, GB/s of its\n"
+        "streams, %roof (np.copyto forward, an OR of g and x backward), and other/fastact\n"
+        "(* = not bit-exact: forward result, backward input gradient)",
+        rows,
+        lambda row: (
+            f"{row['direction']:<8} {row.get('dtype', 'float32'):<8} {tuple(row['shape'])!s:<18}"
+        ),
+    )
 
 
 def print_dead(rows: list[dict[str, Any]]) -> None:
-    print("\ndead_units(x), x of shape (samples, units), reduced over the samples: fastact time,")
-    print("GB/s of the batch it reads, %roof (an OR of the same bits along the same axis,")
-    print("np.bitwise_or.reduce), and other/fastact (* = mask differs from the reference)")
-    for row in rows:
-        others = "  ".join(
-            f"{k} {format_ratio(v, row['exact'].get(k, 'yes'))}"
-            for k, v in row["ratios"].items()
-            if k != "fastact"
-        )
-        print(
-            f"  {row['dtype']:<8} {tuple(row['shape'])!s:<14} "
-            f"{format_time(row['median_s']['fastact']):>9} {row['gbps']:6.1f} GB/s "
-            f"{100 * row['of_roofline']:4.0f}%roof  {others}"
-        )
+    print_roofline_rows(
+        "\ndead_units(x), x of shape (samples, units), reduced over the samples: fastact\n"
+        "time, GB/s of the batch it reads, %roof (an OR of the same bits along the same\n"
+        "axis, np.bitwise_or.reduce), and other/fastact (* = mask differs from the reference)",
+        rows,
+        lambda row: f"{row['dtype']:<8} {tuple(row['shape'])!s:<14}",
+    )
 
 
 # ---------------------------------------------------------------------------------------
