@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, suppress
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from itertools import takewhile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -315,55 +315,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "threads" in sections:
             with clock.section("threads"):
                 run_threads(report, funcs, peers, cfg, args.threads)
-        if "prelu" in sections:
-            with clock.section("prelu"):
-                run_checked(
-                    report,
-                    ("prelu", "prelu"),
-                    sc.check_prelu(peers, dtypes),
-                    "the prelu operands",
-                    lambda verdicts: sc.prelu_table(cfg, peers, verdicts, dtypes),
-                    rp.print_prelu,
-                )
-        if "overhead" in sections:
-            with clock.section("overhead"):
-                chosen = [f for f in funcs if f.name in sc.OVERHEAD_FUNCTIONS]
-                run_checked(
-                    report,
-                    ("overhead", "call_overhead"),
-                    sc.check_overhead(chosen, peers),
-                    "the call-overhead operands",
-                    lambda verdicts: sc.call_overhead(chosen, peers, cfg, verdicts),
-                    rp.print_overhead,
-                )
-        if "dead" in sections:
-            with clock.section("dead"):
-                run_checked(
-                    report,
-                    ("dead", "dead_units"),
-                    sc.check_dead(peers, dtypes),
-                    "the dead-unit batches",
-                    lambda verdicts: sc.dead_table(cfg, peers, verdicts, dtypes),
-                    rp.print_dead,
-                )
+        for section, table in checked_tables(funcs, dtypes, peers, cfg).items():
+            if section in sections:
+                with clock.section(section):
+                    run_checked(report, table)
     report["elapsed_s"] = {**clock.sections, "total_before_plots": clock.total()}
     return report
 
 
-def run_checked(
-    report: dict[str, Any],
-    names: tuple[str, str],
-    verdicts: Verdicts,
-    what: str,
-    table: Callable[[Verdicts], list[dict[str, Any]]],
-    printer: Callable[[list[dict[str, Any]]], None],
-) -> None:
-    """A table of its own statements: exit unless fastact's are exact on ``what``, then
-    the verdicts under ``names[0]`` of the exactness record, the rows under ``names[1]``."""
-    require_fastact_exact(verdicts, what)
-    report["exactness"][names[0]] = rp.verdict_records(verdicts)
-    report[names[1]] = table(verdicts)
-    printer(report[names[1]])
+@dataclass(frozen=True)
+class CheckedTable:
+    """A table of its own statements, checked before it is timed."""
+
+    keys: tuple[str, str]  # its verdicts' key in the exactness record, its rows' key
+    what: str  # what the check ran on, for the message if fastact is not exact there
+    check: Callable[[], Verdicts]
+    rows: Callable[[Verdicts], list[dict[str, Any]]]
+    printer: Callable[[list[dict[str, Any]]], None]
+
+
+def checked_tables(
+    funcs: list[Function], dtypes: list[np.dtype], peers: list[Peer], cfg: Settings
+) -> dict[str, CheckedTable]:
+    """By section, in the order they run."""
+    overhead = [f for f in funcs if f.name in sc.OVERHEAD_FUNCTIONS]
+    return {
+        "prelu": CheckedTable(
+            ("prelu", "prelu"),
+            "the prelu operands",
+            lambda: sc.check_prelu(peers, dtypes),
+            lambda verdicts: sc.prelu_table(cfg, peers, verdicts, dtypes),
+            rp.print_prelu,
+        ),
+        "overhead": CheckedTable(
+            ("overhead", "call_overhead"),
+            "the call-overhead operands",
+            lambda: sc.check_overhead(overhead, peers),
+            lambda verdicts: sc.call_overhead(overhead, peers, cfg, verdicts),
+            rp.print_overhead,
+        ),
+        "dead": CheckedTable(
+            ("dead", "dead_units"),
+            "the dead-unit batches",
+            lambda: sc.check_dead(peers, dtypes),
+            lambda verdicts: sc.dead_table(cfg, peers, verdicts, dtypes),
+            rp.print_dead,
+        ),
+    }
+
+
+def run_checked(report: dict[str, Any], table: CheckedTable) -> None:
+    """Exit unless fastact's statements are exact, then record the verdicts and the rows
+    and print them."""
+    verdicts = table.check()
+    require_fastact_exact(verdicts, table.what)
+    report["exactness"][table.keys[0]] = rp.verdict_records(verdicts)
+    report[table.keys[1]] = table.rows(verdicts)
+    table.printer(report[table.keys[1]])
 
 
 def run_main(
