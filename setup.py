@@ -31,6 +31,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 DEBUG_BUILD = os.environ.get("FASTACT_DEBUG_BUILD", "") not in ("", "0")
 
@@ -170,6 +171,15 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+class BuildPy(build_py):
+    def run(self):
+        # The generated .pxi are package data too (the .pxd files of the Cython API include
+        # them), and build_py copies the package before build_ext runs: written here first,
+        # a fresh tree's install ships them.
+        write_generated_cython()
+        super().run()
+
+
 def write_generated_cython() -> None:
     """Write fastact/_ops*.pxi from the function table, by path: nothing is built yet."""
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastact")
@@ -212,5 +222,5 @@ extensions = [
 
 setup(
     ext_modules=extensions,
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )
