@@ -432,9 +432,10 @@ _WEIGHT = """\
 
 _BOUNDS_RRELU = """\
     lower, upper : float, default 1/8, 1/3
-        The range of the random slopes; ``lower > upper`` is a ``ValueError`` (as in
-        torch). In evaluation the slope is ``(lower + upper) / 2``, computed in float64
-        and then rounded as :func:`leaky_relu` rounds a slope.
+        The range of the random slopes: finite, ``lower <= upper``, else a ``ValueError``
+        (as in torch: a NaN or infinite bound too). In evaluation the slope is
+        ``(lower + upper) / 2``, computed in float64 and then rounded as
+        :func:`leaky_relu` rounds a slope.
     training : bool, default False
         Draw a random slope per element (training) or use the mean slope (evaluation)."""
 
@@ -582,7 +583,8 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         not a Generator, seed or None, or ``out`` is not an ndarray of the right dtype
         (or is given with a dask array in training).
     ValueError
-        If ``lower > upper``, a bound (training) or the mean slope (evaluation) overflows
+        If a bound is NaN or infinite, ``lower > upper``, a bound (training) or the mean
+        slope (evaluation) overflows
         float32 below float64 input, ``rng`` is a negative seed, or ``out`` has the wrong
         shape or is read-only.
     """,
@@ -624,7 +626,8 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
         If an input is not float16/32/64/bfloat16, the dtypes differ, a bound is not a
         real number, or ``out`` is not an ndarray of the right dtype.
     ValueError
-        If ``lower > upper``, shapes differ, ``training`` is set without ``noise``, or
+        If a bound is NaN or infinite, ``lower > upper``, shapes differ, ``training`` is
+        set without ``noise``, or
         ``out`` has the wrong shape or is read-only.
     """,
     ),

@@ -30,7 +30,15 @@ _LOWER, _UPPER = 1.0 / 8.0, 1.0 / 3.0
 def _check_bounds(lower: Any, upper: Any, func: str) -> tuple[float, float]:
     bounds = []
     for name, value in (("lower", lower), ("upper", upper)):
-        bounds.append(_dispatch._real_number(value, name, func))
+        bound = _dispatch._real_number(value, name, func)
+        # torch refuses a NaN or infinite bound in training and evaluation alike (a slope
+        # drawn from [lower, inf] has no distribution), the lower bound first.
+        if not math.isfinite(bound):
+            raise ValueError(
+                f"fastact.{func}: {name}={value!r} is not finite (torch: {name} bound must "
+                "be finite)"
+            )
+        bounds.append(bound)
     if bounds[0] > bounds[1]:
         raise ValueError(
             f"fastact.{func}: lower={lower!r} is greater than upper={upper!r} (torch: lower "

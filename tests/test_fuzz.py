@@ -501,8 +501,11 @@ def _draw_params(draw, case, dtype, wrong: list) -> dict:
             wrong.append((TypeError, name))
             continue
         try:
-            float(value)
+            finite = np.isfinite(float(value))
         except OverflowError:
+            wrong.append((ValueError, name))
+            continue
+        if name in ("lower", "upper") and not finite:  # rrelu's bounds, as torch's
             wrong.append((ValueError, name))
     if "training" in params:
         params["training"] = draw(st.booleans())

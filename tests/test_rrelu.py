@@ -118,6 +118,32 @@ def test_training_backward_is_grad_times_noise():
     assert_bitwise_equal(fastact.rrelu_backward(g, x, training=True, noise=noise), g * noise)
 
 
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize(
+    ("lower", "upper", "named"),
+    [
+        (np.nan, 0.3, "lower"),
+        (0.1, np.nan, "upper"),
+        (-np.inf, 0.3, "lower"),
+        (0.1, np.inf, "upper"),
+        (np.inf, np.inf, "lower"),
+        (-np.inf, -np.inf, "lower"),
+        (np.float32(np.nan), 0.3, "lower"),
+    ],
+)
+def test_bounds_must_be_finite(lower, upper, named, training):
+    # torch 2.13: "rrelu: lower bound must be finite, got nan", the lower bound first, in
+    # training and evaluation alike.
+    x = np.array([-1.0, 2.0], np.float32)
+    out = np.full_like(x, 7.0)
+    with pytest.raises(ValueError, match=rf"{named}=.* is not finite"):
+        fastact.rrelu(x, lower, upper, training, rng=0, out=out)
+    noise = np.ones_like(x) if training else None
+    with pytest.raises(ValueError, match=rf"{named}=.* is not finite"):
+        fastact.rrelu_backward(x, x, lower, upper, training, noise, out=out)
+    assert_bitwise_equal(out, np.full_like(x, 7.0))
+
+
 def test_errors():
     x = np.array([-1.0, 1.0], np.float32)
     with pytest.raises(ValueError, match=r"lower=0\.5 is greater than upper=0\.25"):
