@@ -361,10 +361,18 @@ def _duck_ufunc(
     if getattr(out, "dtype", None) is None:
         raise TypeError(f"fastact.{func}: out must be an array, not {type(out).__name__}")
     _check_out_matches(out, dtype, shape, func)
+    duck = next(a for a in args if _is_duck_array(a))
+    if _type_name(duck).startswith("xarray."):
+        # xarray refuses an xarray `out` and, given a NumPy one, writes it but returns a
+        # new object around it: not `out`, as the functions promise. Refused either way,
+        # before anything is written.
+        raise TypeError(
+            f"fastact.{func}: out is a {_type_name(out)}, which a {_type_name(duck)} input "
+            "cannot write into (xarray takes no out); pass out=None"
+        )
     try:
         return ufunc(*args, out=out)
-    except NotImplementedError as exc:  # e.g. dask into a NumPy out, xarray into any
-        duck = next(a for a in args if _is_duck_array(a))
+    except NotImplementedError as exc:  # e.g. dask into a NumPy out
         raise TypeError(
             f"fastact.{func}: out is a {_type_name(out)}, which a {_type_name(duck)} input "
             f"cannot write into ({exc}); pass out=None"

@@ -235,11 +235,32 @@ def test_lazy_out_is_checked_like_an_eager_one(name):
     assert (eager_out == 7).all()
 
 
-def test_xarray_out_is_a_type_error():
+XARRAY_CALLS = {
+    "relu": lambda x, out: fastact.relu(x, out=out),
+    "leaky_relu": lambda x, out: fastact.leaky_relu(x, 0.1, out=out),
+    "relu_backward": lambda x, out: fastact.relu_backward(x, x, out=out),
+    "hardtanh": lambda x, out: fastact.hardtanh(x, out=out),
+    "threshold": lambda x, out: fastact.threshold(x, 0.5, 2.0, out=out),
+    "prelu": lambda x, out: fastact.prelu(x, np.float32(0.25), out=out),
+    "rrelu": lambda x, out: fastact.rrelu(x, out=out),
+    "rrelu_backward": lambda x, out: fastact.rrelu_backward(x, x, out=out),
+}
+
+
+@pytest.mark.parametrize("name", XARRAY_CALLS)
+def test_xarray_out_is_a_type_error(name):
+    # xarray refuses an xarray out; a NumPy one it writes, but returns a new DataArray
+    # around it (not out, as the functions promise): both refused before any write.
     xr = pytest.importorskip("xarray")
-    x = xr.DataArray(np.ones((2, 3), np.float32), dims=("n", "c"))
-    with pytest.raises(TypeError, match=r"^fastact\.relu: out is a xarray\.DataArray"):
-        fastact.relu(x, out=x.copy())
+    x = xr.DataArray(np.float32([[-1.0, 2.0, 0.5]]), dims=("n", "c"))
+    for out in (
+        xr.DataArray(np.full((1, 3), 7, np.float32), dims=("n", "c")),
+        np.full((1, 3), 7, np.float32),
+    ):
+        kind = type(out).__module__.partition(".")[0] + r"\." + type(out).__name__
+        with pytest.raises(TypeError, match=rf"^fastact\.{name}: out is a {kind}"):
+            XARRAY_CALLS[name](x, out)
+        assert (np.asarray(out) == 7).all()
 
 
 # The composites that keep a dask array lazy; every other one refuses it, as dead_units
