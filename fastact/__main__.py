@@ -21,6 +21,21 @@ def tune_arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def command_arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line without a command: ``--help`` prints this, anything else is a
+    usage error (exit status 2) that names the commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastact",
+        usage="%(prog)s [-h] [tune [--dry-run] | bench [options]]",
+        description="Without a command, print fastact.show_config(): the build, the loops "
+        "in use and the thresholds in force.",
+        epilog="commands: 'tune [--dry-run]' measures and saves this machine's thresholds; "
+        "'bench [options]' runs the benchmark (each takes --help).",
+    )
+    parser.add_argument("command", nargs="?", choices=["tune", "bench"], help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["tune"]:
         from ._tuning import tune
@@ -32,9 +47,7 @@ def main(argv: list[str]) -> int:
         from ._bench.cli import main as bench
 
         return bench(argv[1:], prog="python -m fastact bench")
-    if argv:
-        print("usage: python -m fastact [tune [--dry-run] | bench [options]]", file=sys.stderr)
-        return 2
+    command_arguments(argv)
     show_config()
     return 0
 

@@ -229,6 +229,18 @@ def test_relative_cache_home_is_ignored(monkeypatch, tmp_path):
     assert _tuning.cache_dir() == tmp_path / "fastact"
 
 
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["-h"], 0), (["x"], 2), (["-x"], 2)])
+def test_command_line_without_a_command_prints_help_or_a_usage_error(capsys, argv, code):
+    from fastact.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == code
+    captured = capsys.readouterr()
+    # Help on stdout, a usage error on stderr; either names the commands.
+    assert "tune [--dry-run] | bench" in (captured.out if code == 0 else captured.err)
+
+
 @pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["--dryrun"], 2), (["x"], 2)])
 def test_tune_command_line_runs_nothing_on_help_or_a_typo(cache_home, capsys, argv, code):
     # A typo must not measure and save a file that every later process reads.
