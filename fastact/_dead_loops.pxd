@@ -10,8 +10,8 @@ from libc.stdint cimport uint8_t, uint16_t
 # GB/s, below NumPy's ``np.all(x <= 0, axis=0)`` (AMD EPYC Zen 4).
 cdef enum:
     DEAD_UNITS_BLOCK = 2048
-    # A wider batch: the column blocks of this many rows at a time, so that the rows being
-    # read stay a short stretch of memory (the flags kept in ``dead`` in between).
+    # A wider batch: its column blocks this many rows at a time, so that the rows being
+    # read stay a short stretch of memory.
     DEAD_ROWS_CHUNK = 64
     # +inf's bits: a 16-bit float whose magnitude's bits are above these is a NaN.
     FLOAT16_INF_BITS = 0x7C00
@@ -69,7 +69,8 @@ cdef inline void dead_flags(const sample_t* x, uint8_t* dead, Py_ssize_t rows,
     # The flags have x's own width, so that a vector compare updates them lane for lane
     # (byte flags would cost a pack of every compare mask).
     cdef sample_t alive[DEAD_UNITS_BLOCK]
-    cdef Py_ssize_t j, start, width, per_row, folded, count, half, chunk, chunk_rows
+    cdef Py_ssize_t j, start, width, per_row, folded, count, half
+    cdef Py_ssize_t chunk, chunk_size, chunk_rows
     if 0 < cols <= DEAD_UNITS_BLOCK // 2:
         # Few units (1-D input has one): read `per_row` samples as one wide row, so the
         # inner loop stays long enough to vectorise; the leftover samples go one by one.
@@ -94,18 +95,15 @@ cdef inline void dead_flags(const sample_t* x, uint8_t* dead, Py_ssize_t rows,
         for j in range(cols):
             dead[j] = alive[j] == 0
         return
-    if cols <= DEAD_UNITS_BLOCK:
-        for j in range(cols):
-            alive[j] = 0
-        mark_alive(x, alive, rows, cols, cols, inf_bits)
-        for j in range(cols):
-            dead[j] = alive[j] == 0
-        return
+    # The flags of a block of units live in `dead` between chunks of rows: a batch at most
+    # one block wide is one chunk, read from start to end; a wider one goes
+    # DEAD_ROWS_CHUNK rows at a time across its blocks.
+    chunk_size = rows if cols <= DEAD_UNITS_BLOCK else DEAD_ROWS_CHUNK
     for j in range(cols):
         dead[j] = 1
     chunk = 0
     while chunk < rows:
-        chunk_rows = min(<Py_ssize_t>DEAD_ROWS_CHUNK, rows - chunk)
+        chunk_rows = min(chunk_size, rows - chunk)
         start = 0
         while start < cols:
             width = min(<Py_ssize_t>DEAD_UNITS_BLOCK, cols - start)
