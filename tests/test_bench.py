@@ -89,6 +89,11 @@ def test_quick_benchmark_runs(tmp_path):
     assert all(row["exact"] == "yes" for row in rows if row["implementation"] == "fastact")
 
 
+def test_bench_docstring_names_every_section():
+    for name in cli.SECTIONS:
+        assert name in fastact.bench.__doc__, name
+
+
 def test_import_fastact_loads_no_benchmark_code():
     # A fresh interpreter: this one has imported the benchmark already.
     code = (

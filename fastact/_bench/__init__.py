@@ -74,7 +74,7 @@ def bench(
     dtypes, functions, peers, sections : sequence of str
         What to run: by default every dtype, every function of the table, every peer
         that imports (torch, numba, numexpr, onnxruntime, jax) and every section (main,
-        sweep, patterns, strided, threads, overhead, prelu). A peer that does not import
+        sweep, patterns, strided, threads, overhead, prelu, dead). A peer that does not import
         is reported as skipped.
     sizes, sweep_sizes : sequence of int
         Exponents: the main table's and the size sweep's sizes are ``2**e`` elements.
