@@ -322,8 +322,11 @@ cdef inline element_t hardtanh_rule(element_t x, double min_val,
         return with_bits(x, narrow(r_f, x))
     else:
         low, high = <element_t>min_val, <element_t>max_val
-        if (low != low) | (high != high):
-            return high if high != high else low
+        if element_t is float or element_t is double:
+            # (Only a float bound can be NaN: in the integer instantiations the test would
+            # compare a value with itself, which compilers warn about.)
+            if (low != low) | (high != high):
+                return high if high != high else low
         r = low if x < low else x
         return high if r > high else r
 
