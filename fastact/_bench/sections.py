@@ -30,6 +30,7 @@ from .checks import (
     SEED,
     Verdict,
     Verdicts,
+    as_numpy,
     check_statements,
     count_mismatches,
     edge_operands,
@@ -784,10 +785,7 @@ def dead_verdict(stmt: str, ns: dict[str, Any]) -> Verdict:
         got = eval(stmt, ns)
     except Exception as exc:  # a peer that cannot take this type
         return Verdict(stmt, f"error ({type(exc).__name__}: {exc})", allocates=False)
-    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
-    if got.dtype != want.dtype or got.shape != want.shape:
-        return Verdict(stmt, f"no (returns {got.dtype} {got.shape})", allocates=True)
-    return Verdict(stmt, exactness(int(np.count_nonzero(got != want)), want.size), True)
+    return Verdict(stmt, exactness(count_mismatches(as_numpy(got), want), want.size), True)
 
 
 def check_dead(peers: list[Peer], dtypes: list[np.dtype]) -> Verdicts:
