@@ -512,11 +512,13 @@ cdef inline bint in_float32_blocks(const floating_t* values) noexcept nogil:
     """Whether runs of this type go through float32 blocks: bfloat16 always (its widening
     is a shift and its rounding exact integer code, both vectorised), float16 where the
     build has F16C (without it, the integer conversions cost more than the element loop)."""
+    # One branch per type: fused-type pruning leaves each specialisation a single return.
     if floating_t is bfloat16_t:
         return True
-    if floating_t is float16_t:
+    elif floating_t is float16_t:
         return FASTACT_HAS_F16C
-    return False
+    else:
+        return False
 
 
 cdef inline void widen_block(const floating_t* values, float* block,

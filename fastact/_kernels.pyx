@@ -467,7 +467,11 @@ cdef object run_with_gil_released(Op op, ElementType etype, ndarray g, ndarray x
                                   Params p):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
-    cdef const char* g_data = NULL if g is None else <const char*>cnp.PyArray_DATA(g)
+    # Two statements, not a conditional expression: Cython types that expression's
+    # temporary without const and the C compiler warns about the discarded qualifier.
+    cdef const char* g_data = NULL
+    if g is not None:
+        g_data = <const char*>cnp.PyArray_DATA(g)
     cdef const char* x_data = <const char*>cnp.PyArray_DATA(x)
     cdef char* out_data = <char*>cnp.PyArray_DATA(out)
     cdef Py_ssize_t out_bytes = n * itemsize

@@ -53,7 +53,8 @@ ctypedef struct LoopData:
     int n_params  # scalar parameters, passed as arrays
 
 
-cdef void run_loop(char** args, npy_intp* dims, npy_intp* steps, void* data) noexcept nogil:
+cdef void run_loop(char** args, const npy_intp* dims, const npy_intp* steps,
+                   void* data) noexcept nogil:
     """The inner loop of every fastact ufunc: args hold [g,] x, the parameters, out."""
     cdef const LoopData* loop = <const LoopData*>data
     cdef npy_intp n = dims[0]
@@ -138,7 +139,9 @@ def _make(int op, func):
     for k in range(ntypes):
         c = chars[k]
         loops[k] = LoopData(<Op>op, element_type(c), ord(c), n_operands, n_params)
-        funcs[k] = run_loop
+        # NumPy's C header declares the loop's dims and steps const; its Cython
+        # declaration does not, so the pointer is cast to the header's type.
+        funcs[k] = <cnp.PyUFuncGenericFunction>run_loop
         data[k] = &loops[k]
         for j in range(nin):
             # Parameters of a float16 loop are float32 (see run_loop).
