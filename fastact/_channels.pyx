@@ -298,8 +298,9 @@ cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
                              double* values) except -1:
     """One float64 slope per channel into ``values`` from the forward pass's common
     weights: an array of x's type (0-d, or 1-D of one or ``channels`` values), a NumPy
-    scalar of that type, or a Python float (rounded as NumPy casts it; a finite value
-    that would overflow declines, for the general path to refuse). 0 to decline."""
+    scalar of that type, or a Python float (rounded as the general path rounds it; a
+    finite value that would overflow declines, for the general path to refuse). 0 to
+    decline."""
     cdef ElementType etype = array_element_type(x)
     cdef double value
     cdef float rounded
@@ -315,12 +316,13 @@ cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
             values[c] = value
         return 1
     if type(weight) is float:
-        # A 16-bit type: rounded by NumPy's cast (ml_dtypes' for bfloat16), as the general
-        # path rounds it. A finite value beyond the type's largest declines before the
-        # cast (which would warn), for the general path to refuse or round it.
+        # A 16-bit type: rounded through float32 (as torch rounds a number into a 16-bit
+        # tensor), then by NumPy's cast (ml_dtypes' for bfloat16), as the general path
+        # rounds it. A finite value beyond the type's largest declines before the casts
+        # (which would warn), for the general path to refuse or round it.
         if isfinite(weight) and abs(weight) > _LARGEST[x.dtype.name]:
             return 0
-        weight = np.asarray(weight).astype(x.dtype)
+        weight = np.asarray(weight, np.float32).astype(x.dtype)
     if isinstance(weight, np.generic):
         weight = np.asarray(weight)
     if not is_ready(weight):

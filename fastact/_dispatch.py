@@ -169,6 +169,10 @@ def _real_number(value: Any, name: str, func: str) -> float:
         raise ValueError(
             f"fastact.{func}: {name} (a number{size}) is too large for a float"
         ) from None
+    except TypeError:  # registered as a number but not one: np.timedelta64
+        raise TypeError(
+            f"fastact.{func}: {name} must be a real number, not {type(value).__name__}"
+        ) from None
 
 
 def _check_param(value: Any, param: Parameter, dtype: np.dtype, func: str) -> float:
@@ -198,13 +202,26 @@ def _check_params(spec: Function, values: tuple[Any, ...], dtype: np.dtype) -> t
     return params
 
 
+def _shapes_differ(first: Any, second: Any) -> bool:
+    """Whether two shapes are known to differ: a length a shape does not know (None, or a
+    dask array's NaN before its chunks are computed) matches any."""
+    if first is None or second is None:
+        return False
+    if len(first) != len(second):
+        return True
+    return any(
+        isinstance(m, numbers.Integral) and isinstance(n, numbers.Integral) and m != n
+        for m, n in zip(first, second, strict=True)
+    )
+
+
 def _check_same(
     shapes: tuple[Any, Any], dtypes: tuple[np.dtype | None, np.dtype | None], func: str
 ) -> None:
     """grad_output's and x's shapes and dtypes (None: unknown) must be equal."""
     g_shape, x_shape = shapes
     # No broadcasting in a backward pass: a shape mismatch there is always a bug upstream.
-    if g_shape is not None and x_shape is not None and tuple(g_shape) != tuple(x_shape):
+    if _shapes_differ(g_shape, x_shape):
         raise ValueError(
             f"fastact.{func}: grad_output has shape {tuple(g_shape)} "
             f"but x has shape {tuple(x_shape)}; they must be equal"
@@ -215,6 +232,52 @@ def _check_same(
             f"fastact.{func}: grad_output has dtype {g_dtype} "
             f"but x has dtype {x_dtype}; they must be equal"
         )
+
+
+def _labels(value: Any) -> dict[str, Any]:
+    """What a labelled duck array's ufunc protocol matches operands by: xarray's dimension
+    names and indexes, pandas' index and columns (nothing for other types)."""
+    labels: dict[str, Any] = {}
+    dims = getattr(value, "dims", None)
+    if isinstance(dims, tuple):
+        labels["dims"] = dims
+    indexes = getattr(value, "indexes", None)  # xarray: one pandas index per labelled dim
+    if indexes is not None and hasattr(indexes, "items"):
+        for dim, index in indexes.items():
+            labels[f"index along {dim!r}"] = index
+    for attr in ("index", "columns"):  # pandas
+        index = getattr(value, attr, None)
+        if hasattr(index, "equals"):
+            labels[attr] = index
+    return labels
+
+
+def _check_pair(
+    g: Any, x: Any, dtypes: tuple[np.dtype | None, np.dtype | None], func: str
+) -> None:
+    """grad_output and x where either is a duck array: the same shape and dtype, as
+    ``_check_same`` asks, and, where both carry the same kind of label, the same labels.
+    xarray would broadcast operands with other dimension names into an outer product, and
+    xarray and pandas would align other indexes into an inner join or NaN-padded union: a
+    backward pass pairs grad_output with x element by element, so either is an error."""
+    _check_same((getattr(g, "shape", None), getattr(x, "shape", None)), dtypes, func)
+    g_labels, x_labels = _labels(g), _labels(x)
+    for name in g_labels.keys() & x_labels.keys():
+        first, second = g_labels[name], x_labels[name]
+        same = first == second if isinstance(first, tuple) else bool(first.equals(second))
+        if not same:
+            raise ValueError(
+                f"fastact.{func}: grad_output and x differ in their {name}; a backward pass "
+                f"pairs them element by element, without broadcasting by name or aligning by "
+                f"label (grad_output: {first!r}; x: {second!r})"
+            )
+
+
+def _duck_operand(value: Any, arg: str, func: str, integers_ok: bool = False) -> Any:
+    """An operand beside a duck array: a duck array as it is, anything else (a list, a
+    number) as the NumPy array the ufunc would make of it, with the NumPy path's checks,
+    so that its shape and dtype are known before the duck type broadcasts or casts it."""
+    return value if _is_duck_array(value) else _as_array(value, arg, func, integers_ok)
 
 
 def _check_out(out: Any, like: np.ndarray, func: str) -> None:
@@ -323,6 +386,10 @@ def _apply_ufunc(
     checked first, on each operand's ``dtype``.
     """
     func = spec.name
+    inputs = tuple(
+        _duck_operand(value, arg, func, spec.integers)
+        for arg, value in zip(spec.operands, inputs, strict=True)
+    )
     dtypes: list[np.dtype | None] = []
     for arg, value in zip(spec.operands, inputs, strict=True):
         if getattr(value, "dtype", None) is None:  # a duck array that keeps it to itself
@@ -338,8 +405,7 @@ def _apply_ufunc(
             )
         dtypes.append(dtype)
     if spec.is_backward:
-        shapes = (getattr(inputs[0], "shape", None), getattr(inputs[1], "shape", None))
-        _check_same(shapes, (dtypes[0], dtypes[1]), func)
+        _check_pair(inputs[0], inputs[1], (dtypes[0], dtypes[1]), func)
     like = dtypes[-1] if dtypes[-1] is not None else np.dtype(np.float64)
     checked = _check_params(spec, params, like)
     shape = getattr(inputs[-1], "shape", None)
@@ -419,8 +485,12 @@ def _check_axis(axis: Any, ndim: int, func: str) -> int:
     # bool is an int to Python, but `axis=True` is a slip, not an axis.
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"fastact.{func}: axis must be an int, not {type(axis).__name__}")
-    # AxisError is a ValueError, as NumPy's own reductions raise it.
-    return np.lib.array_utils.normalize_axis_index(int(axis), ndim, msg_prefix=f"fastact.{func}")
+    # AxisError is a ValueError, as NumPy's own reductions raise it; raised here for any
+    # axis out of range, as normalize_axis_index overflows on one beyond a C long.
+    index = int(axis)
+    if not -ndim <= index < ndim:
+        raise np.exceptions.AxisError(index, ndim, msg_prefix=f"fastact.{func}")
+    return index % ndim
 
 
 def _dead_mask(pre_activation: Any, axis: Any, func: str) -> np.ndarray:

@@ -427,8 +427,9 @@ _WEIGHT = """\
         ``x.shape[1]`` (the channel axis, as in torch; 1 for 1-D and 0-d ``x``). An array
         or a NumPy scalar (``np.float64(0.5)`` included) must have ``x``'s dtype (torch's
         weight is a tensor, and it does not promote either); a Python number, or a list
-        or tuple of them, takes ``x``'s dtype (a finite value that overflows it is a
-        ``ValueError``)."""
+        or tuple of them, takes ``x``'s dtype, rounded through float32 for float16 and
+        bfloat16 as torch rounds a number into a 16-bit tensor (a finite value that
+        overflows the dtype is a ``ValueError``)."""
 
 _BOUNDS_RRELU = """\
     lower, upper : float, default 1/8, 1/3
@@ -579,9 +580,9 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     Raises
     ------
     TypeError
-        If ``x`` is not float16/32/64/bfloat16, a bound is not a real number, ``rng`` is
-        not a Generator, seed or None, or ``out`` is not an ndarray of the right dtype
-        (or is given with a dask array in training).
+        If ``x`` is not float16/32/64/bfloat16, a bound is not a real number, ``training``
+        is not a bool, ``rng`` is not a Generator, seed or None, or ``out`` is not an
+        ndarray of the right dtype (or is given with a dask array in training).
     ValueError
         If a bound is NaN or infinite, ``lower > upper``, a bound (training) or the mean
         slope (evaluation) overflows
@@ -624,7 +625,8 @@ FAMILY_COMPOSITES: tuple[Composite, ...] = (
     ------
     TypeError
         If an input is not float16/32/64/bfloat16, the dtypes differ, a bound is not a
-        real number, or ``out`` is not an ndarray of the right dtype.
+        real number, ``training`` is not a bool, or ``out`` is not an ndarray of the right
+        dtype.
     ValueError
         If a bound is NaN or infinite, ``lower > upper``, shapes differ, ``training`` is
         set without ``noise``, or

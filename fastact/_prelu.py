@@ -67,10 +67,16 @@ def _numbers_as(values: Any, dtype: np.dtype, func: str) -> np.ndarray:
     ``dtype`` is refused."""
     try:
         wide = np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer such as 10**400
+        raise ValueError(f"fastact.{func}: weight holds a number too large for a float") from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"fastact.{func}: weight must hold real numbers: {exc}") from None
     with np.errstate(over="ignore"):
-        w = wide.astype(dtype.newbyteorder("="))
+        # A 16-bit weight is rounded through float32, as torch rounds a Python number into
+        # a float16 or bfloat16 tensor (and fastact its 16-bit scalar parameters): a
+        # direct rounding differs where the number lies just off a 16-bit midpoint.
+        rounded = wide.astype(np.float32) if dtype.itemsize == 2 else wide
+        w = rounded.astype(dtype.newbyteorder("="))
     overflows = np.isfinite(wide) & ~np.isfinite(w.astype(np.float64))
     if overflows.any():
         raise ValueError(
@@ -175,9 +181,11 @@ def _lazy_prelu_backward(grad_output: Any, x: Any, weight: Any, out: Any) -> tup
     from . import ufunc
 
     func = "prelu_backward"
+    grad_output = _dispatch._duck_operand(grad_output, "grad_output", func)
+    x = _dispatch._duck_operand(x, "x", func)
     g_dtype = _dispatch._check_lazy_dtype(grad_output, "grad_output", func)
     x_dtype = _dispatch._check_lazy_dtype(x, "x", func)
-    _dispatch._check_same((grad_output.shape, x.shape), (g_dtype, x_dtype), func)
+    _dispatch._check_pair(grad_output, x, (g_dtype, x_dtype), func)
     w = _check_weight(weight, x, func)
     g, x = da.asarray(grad_output), da.asarray(x)
     g = g.rechunk(x.chunks)

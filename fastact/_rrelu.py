@@ -47,6 +47,13 @@ def _check_bounds(lower: Any, upper: Any, func: str) -> tuple[float, float]:
     return bounds[0], bounds[1]
 
 
+def _check_training(training: Any, func: str) -> None:
+    # As torch: a flag that picks random slopes and another return type is a bool, not
+    # whatever is truthy ("False" would train).
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"fastact.{func}: training must be a bool, not {type(training).__name__}")
+
+
 def _eval_slope(lower: float, upper: float) -> float:
     # torch adds the bounds as float64 tensors and halves: an overflow of their sum is
     # inf, and the leaky slope check then applies to the result.
@@ -107,6 +114,7 @@ def rrelu(
     out: np.ndarray | None = None,
 ) -> Any:
     low, high = _check_bounds(lower, upper, "rrelu")
+    _check_training(training, "rrelu")
     if not training:
         _check_rng(rng, "rrelu")
         return _evaluated(_api.leaky_relu, (x,), low, high, "rrelu", out=out)
@@ -237,6 +245,7 @@ def rrelu_backward(
 ) -> Any:
     func = "rrelu_backward"
     low, high = _check_bounds(lower, upper, func)
+    _check_training(training, func)
     if not training:
         arrays = (grad_output, x)
         return _evaluated(_api.leaky_relu_backward, arrays, low, high, func, out=out)
@@ -273,14 +282,16 @@ def _lazy_training_backward(grad_output: Any, x: Any, noise: Any, out: Any) -> A
     NaN's payload may differ)."""
     func = "rrelu_backward"
     arrays = {"grad_output": grad_output, "x": x, "noise": noise}
+    arrays = {name: _dispatch._duck_operand(a, name, func) for name, a in arrays.items()}
+    grad_output, x, noise = arrays.values()
     dtypes = {name: _dispatch._check_lazy_dtype(a, name, func) for name, a in arrays.items()}
-    _dispatch._check_same((grad_output.shape, x.shape), (dtypes["grad_output"], dtypes["x"]), func)
+    _dispatch._check_pair(grad_output, x, (dtypes["grad_output"], dtypes["x"]), func)
     if not _dispatch._same_type(dtypes["noise"], dtypes["x"]):
         raise TypeError(
             f"fastact.{func}: noise has dtype {dtypes['noise']} but x has dtype {dtypes['x']}; "
             "they must be equal"
         )
-    if tuple(noise.shape) != tuple(x.shape):
+    if _dispatch._shapes_differ(noise.shape, x.shape):
         raise ValueError(
             f"fastact.{func}: noise has shape {tuple(noise.shape)} but x has shape "
             f"{tuple(x.shape)}; they must be equal"

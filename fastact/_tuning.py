@@ -58,6 +58,13 @@ ENV_VARS = {
 # The smallest value of each: a thread always needs some traffic (the driver divides by it).
 _MINIMUM = {"stream_min_bytes": 0, "parallel_min_bytes": 1}
 
+
+def _capped(value: int) -> int:
+    """A threshold the loops can hold: past the largest size (a Py_ssize_t) any larger
+    value means the same, never."""
+    return min(value, sys.maxsize)
+
+
 #: The layout of the tuned file; a file of another format is ignored.
 FORMAT = 1
 
@@ -121,7 +128,7 @@ def load_tuned(path: Path | None = None) -> dict[str, int]:
         value = data.get(name)
         # bool is an int to Python; null means "not measured here".
         if type(value) is int and value >= minimum:
-            found[name] = value
+            found[name] = _capped(value)
     return found
 
 
@@ -165,7 +172,7 @@ def _from_env(name: str) -> int | None:
             stacklevel=3,
         )
         return None
-    return value
+    return _capped(value)
 
 
 def thresholds_in_force() -> dict[str, tuple[int, str]]:

@@ -260,6 +260,12 @@ def bad_calls(name):
             ("0.1", TypeError, f"{param.name} must be a real number, not str"),
             (1j, TypeError, f"{param.name} must be a real number, not complex"),
             (None, TypeError, f"{param.name} must be a real number, not NoneType"),
+            # NumPy registers timedelta64 as a number, but float() refuses it.
+            (
+                np.timedelta64(1, "s"),
+                TypeError,
+                f"{param.name} must be a real number, not timedelta64",
+            ),
             (np.array([0.1, 0.2]), TypeError, f"{param.name} must be a real number"),
             (10**400, ValueError, f"{param.name} (a number of 401 digits) is too large"),
             (1e39, ValueError, f"{param.name}=1e+39 overflows float32"),

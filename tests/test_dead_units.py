@@ -251,6 +251,8 @@ def test_bad_input_raises_named_error(name):
         ((x, "0"), TypeError, "axis must be an int, not str"),
         ((x, 2), np.exceptions.AxisError, "axis 2 is out of bounds"),
         ((x, -3), ValueError, "axis -3 is out of bounds"),
+        ((x, 2**64), np.exceptions.AxisError, f"axis {2**64} is out of bounds"),
+        ((x, -(2**80)), np.exceptions.AxisError, f"axis {-(2**80)} is out of bounds"),
         ((np.float32(1.0),), ValueError, "for array of dimension 0"),
         (([[1.0], [2.0, 3.0]],), ValueError, "pre_activation cannot be converted"),
     ]

@@ -222,10 +222,12 @@ def test_a_list_of_numbers_takes_the_dtype_of_x(dtype):
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
-def test_a_python_float_weight_is_rounded_as_numpy_casts_it(dtype):
+def test_a_python_float_weight_is_rounded_as_torch_rounds_it(dtype):
     # A float takes x's dtype as NumPy's cast rounds it (to nearest even: 0.1 and the
-    # halfway cases), ±0, ±inf and NaN included, on 1-D and N-D x; a finite value beyond
-    # the dtype is refused with out untouched.
+    # halfway cases), through float32 for the 16-bit types as torch rounds a number into
+    # a 16-bit tensor (the two values just above a float16 and a bfloat16 midpoint round
+    # up directly, down through float32), ±0, ±inf and NaN included, on 1-D and N-D x; a
+    # finite value beyond the dtype is refused with out untouched.
     rng = np.random.default_rng(7)
     x = sample(dtype, 5 * 3 * 17, rng).reshape(5, 3, 17)
     largest = float(finfo(dtype).max)
@@ -235,6 +237,8 @@ def test_a_python_float_weight_is_rounded_as_numpy_casts_it(dtype):
         0.1,
         halfway,
         1.0 + 3 * 2.0**-24,
+        1.0 + 2.0**-11 + 2.0**-40,
+        -(1.0 + 2.0**-8 + 2.0**-40),
         -0.0,
         0.0,
         -3.5,
@@ -245,7 +249,8 @@ def test_a_python_float_weight_is_rounded_as_numpy_casts_it(dtype):
         largest,
         -largest,
     ):
-        w = np.asarray(np.float64(value)).astype(dtype)
+        w = np.asarray(np.float64(value))
+        w = (w.astype(np.float32) if np.dtype(dtype).itemsize == 2 else w).astype(dtype)
         for xs in (x, x.ravel(), x[0]):
             assert_bitwise_equal(fastact.prelu(xs, value), _reference.prelu(xs, w))
             out = np.empty_like(xs)
@@ -267,6 +272,11 @@ def test_a_bad_list_of_weights_is_a_clear_error():
         fastact.prelu_backward(x, x, ["a", "b", "c"])
     with pytest.raises(TypeError, match="weight must hold real numbers"):
         fastact.prelu(x, [1j, 1, 1], out=out)
+    for weight in (10**400, [0.5, 10**400, 0.5]):
+        with pytest.raises(ValueError, match="weight holds a number too large for a float"):
+            fastact.prelu(x, weight, out=out)
+    with pytest.raises(ValueError, match="weight holds a number too large for a float"):
+        fastact.prelu_backward(x, x, [0.5, 10**400, 0.5])
     with pytest.raises(ValueError, match=r"weight has shape \(2,\) but x has shape \(2, 3\)"):
         fastact.prelu(x, [1, 2], out=out)
     assert (out == 7.0).all()

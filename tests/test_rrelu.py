@@ -159,6 +159,13 @@ def test_errors():
             fastact.rrelu(x, training=training, rng="seed")
         with pytest.raises(ValueError, match="a seed must be a non-negative integer"):
             fastact.rrelu(x, training=training, rng=-1)
+    # As torch: training is a bool ("False" would otherwise train); NumPy's bool will do.
+    for training in ("False", None, 0, 1.0, np.array([True, False])):
+        with pytest.raises(TypeError, match="training must be a bool"):
+            fastact.rrelu(x, training=training, rng=0)
+        with pytest.raises(TypeError, match="training must be a bool"):
+            fastact.rrelu_backward(x, x, training=training, noise=x)
+    assert_bitwise_equal(fastact.rrelu(x, training=np.bool_(False)), fastact.rrelu(x))
     with pytest.raises(TypeError, match="lower must be a real number"):
         fastact.rrelu(x, "0.1")
     with pytest.raises(ValueError, match=r"\(lower \+ upper\) / 2"):

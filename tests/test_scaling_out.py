@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from bitwise import assert_bitwise_equal, requires_compiled, sample
+from bitwise import BINARY, args_for, assert_bitwise_equal, requires_compiled, sample
 from composites import COMPOSITE_CASES, assert_sum_close, sum_ulps
 
 import fastact
@@ -324,3 +324,68 @@ def test_prelu_on_a_duck_array_checks_its_weight_as_the_eager_call():
         fastact.prelu(x, np.ones(5, np.float32))
     with pytest.raises(TypeError, match="weight has dtype float64 but x has dtype float32"):
         fastact.prelu(x, np.ones(3, np.float64))
+
+
+# A backward pass pairs grad_output with x element by element. Beside a duck array, the
+# other operand's shape and dtype are checked as on the NumPy path, and labelled types
+# (xarray, pandas) must carry the same labels: their ufunc protocol would broadcast other
+# dimension names into an outer product and align other indexes into a join.
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_backward_beside_a_dask_array_checks_the_other_operand(name):
+    x = np.array([-1.0, 2.0, -3.0, 4.0], np.float32)
+    dx = da.from_array(x, chunks=2)
+    func = getattr(fastact, name)
+    with pytest.raises(ValueError, match=rf"^fastact\.{name}: grad_output has shape \(3, 1\)"):
+        func(*args_for(name, dx, [[1.0], [2.0], [3.0]], 0.1))
+    with pytest.raises(TypeError, match=rf"^fastact\.{name}: grad_output has dtype float64"):
+        func(*args_for(name, dx, [1.0] * 4, 0.1))
+    g = np.ones(4, np.float32)
+    lazy = func(*args_for(name, dx, g, 0.1))
+    assert isinstance(lazy, da.Array)
+    assert_bitwise_equal(lazy.compute(), func(*args_for(name, x, g, 0.1)))
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_backward_refuses_labels_that_would_broadcast_or_align(name):
+    xr = pytest.importorskip("xarray")
+    values = np.array([-1.0, 2.0, -3.0, 4.0], np.float32)
+    func = getattr(fastact, name)
+    x = xr.DataArray(values, dims="u", coords={"u": [0, 1, 2, 3]})
+    other_dims = xr.DataArray(np.ones(4, np.float32), dims="batch")
+    other_index = xr.DataArray(np.ones(4, np.float32), dims="u", coords={"u": [2, 3, 4, 5]})
+    with pytest.raises(ValueError, match=rf"^fastact\.{name}: .* differ in their dims"):
+        func(*args_for(name, x, other_dims, 0.1))
+    with pytest.raises(ValueError, match=rf"^fastact\.{name}: .* differ in their index along 'u'"):
+        func(*args_for(name, x, other_index, 0.1))
+    # The same labels, or none on one side, pair element by element.
+    for g in (x.copy(data=np.ones(4, np.float32)), xr.DataArray(np.ones(4, np.float32), dims="u")):
+        result = func(*args_for(name, x, g, 0.1))
+        assert result.dims == ("u",)
+        assert_bitwise_equal(
+            result.values, func(*args_for(name, values, np.ones(4, np.float32), 0.1))
+        )
+    pd = pytest.importorskip("pandas")
+    series = pd.Series(values, index=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match=rf"^fastact\.{name}: .* differ in their index"):
+        func(*args_for(name, series, pd.Series(np.ones(4, np.float32), index=[4, 5, 6, 7]), 0.1))
+
+
+def test_backward_on_dask_arrays_of_unknown_length():
+    # A boolean selection leaves dask a NaN length: it matches any, as it does for out.
+    x = np.array([-1.0, 2.0, -3.0, 4.0, 0.5], np.float32)
+    dx = da.from_array(x, chunks=2)
+    selected, kept = dx[dx > 0], x[x > 0]
+    g = da.full_like(selected, 3.0)
+    assert math.isnan(selected.shape[0])
+    assert_bitwise_equal(
+        fastact.relu_backward(g, selected).compute(),
+        fastact.relu_backward(np.full(3, 3.0, np.float32), kept),
+    )
+    noise = da.full_like(selected, 0.5)
+    trained = fastact.rrelu_backward(g, selected, training=True, noise=noise).compute()
+    assert_bitwise_equal(trained, np.full(3, 1.5, np.float32))
+    grad_input, grad_weight = fastact.prelu_backward(g, selected, np.float32(0.25))
+    assert_bitwise_equal(grad_input.compute(), np.full(3, 3.0, np.float32))
+    assert_bitwise_equal(grad_weight.compute(), np.float32(0.0))

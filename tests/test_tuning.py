@@ -138,6 +138,24 @@ def test_environment_wins_over_the_file(cache_home, monkeypatch):
     assert in_force["parallel_min_bytes"][1].startswith("tuned: ")
 
 
+def test_thresholds_beyond_any_size_mean_never(cache_home, monkeypatch):
+    # Larger than a Py_ssize_t: capped at the largest, which no array reaches, rather than
+    # an OverflowError when the loops are given it (at import).
+    huge = 10**20
+    path = _tuning.save_tuned(_record(parallel=huge))
+    assert _tuning.load_tuned(path)["parallel_min_bytes"] == sys.maxsize
+    monkeypatch.setenv("FASTACT_STREAM_MIN_BYTES", str(huge))
+    in_force = _tuning.thresholds_in_force()
+    assert in_force["stream_min_bytes"] == (sys.maxsize, "env: FASTACT_STREAM_MIN_BYTES")
+    assert in_force["parallel_min_bytes"][0] == sys.maxsize
+
+
+@requires_compiled
+def test_import_takes_a_threshold_beyond_any_size(cache_home):
+    config, _ = _config_in_child({"FASTACT_STREAM_MIN_BYTES": str(10**20)})
+    assert config["stream_min_bytes"] == sys.maxsize
+
+
 @pytest.mark.parametrize("text", ["lots", "-5", "1e6", "0x10"])
 def test_bad_environment_value_warns_and_is_ignored(cache_home, monkeypatch, text):
     monkeypatch.setenv("FASTACT_PARALLEL_MIN_BYTES", text)
