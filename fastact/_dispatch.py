@@ -364,10 +364,21 @@ def _is_dask_array(value: Any) -> bool:
     return type(value).__module__.startswith("dask.") and hasattr(value, "map_blocks")
 
 
+def _duck_dtype(value: Any, arg: str, func: str) -> np.dtype:
+    """A duck array's dtype as NumPy's: a TypeError naming it where it has none (pandas'
+    nullable ``Float32``, for one)."""
+    try:
+        return np.dtype(value.dtype)
+    except TypeError:
+        raise TypeError(
+            f"fastact.{func}: {arg} has dtype {value.dtype}, which is not a NumPy dtype"
+        ) from None
+
+
 def _check_lazy_dtype(value: Any, arg: str, func: str) -> np.dtype:
     """A duck array's dtype under the main functions' rules; bfloat16 is refused, as the
     ufuncs that keep it lazy would widen it."""
-    dtype: np.dtype[Any] = np.dtype(value.dtype)
+    dtype = _duck_dtype(value, arg, func)
     _check_dtype(dtype, arg, func, False)
     if _is_bfloat16(dtype):
         raise TypeError(
@@ -395,7 +406,7 @@ def _apply_ufunc(
         if getattr(value, "dtype", None) is None:  # a duck array that keeps it to itself
             dtypes.append(None)
             continue
-        dtype = np.dtype(value.dtype)
+        dtype = _duck_dtype(value, arg, func)
         _check_dtype(dtype, arg, func, spec.integers)
         if _is_bfloat16(dtype):
             # NumPy would cast it to float32 for the ufunc: refuse rather than change dtype.

@@ -389,3 +389,12 @@ def test_backward_on_dask_arrays_of_unknown_length():
     grad_input, grad_weight = fastact.prelu_backward(g, selected, np.float32(0.25))
     assert_bitwise_equal(grad_input.compute(), np.full(3, 3.0, np.float32))
     assert_bitwise_equal(grad_weight.compute(), np.float32(0.0))
+
+
+def test_a_duck_dtype_numpy_cannot_interpret_is_named():
+    pd = pytest.importorskip("pandas")
+    nullable = pd.Series([1.0, None], dtype="Float32")
+    with pytest.raises(TypeError, match=r"^fastact\.relu: x has dtype Float32, which is not a"):
+        fastact.relu(nullable)
+    with pytest.raises(TypeError, match=r"^fastact\.relu_backward: grad_output has dtype Float32"):
+        fastact.relu_backward(nullable, nullable)
