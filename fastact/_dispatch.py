@@ -343,7 +343,12 @@ def _run(
             # No error can arise once the arguments are validated, so `out` is never left
             # half written.
             ufunc = getattr(_ufuncs, spec.name)
-            return ufunc(*arrays, *params, out=out, signature=signature)
+            if out is None:
+                return ufunc(*arrays, *params, signature=signature)
+            # Into out's memory as a plain ndarray, as the loops write it: a subclass's
+            # ufunc hooks (a masked array's, which would reset its mask) stay out of it.
+            ufunc(*arrays, *params, out=out.view(np.ndarray), signature=signature)
+            return out
         result = getattr(_reference, spec.name)(*arrays, *params)
     if out is None:
         # As NumPy's ufuncs do: a 0-d result comes back as a NumPy scalar.

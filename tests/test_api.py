@@ -219,6 +219,19 @@ def test_subclasses_come_back_as_plain_ndarrays(name):
         assert_bitwise_equal(got, expected(name, *args_for(name, data, data, 0.2)))
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_subclass_out_is_written_as_its_memory_on_every_path(name):
+    # A masked out keeps its mask and is returned itself, whether the loops write it
+    # (native x) or NumPy's iterator does (byte-swapped x): the data is all that changes.
+    data = np.array([-1.5, -0.0, 2.0, np.nan], np.float32)
+    want = expected(name, *args_for(name, data, data, 0.2))
+    for x in (data, data.astype(data.dtype.newbyteorder())):
+        out = np.ma.masked_array(np.full(4, 7.0, np.float32), mask=[False, True, False, True])
+        assert call(name, *args_for(name, x, x, 0.2), out=out) is out
+        assert_bitwise_equal(np.ma.getmaskarray(out), np.array([False, True, False, True]))
+        assert_bitwise_equal(out.data, want)
+
+
 @requires_compiled
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_masked_arrays_keep_their_mask_through_the_ufuncs(name):
