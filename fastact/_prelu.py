@@ -11,7 +11,6 @@ the NumPy reference runs.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -240,7 +239,9 @@ def prelu_backward(
         grad_input = out if direct else np.empty_like(xk)
         sums = _channels.prelu_backward(gk, xk, _weight_per_channel(w, channels), grad_input)
         if w.size == 1 and channels != 1:  # one weight shared by every channel (or none)
-            sums = np.array([math.fsum(sums)])
+            # Added exactly, with IEEE's answer where a channel's sum is infinite or NaN
+            # (inf - inf is NaN, as torch gives; math.fsum would raise).
+            sums = np.array([_reference._exact_sum(sums)])
         with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
             grad_weight = sums.astype(w.dtype).reshape(w.shape)
         if not direct:

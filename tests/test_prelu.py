@@ -294,6 +294,23 @@ def test_weight_gradient_beyond_float64_is_infinite():
     assert_bitwise_equal(_reference.prelu_backward(g, x, np.ones(2))[1], want)
 
 
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_one_weight_shared_by_channels_adds_their_infinite_sums_as_ieee(dtype):
+    # The channels' sums are added exactly into the one weight's gradient: opposite
+    # infinities give NaN and a total beyond float64 -inf, as torch and the reference
+    # give (math.fsum would raise on either).
+    x = -np.ones((1, 2, 3), dtype)
+    g = np.zeros((1, 2, 3), dtype)
+    g[0, 0, 0], g[0, 1, 0] = np.inf, -np.inf
+    for weight in (np.array([0.25], dtype), 0.25):
+        grad_weight = fastact.prelu_backward(g, x, weight)[1]
+        assert np.isnan(grad_weight).all(), grad_weight
+    if dtype == np.float64:
+        g = np.full((1, 2), 1.5e308)
+        x = -np.ones((1, 2))
+        assert_bitwise_equal(fastact.prelu_backward(g, x, np.array([0.25]))[1], [-np.inf])
+
+
 torch = pytest.importorskip("torch")
 from torch_bridge import from_torch, to_torch  # noqa: E402
 
