@@ -12,6 +12,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange, threadid
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 from numpy cimport ndarray
 
 import importlib
@@ -51,6 +52,10 @@ cdef enum:
     # Elements summed into one partial weight gradient: fixed by the shape, never by the
     # thread count, so the partials and their ordered sum are the same bits for any count.
     CHUNK_ELEMENTS = 1 << 16
+    # And at least this many per channel: each chunk keeps 16 bytes of partial sums per
+    # channel, which would otherwise outweigh the data itself where a row holds many
+    # channels (a quarter of a float16 chunk's bytes at most, an eighth of a float32's).
+    SUMS_DEPTH = 32
     # Short runs: the forward pass's slopes cover rows up to this many elements (in L1).
     SLOPE_SPAN = 1024
 
@@ -130,7 +135,8 @@ cdef Layout layout_of(ndarray x, const double* weight, Py_ssize_t channels):
     L.channels = channels
     L.outer = cnp.PyArray_DIMS(x)[0] if ndim >= 2 else 1
     L.inner = n // max(L.outer * channels, 1) if n else 0
-    L.rows_per_chunk = max(<Py_ssize_t>1, CHUNK_ELEMENTS // max(channels * L.inner, 1))
+    L.rows_per_chunk = max(<Py_ssize_t>1, CHUNK_ELEMENTS // max(channels * L.inner, 1),
+                           (SUMS_DEPTH + L.inner - 1) // max(L.inner, 1))
     L.weight = weight
     L.slopes = NULL
     L.slope_rows = 1
@@ -146,13 +152,17 @@ cdef double* spread_slopes(Layout* L) except? NULL:
         return NULL
     # No more rows than there are (a small array would otherwise fill SLOPE_SPAN slopes).
     L.slope_rows = max(<Py_ssize_t>1, min(SLOPE_SPAN // row_length, L.outer))
+    if L.slope_rows == 1 and L.inner == 1:  # one row of one slope per channel: the weight
+        L.slopes = L.weight
+        return NULL
     slopes = <double*>malloc(L.slope_rows * row_length * sizeof(double))
     if slopes == NULL:
         raise MemoryError()
-    for r in range(L.slope_rows):
-        for c in range(L.channels):
-            for k in range(L.inner):
-                slopes[r * row_length + c * L.inner + k] = L.weight[c]
+    with nogil:  # a row may hold millions of channels
+        for r in range(L.slope_rows):
+            for c in range(L.channels):
+                for k in range(L.inner):
+                    slopes[r * row_length + c * L.inner + k] = L.weight[c]
     L.slopes = slopes
     return slopes
 
@@ -190,6 +200,7 @@ cdef int backward_pass(ndarray g, ndarray x, const double* weight, Py_ssize_t ch
     cdef double* lanes = NULL
     cdef double total, compensation
     cdef int n_threads = threads_for(3 * cnp.PyArray_NBYTES(x))
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     if totals == NULL:
         raise MemoryError()
     compensations = totals + n_chunks * L.channels
@@ -198,22 +209,24 @@ cdef int backward_pass(ndarray g, ndarray x, const double* weight, Py_ssize_t ch
             lanes = <double*>malloc(n_threads * lane_count(&L) * sizeof(double))
             if lanes == NULL:
                 raise MemoryError()
-        for c in range(2 * n_chunks * L.channels):
-            totals[c] = 0.0
-        if cnp.PyArray_SIZE(x) > 0:
+        if n > 0:
             slopes = spread_slopes(&L)
-            with nogil:
+        # Everything below is per element or per channel, and a row may hold millions of
+        # channels: none of it holds the GIL.
+        with nogil:
+            memset(totals, 0, 2 * n_chunks * L.channels * sizeof(double))
+            if n > 0:
                 run_chunks(&L, <const char*>cnp.PyArray_DATA(g),
                            <const char*>cnp.PyArray_DATA(x),
                            <char*>cnp.PyArray_DATA(grad_input), totals, compensations,
                            lanes, n_threads)
-        for c in range(L.channels):
-            total = compensation = 0.0
-            for chunk in range(n_chunks):
-                add_compensated(&total, &compensation, totals[chunk * L.channels + c])
-                compensation += compensations[chunk * L.channels + c]
-            # An infinite total has a NaN compensation (inf - inf): it stands alone.
-            result[c] = total + compensation if isfinite(total) else total
+            for c in range(L.channels):
+                total = compensation = 0.0
+                for chunk in range(n_chunks):
+                    add_compensated(&total, &compensation, totals[chunk * L.channels + c])
+                    compensation += compensations[chunk * L.channels + c]
+                # An infinite total has a NaN compensation (inf - inf): it stands alone.
+                result[c] = total + compensation if isfinite(total) else total
         return 0
     finally:
         free(lanes)
@@ -270,19 +283,21 @@ cdef bint weight_ready(object weight, ndarray x) noexcept:
 
 
 cdef void widen_into(ndarray w, double* values) noexcept:
-    """The weight's values as float64 (exact)."""
-    cdef Py_ssize_t c
+    """The weight's values as float64 (exact), without the GIL (one per channel, and a
+    row may hold millions of channels)."""
+    cdef Py_ssize_t c, count = cnp.PyArray_SIZE(w)
     cdef ElementType etype = array_element_type(w)
     cdef const void* data = cnp.PyArray_DATA(w)
-    for c in range(cnp.PyArray_SIZE(w)):
-        if etype == FLOAT32:
-            values[c] = (<const float*>data)[c]
-        elif etype == FLOAT64:
-            values[c] = (<const double*>data)[c]
-        elif etype == FLOAT16:
-            values[c] = widen((<const float16_t*>data)[c])
-        else:
-            values[c] = widen((<const bfloat16_t*>data)[c])
+    with nogil:
+        for c in range(count):
+            if etype == FLOAT32:
+                values[c] = (<const float*>data)[c]
+            elif etype == FLOAT64:
+                values[c] = (<const double*>data)[c]
+            elif etype == FLOAT16:
+                values[c] = widen((<const float16_t*>data)[c])
+            else:
+                values[c] = widen((<const bfloat16_t*>data)[c])
 
 
 cdef double* widened_weight(ndarray w) except NULL:
@@ -334,8 +349,9 @@ cdef int read_forward_weight(object weight, ndarray x, Py_ssize_t channels,
                  or (cnp.PyArray_NDIM(w) == 1 and (count == 1 or count == channels)))):
         return 0
     widen_into(w, values)
-    for c in range(count, channels):
-        values[c] = values[0]
+    with nogil:
+        for c in range(count, channels):
+            values[c] = values[0]
     return 1
 
 

@@ -238,10 +238,12 @@ cdef enum:
     # The gradient of the bias is summed per chunk of rows, then the chunks' sums in chunk
     # order: a partition fixed by the shape alone, so that the result has the same bits
     # for any thread count. A chunk has at least this many elements (a thread's start is
-    # paid for) and there are at most BIAS_MAX_CHUNKS of them (each keeps a row of partial
-    # sums, which must stay small next to the array).
+    # paid for) and there are at most BIAS_MAX_CHUNKS of them, each at least
+    # BIAS_SUMS_DEPTH rows deep (each keeps a row of partial sums, 16 bytes a column,
+    # which must stay small next to the array: at most a quarter of a float16 chunk).
     BIAS_CHUNK_ELEMENTS = 65536
     BIAS_MAX_CHUNKS = 64
+    BIAS_SUMS_DEPTH = 32
 
 
 def bias_forward(bint leaky, ndarray x, ndarray bias, ndarray out, object mask, double slope,
@@ -316,7 +318,7 @@ def bias_backward(bint leaky, ndarray g, ndarray mask, ndarray out, Py_ssize_t c
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(g)
     cdef Py_ssize_t rows = n // cols if cols > 0 else 0
-    cdef Py_ssize_t chunk_rows = max(1, BIAS_CHUNK_ELEMENTS // max(cols, 1),
+    cdef Py_ssize_t chunk_rows = max(BIAS_SUMS_DEPTH, BIAS_CHUNK_ELEMENTS // max(cols, 1),
                                      (rows + BIAS_MAX_CHUNKS - 1) // BIAS_MAX_CHUNKS)
     cdef Py_ssize_t n_chunks = (rows + chunk_rows - 1) // chunk_rows
     cdef ndarray partial = cnp.PyArray_EMPTY(1, [2 * max(n_chunks, 1) * cols],

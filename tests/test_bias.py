@@ -136,9 +136,10 @@ def test_float64_bias_gradient_is_compensated():
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
 def test_same_bits_for_any_thread_count(dtype, leaky):
     """Threads, and streaming stores, change nothing; (140000, 31) has as many row chunks
-    as the bias gradient allows, (70001, 3) rows that straddle the mask bytes."""
+    as the bias gradient allows, (70001, 3) rows that straddle the mask bytes, (100, 5000)
+    chunks as deep as their partial sums ask."""
     rng = np.random.default_rng(24)
-    for shape in ((4099, 13), (1000, 257), (70001, 3), (140000, 31)):
+    for shape in ((4099, 13), (1000, 257), (70001, 3), (140000, 31), (100, 5000)):
         x = rng.standard_normal(shape).astype(dtype)
         bias = rng.standard_normal(shape[-1]).astype(dtype)
         g = rng.standard_normal(shape).astype(dtype)

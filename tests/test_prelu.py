@@ -129,8 +129,9 @@ def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype, shape):
 @pytest.mark.slow
 def test_same_bits_for_any_thread_count():
     rng = np.random.default_rng(3)
-    # Long runs (NCHW) and short ones (an (N, C) batch), each over many chunks.
-    for shape in ((64, 16, 64, 64), (1 << 16, 48)):
+    # Long runs (NCHW) and short ones (an (N, C) batch), each over many chunks; wide rows
+    # (4096 channels), whose chunks are as deep as their partial sums ask.
+    for shape in ((64, 16, 64, 64), (1 << 16, 48), (100, 4096)):
         x = rng.standard_normal(shape).astype(np.float32)
         g = rng.standard_normal(x.shape).astype(np.float32)
         w = rng.standard_normal(shape[1]).astype(np.float32)
