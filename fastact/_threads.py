@@ -127,6 +127,15 @@ def threads(n: SupportsIndex) -> Iterator[None]:
     ValueError
         If ``n`` is below 1 or absurdly large (over 4096).
 
+    Notes
+    -----
+    The count lives in a context variable, so the block has ``decimal.localcontext``'s
+    scope: a generator suspended at a ``yield`` inside the block leaves the count set
+    for its caller until it resumes and leaves the block, and closing such a generator
+    from another thread cannot restore it (Python raises ``ValueError``: the block was
+    entered in another context). Keep ``yield`` out of the block, or finish the
+    generator in the thread that started it.
+
     Examples
     --------
     >>> import numpy as np, fastact
