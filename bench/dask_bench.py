@@ -60,7 +60,7 @@ import numpy as np
 
 import fastact
 from fastact._bench.checks import count_mismatches, edge_operands, exactness, random_operands
-from fastact._bench.cli import count_list
+from fastact._bench.cli import count_list, write_problem
 from fastact._bench.report import format_time, metadata, write_json
 from fastact._bench.timing import Settings, time_interleaved
 
@@ -312,6 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("need 10 <= --exponent <= 28 and 1 <= --chunks <= 2**exponent")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    problem = write_problem(args.json)  # before the run, which a bad path would waste
+    if problem is not None:
+        parser.error(f"argument --json: cannot write {args.json}: {problem}")
     return args
 
 

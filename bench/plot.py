@@ -42,13 +42,28 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    report = json.loads(args.json.read_text(encoding="utf-8"))
+    try:
+        report = json.loads(args.json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # no run yet, or not a JSON file
+        print(f"error: cannot read a report from {args.json}: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(report, dict) or "metadata" not in report:
+        print(f"error: {args.json} is not a report of bench/run.py", file=sys.stderr)
+        return 1
+    if not (plots.report_dtypes(report) or report.get("thread_scaling")):
+        print(f"error: {args.json} has no table to plot", file=sys.stderr)
+        return 1
     dtypes = args.dtypes.split(",") if args.dtypes else None
     missing = set(dtypes or ()) - set(plots.report_dtypes(report))
     if missing:
         print(f"error: {args.json} has no results for {', '.join(missing)}", file=sys.stderr)
         return 1
-    for path in plots.write_plots(report, args.out or args.json.parent, dtypes):
+    try:
+        written = plots.write_plots(report, args.out or args.json.parent, dtypes)
+    except OSError as exc:
+        print(f"error: cannot write the plots: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
         print(f"Wrote {path}")
     return 0
 

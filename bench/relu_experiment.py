@@ -91,6 +91,7 @@ if __name__ == "__main__":
 import numpy as np
 
 import fastact
+from fastact._bench.cli import write_problem
 
 DTYPE = np.float32
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -1165,6 +1166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-digits", action="store_true", help="spirals only")
     args = parser.parse_args(argv)
+    # Checked before the run: found only at the end, a bad path would cost all of it.
+    path = args.json or (QUICK_JSON if args.quick else DEFAULT_JSON)
+    problem = write_problem(path)
+    if problem is not None:
+        parser.error(f"argument --json: cannot write {path}: {problem}")
     config = QUICK if args.quick else Config()
     if args.no_digits:
         config = replace(config, digits=False)
@@ -1176,7 +1182,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarise(results)
     results["summary"] = summary
     print_tables(results, summary)
-    path = args.json or (QUICK_JSON if args.quick else DEFAULT_JSON)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_finite(results), indent=1, allow_nan=False))
     print(f"\nwrote {path}")

@@ -258,7 +258,7 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
     from . import _kernels, relu, threads
 
     log = log or (lambda line: None)
-    before = _kernels._thresholds()
+    before = _kernels.thresholds()  # values and their sources, restored as they were
     try:
         stream_rows = []
         largest = max(STREAM_SWEEP_MIB) << 20
@@ -333,7 +333,8 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
             if break_even is not None:
                 parallel_min = max(1, break_even // 2)
     finally:
-        _kernels._set_thresholds(**before)
+        for name, (value, source) in before.items():
+            _kernels._set_thresholds(**{name: value}, source=source)
 
     return {
         "stream_min_bytes": stream_min,

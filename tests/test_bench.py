@@ -171,6 +171,11 @@ def usage_error(capsys, argv, option):
         ("--target-ms", "fast", "not a number"),
         ("--sizes", "40", "between 0 and 28"),
         ("--threads", "0", "between 1 and 4096"),
+        # An empty list would run empty tables (only --peers takes one: no peers).
+        ("--sections", "", "name at least one of"),
+        ("--sections", ",,", "name at least one of"),
+        ("--dtypes", "", "name at least one of"),
+        ("--functions", "", "name at least one of"),
     ],
 )
 def test_a_bad_value_is_a_usage_error_before_anything_runs(
@@ -180,6 +185,31 @@ def test_a_bad_value_is_a_usage_error_before_anything_runs(
     monkeypatch.setattr(cli, "run", lambda args: pytest.fail("the run started"))
     assert message in usage_error(capsys, [option, value], option)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_name_given_twice_runs_once():
+    argv = ["--dtypes", "float32,float64,float32", "--functions", "relu,relu", "--peers", ""]
+    args = cli.parse_args(cli.build_parser(None, "bench"), argv)
+    assert (args.dtypes, args.functions, args.peers) == (["float32", "float64"], ["relu"], [])
+
+
+def test_an_unwritable_plots_folder_is_a_usage_error_before_anything_runs(
+    capsys, monkeypatch, tmp_path
+):
+    (tmp_path / "file.txt").write_text("not a folder")
+    monkeypatch.setattr(cli, "run", lambda args: pytest.fail("the run started"))
+    path = tmp_path / "file.txt"
+    small = [arg for arg in SMALL if arg != "--no-plots"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*small, "--json", str(tmp_path / "x.json"), "--plots", str(path)])
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"argument --plots: cannot write into {path}: " in err
+    with pytest.raises(SystemExit) as exit_info:
+        fastact.bench(plots=path)
+    assert exit_info.value.code == 2
+    assert "argument --plots" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
 def test_good_values_are_the_run_settings():
@@ -310,6 +340,36 @@ def test_missing_peer_is_a_skipped_column(monkeypatch):
     loaded, versions = peers.load_peers(["onnxruntime"])
     assert loaded == []
     assert versions == {"onnxruntime": "skipped (No module named 'onnxruntime')"}
+
+
+def test_a_peer_that_fails_as_it_loads_is_a_skipped_column(monkeypatch):
+    # Installed but broken (a jaxlib of another version raises RuntimeError): skipped with
+    # the reason, as a missing one, rather than ending a run that did not ask for it.
+    def broken():
+        raise RuntimeError("jaxlib is version 0.1")
+
+    monkeypatch.setitem(peers.PEER_LOADERS, "jax", broken)
+    loaded, versions = peers.load_peers(["jax"])
+    assert loaded == []
+    assert versions == {"jax": "skipped (RuntimeError: jaxlib is version 0.1)"}
+
+
+@requires_compiled
+def test_tuning_restores_each_threshold_with_its_source(monkeypatch):
+    # A measurement runs with thresholds of its own; afterwards each one is back with the
+    # source it had (the environment's, not "set").
+    from fastact import _kernels, _tuning
+
+    before = _kernels.thresholds()
+    try:
+        _kernels._set_thresholds(stream_min_bytes=1 << 20, source="env: X")
+        monkeypatch.setattr(_tuning, "STREAM_SWEEP_MIB", (1,))
+        monkeypatch.setattr(_tuning, "THREAD_SWEEP_KIB", (64,))
+        _tuning.calibrate(repeat=1)
+        assert _kernels.thresholds()["stream_min_bytes"] == (1 << 20, "env: X")
+        assert _kernels.thresholds()["parallel_min_bytes"] == before["parallel_min_bytes"]
+    finally:
+        _kernels._load_thresholds()
 
 
 def edge_verdicts(peer, dtype, names=("relu", "leaky_relu", "relu_backward")):

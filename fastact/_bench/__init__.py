@@ -47,12 +47,12 @@ from . import cli, report
 def bench(
     *,
     mode: str = "default",
-    dtypes: Sequence[str] | None = None,
-    functions: Sequence[str] | None = None,
+    dtypes: Sequence[str] | str | None = None,
+    functions: Sequence[str] | str | None = None,
     sizes: Sequence[int] | None = None,
     sweep_sizes: Sequence[int] | None = None,
-    peers: Sequence[str] | None = None,
-    sections: Sequence[str] | None = None,
+    peers: Sequence[str] | str | None = None,
+    sections: Sequence[str] | str | None = None,
     threads: Sequence[int] | None = None,
     repeat: int | None = None,
     target_ms: float | None = None,
@@ -71,23 +71,27 @@ def bench(
     mode : {"default", "quick", "full"}
         ``quick`` takes seconds (a smoke test), ``default`` a few minutes on 2 cores,
         ``full`` every size from 2^4 to 2^26 with more samples.
-    dtypes, functions, peers, sections : sequence of str
+    dtypes, functions, peers, sections : sequence of str, or a comma-separated str
         What to run: by default every dtype, every function of the table, every peer
         that imports (torch, numba, numexpr, onnxruntime, jax) and every section (main,
-        sweep, patterns, strided, threads, overhead, prelu, dead). A peer that does not import
-        is reported as skipped.
+        sweep, patterns, strided, threads, overhead, prelu, dead). A peer that does not
+        import, or fails as it loads, is reported as skipped; ``peers=[]`` runs none. A
+        name given twice runs once; an empty list of the others is a usage error.
     sizes, sweep_sizes : sequence of int
         Exponents: the main table's and the size sweep's sizes are ``2**e`` elements.
     threads : sequence of int
         Thread counts of the thread-scaling table (default 1, 2, 4, ... and the cores).
     repeat : int
-        Samples per competitor (default 7; medians are reported).
+        Samples per competitor (by default 3 in ``quick`` mode, 7 in ``default``, 15 in
+        ``full``; a sample of more than 20 ms takes at most 3, 5 in ``full``). Medians
+        are reported.
     target_ms : float
         Minimum duration of one sample.
     json : str or path
         Where to write the report as JSON; by default nothing is written.
     plots : str or path
-        Folder for the PNG plots (needs matplotlib); by default none are drawn.
+        Folder for the PNG plots (needs matplotlib), checked before anything is timed;
+        by default none are drawn.
     keep_thresholds : bool
         Time with the streaming and thread thresholds in force. By default (except in
         ``quick`` mode) a threshold that neither the environment nor a tuned file for this
@@ -99,16 +103,17 @@ def bench(
         The report written to the JSON file: ``metadata`` (CPU, flags, versions,
         ``fastact.show_config()``, thread settings), ``exactness`` (every statement's
         verdict on the edge values), ``cases`` (the main table), ``in_place``, ``sweep``,
-        ``input_patterns``, ``strided``, ``thread_scaling``, ``prelu``, ``call_overhead``
-        (those that ran), ``skipped`` and ``elapsed_s``.
+        ``input_patterns``, ``strided``, ``thread_scaling``, ``prelu``, ``call_overhead``,
+        ``dead_units`` (those that ran), ``skipped``, ``mode``, ``settings`` (the sizes,
+        samples and targets of the run), ``negative_slope`` and ``elapsed_s``.
 
     Raises
     ------
     SystemExit
         With status 2 and the command line's usage message, before anything is timed, if
         ``mode`` is not one of the three, another argument is not one the command line
-        accepts, or ``json`` cannot be written (its folder cannot be made, or no file
-        can be written in it); else if fastact itself disagrees with
+        accepts, or ``json`` or ``plots`` cannot be written (a folder cannot be made, or
+        no file can be written in it); else if fastact itself disagrees with
         ``fastact._reference`` on the edge values.
     """
     # No JSON by default (None), unlike the command line; --json, when given, is checked
@@ -129,21 +134,24 @@ def bench(
     }
     for option, values in lists.items():
         if values is not None:
-            argv.append(f"{option}={','.join(map(str, values))}")
+            text = values if isinstance(values, str) else ",".join(map(str, values))
+            argv.append(f"{option}={text}")
     if repeat is not None:
         argv.append(f"--repeat={repeat}")
     if target_ms is not None:
         argv.append(f"--target-ms={target_ms}")
     if json is not None:
         argv.append(f"--json={json}")
+    if plots is not None:
+        argv.append(f"--plots={plots}")
     if keep_thresholds:
         argv.append("--keep-thresholds")
     args = cli.parse_args(parser, argv)
     result = cli.run(args)
     if args.json is not None:
         report.write_json(args.json, result)
-    if plots is not None:
-        report.write_plots(result, Path(plots))
+    if args.plots is not None:
+        report.write_plots(result, args.plots)
     cli.finish(result)
     return result
 

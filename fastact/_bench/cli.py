@@ -40,14 +40,18 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def choices_list(allowed: Iterable[str]) -> Callable[[str], list[str]]:
+def choices_list(allowed: Iterable[str], empty_ok: bool = False) -> Callable[[str], list[str]]:
+    """A comma-separated list of choices, each once (in the order given); an empty one only
+    where it means something (no peers), else it would run empty tables."""
     allowed = tuple(allowed)
 
     def parse(text: str) -> list[str]:
-        items = comma_list(text)
+        items = list(dict.fromkeys(comma_list(text)))
         unknown = [item for item in items if item not in allowed]
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {allowed}")
+        if not items and not empty_ok:
+            raise argparse.ArgumentTypeError(f"name at least one of {allowed}")
         return items
 
     return parse
@@ -163,7 +167,7 @@ def build_parser(default_json: Path | None, prog: str | None) -> argparse.Argume
     )
     parser.add_argument(
         "--peers",
-        type=choices_list(PEER_LOADERS),
+        type=choices_list(PEER_LOADERS, empty_ok=True),
         default=list(PEER_LOADERS),
         help="comma-separated, from: " + ", ".join(PEER_LOADERS) + " ('' for none)",
     )
@@ -225,6 +229,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
         problem = write_problem(args.json)
         if problem is not None:
             parser.error(f"argument --json: cannot write {args.json}: {problem}")
+    if args.plots is not None:
+        # Any name in the folder will do: the check makes the folder and a temporary file.
+        problem = write_problem(args.plots / "plot.png")
+        if problem is not None:
+            parser.error(f"argument --plots: cannot write into {args.plots}: {problem}")
     return args
 
 

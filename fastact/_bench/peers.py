@@ -465,6 +465,9 @@ def load_peers(names: Iterable[str]) -> tuple[list[Peer], dict[str, str]]:
         except ImportError as exc:
             versions[name] = f"skipped ({exc})"
             continue
+        except Exception as exc:  # installed but broken (a jaxlib of another version)
+            versions[name] = f"skipped ({type(exc).__name__}: {exc})"
+            continue
         peers.append(peer)
         versions[name] = peer.version
     return peers, versions
