@@ -455,12 +455,18 @@ def thread_settings(peers: Iterable[Peer]) -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
+    """The versions of what the run used besides the peers: the bfloat16 type, the builder
+    of the onnxruntime models and the plots, where installed (read from their metadata,
+    so that none is imported for it)."""
+    from importlib import metadata as dist
+
     found = {"numpy": np.__version__, "fastact": fastact.__version__}
-    try:
-        import matplotlib
-    except ImportError:
-        return found
-    return {**found, "matplotlib": matplotlib.__version__}
+    for name in ("ml_dtypes", "onnx", "matplotlib"):
+        try:
+            found[name] = dist.version(name)
+        except dist.PackageNotFoundError:
+            pass
+    return found
 
 
 def metadata(peer_versions: dict[str, str], peers: Iterable[Peer] = ()) -> dict[str, Any]:
