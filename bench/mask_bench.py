@@ -230,7 +230,9 @@ def same_weights(config: experiment.Config, epochs: int, seed: int = 0) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes and fewer rounds: a smoke test"
+    )
     args = parser.parse_args(argv)
     config = fastact.show_config(print_out=False)
     print(

@@ -1,6 +1,7 @@
 """The benchmark (the README's main job) runs and writes its report, from each of its entry
 points: ``python bench/run.py``, ``python -m fastact bench`` and ``fastact.bench()``."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from bitwise import requires_compiled
 
 import fastact
 from fastact._bench import cli, peers, sections, statements
-from fastact._bench.timing import Settings
+from fastact._bench.timing import MODES, Settings
 from fastact._functions import FUNCTIONS
 
 try:  # bfloat16 is benchmarked when ml_dtypes is installed
@@ -370,6 +371,26 @@ def test_tuning_restores_each_threshold_with_its_source(monkeypatch):
         assert _kernels.thresholds()["parallel_min_bytes"] == before["parallel_min_bytes"]
     finally:
         _kernels._load_thresholds()
+
+
+def test_a_thread_count_a_library_refuses_is_no_row(monkeypatch):
+    # numexpr above NUMEXPR_MAX_THREADS keeps its count: a row would time the wrong one.
+    counts = []
+    control = peers.thread_setter(lambda: min(counts[-1] if counts else 1, 64), counts.append)
+    with control(8):
+        assert counts == [8]
+    with pytest.raises(peers.ThreadCountRefused), control(4096):
+        pytest.fail("the block ran")
+    assert counts[-2:] == [4096, 1]  # tried, then restored
+    pytest.importorskip("numexpr")
+    monkeypatch.delenv("NUMEXPR_MAX_THREADS", raising=False)  # 64, past which it refuses
+    loaded, _ = peers.load_peers(["numexpr"])
+    funcs = [statements.FUNCTIONS["relu"]]
+    cfg = dataclasses.replace(MODES["quick"], thread_exponents=(10,))
+    verdicts = sections.check_threads(funcs, loaded)
+    rows = sections.thread_scaling(funcs, loaded, [1, 65], cfg, verdicts)
+    by_impl = {(row["implementation"], row["threads"]) for row in rows}
+    assert by_impl == {("fastact", 1), ("fastact", 65), ("numexpr", 1)}
 
 
 def edge_verdicts(peer, dtype, names=("relu", "leaky_relu", "relu_backward")):

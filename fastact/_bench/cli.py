@@ -163,7 +163,8 @@ def build_parser(default_json: Path | None, prog: str | None) -> argparse.Argume
     parser.add_argument(
         "--sweep-sizes",
         type=exponent_list,
-        help="comma-separated exponents of the size sweep (default 16..26)",
+        help="comma-separated exponents of the size sweep (default 16..26; --quick 12,13; "
+        "--full 12..26)",
     )
     parser.add_argument(
         "--peers",

@@ -122,15 +122,23 @@ class Peer:
         return dtype.name not in self.unsupported
 
 
+class ThreadCountRefused(Exception):
+    """A library kept its thread count (numexpr beyond its NUMEXPR_MAX_THREADS)."""
+
+
 def thread_setter(
     get: Callable[[], int], put: Callable[[int], Any]
 ) -> Callable[[int], AbstractContextManager[None]]:
-    """A context manager factory: its block runs on n threads, then the count is restored."""
+    """A context manager factory: its block runs on n threads, then the count is restored;
+    ``ThreadCountRefused`` where the library does not take n (its row would be mislabelled)."""
 
     @contextmanager
     def threads(count: int) -> Iterator[None]:
         before = get()
         put(count)
+        if get() != count:
+            put(before)
+            raise ThreadCountRefused(count)
         try:
             yield
         finally:

@@ -39,7 +39,7 @@ from .checks import (
     ml_dtypes,
     random_operands,
 )
-from .peers import PEER_PRELU, PEER_STATEMENTS, Peer
+from .peers import PEER_PRELU, PEER_STATEMENTS, Peer, ThreadCountRefused
 from .statements import (
     DTYPES,
     FUNCTIONS,
@@ -455,8 +455,11 @@ def thread_scaling(
             for count in counts:
                 timings = {}
                 for impl, stmt in stmts.items():
-                    with controls[impl](count):
-                        timings[impl] = time_statements({impl: stmt}, ns, cfg)[impl]
+                    try:
+                        with controls[impl](count):
+                            timings[impl] = time_statements({impl: stmt}, ns, cfg)[impl]
+                    except ThreadCountRefused:  # no row: it would time another count
+                        continue
                 rows += [
                     {
                         "function": func.name,
@@ -470,6 +473,7 @@ def thread_scaling(
                         "gbps": gbps(func.streams(), n, SIDE_DTYPE, timings[impl].median),
                     }
                     for impl, stmt in stmts.items()
+                    if impl in timings
                 ]
             print(".", end="", flush=True)
         del x, g, ns
