@@ -508,11 +508,12 @@ def print_header(meta: dict[str, Any], mode: str, cfg: Settings, dtypes: list[np
     config = meta["fastact"]
     simd = " ".join(flag for flag in SIMD_FLAGS if flag in meta["cpu_flags"])
     # Keys that newer builds add to show_config(): which loops run, thresholds, threads.
-    build = "".join(f"; {key} {config[key]}" for key in BUILD_KEYS if key in config)
+    # None where there is no compiled extension (the reference path): left out.
+    build = "".join(f"; {key} {config[key]}" for key in BUILD_KEYS if config.get(key) is not None)
+    compiler = f"; {config['compiler']} {config['cflags']}" if config.get("compiler") else ""
     print(
-        f"fastact {fastact.__version__} (compiled: {config['compiled']}; "
-        f"{config['compiler']} {config['cflags']}{build}), numpy {np.__version__}, "
-        f"python {meta['python']}"
+        f"fastact {fastact.__version__} (compiled: {config['compiled']}{compiler}{build}), "
+        f"numpy {np.__version__}, python {meta['python']}"
     )
     print(
         f"CPU: {meta['cpu']}, {meta['cores']} cores, {meta['platform']}; SIMD: {simd or 'unknown'}"
