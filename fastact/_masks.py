@@ -80,7 +80,8 @@ def reference_backward_mask(
 
 def _check_mask(mask: Any, n: int, arg: str, func: str, output: bool) -> np.ndarray:
     """``mask`` as a uint8 array of ``(n + 7) // 8`` bytes, else the documented error."""
-    if output and not isinstance(mask, np.ndarray):
+    # None is a missing mask, not an array of dtype object.
+    if (output or mask is None) and not isinstance(mask, np.ndarray):
         raise TypeError(
             f"fastact.{func}: {arg} must be a numpy.ndarray, not {type(mask).__name__}"
         )

@@ -209,6 +209,8 @@ def test_bad_masks(leaky):
             backward(g, np.zeros(3, dtype), leaky)
     with pytest.raises(TypeError, match="mask has dtype"):
         backward(g, [0, 0, 0], leaky)
+    with pytest.raises(TypeError, match=r"mask must be a numpy\.ndarray, not NoneType"):
+        backward(g, None, leaky)
     with pytest.raises(TypeError, match="grad_output has dtype"):
         backward(np.ones(20, np.int32), np.zeros(3, np.uint8), leaky)
 
