@@ -529,12 +529,14 @@ def train(
                 )
             run.epoch_seconds.append(time.perf_counter() - start)
             dead = evaluate(model, activation, data, run)
+            if not np.isfinite(run.train_loss[-1]):
+                # NaN pre-activations are not <= 0, so no unit reads as dead: counted,
+                # every unit ever dead would look revived.
+                run.diverged = True
+                break
             for layer, mask in enumerate(dead):
                 revived[layer] |= ever_dead[layer] & ~mask
                 ever_dead[layer] |= mask
-            if not np.isfinite(run.train_loss[-1]):
-                run.diverged = True
-                break
     run.revived = [float(np.mean(r)) for r in revived]
     run.slopes = [w.tolist() for w in model.slopes]
     return run, model
@@ -741,9 +743,26 @@ def _config_dict(config: Config) -> dict[str, Any]:
     return d
 
 
+def blas_in_use() -> list[dict[str, Any]]:
+    """The BLAS libraries behind NumPy's matrix products, with the kernel each picked for
+    this CPU (threadpoolctl's report; empty without it). The products' last bits depend
+    on the kernel, and the unstable settings' outcomes on those bits."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    return [
+        {key: info.get(key) for key in keys}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+
+
 def _metadata(seconds: float) -> dict[str, Any]:
     return {
         "fastact": fastact.show_config(print_out=False),
+        "blas": blas_in_use(),
         "machine": platform.machine(),
         "processor": platform.processor(),
         "command": " ".join(sys.argv),
@@ -895,6 +914,17 @@ def print_tables(results: dict[str, Any], summary: dict[str, Any]) -> None:
         )
     for name, why in results.get("skipped", {}).items():
         print(f"({name}: {why})")
+    blas = results.get("metadata", {}).get("blas") or []
+    print(
+        "BLAS: "
+        + (
+            "; ".join(
+                f"{b['internal_api']} {b['version']}, {b['architecture']} kernel" for b in blas
+            )
+            or "unknown (threadpoolctl is not installed)"
+        )
+        + " (the unstable settings' outcomes depend on its rounding)"
+    )
     spirals = {k: row for k, row in summary.items() if row["dataset"] == "spirals"}
     print_convergence_table(config, spirals)
     print_dead_table(spirals)

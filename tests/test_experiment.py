@@ -216,9 +216,16 @@ def test_the_experiment_runs_without_scikit_learn(ex, monkeypatch, capsys):
 
 def test_a_diverging_run_is_reported_not_warned(ex, data):
     config = replace(ex.QUICK, epochs=5)
-    run, _ = ex.train(config, data, activation(ex, "relu"), ex.Setting("huge", 1e6), seed=0)
+    # Hidden biases at -2: units are dead from the start, before the run diverges.
+    setting = ex.Setting("huge", 1e6, bias_init=-2.0)
+    run, _ = ex.train(config, data, activation(ex, "relu"), setting, seed=0)
+    assert run.dead_fraction[0][0] > 0
     assert run.diverged
     assert not np.isfinite(run.train_loss[-1])
+    # It diverges in its first epoch, which reads no layer-2 unit as dead (NaN is not
+    # <= 0): that epoch revives none (it read 0.94 revived).
+    assert run.dead_fraction[1][0] > 0.5  # at initialisation
+    assert run.revived == [0.0, 0.0]
 
 
 @pytest.mark.slow
