@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _dispatch, _reference
+from . import _dispatch, _reference, _sums
 from ._functions import BY_NAME
 
 __all__ = [
@@ -323,7 +323,7 @@ def reference_bias_backward(
     # Infinities of both signs: NaN, as IEEE's sum; ml_dtypes flags a NaN's cast.
     with np.errstate(invalid="ignore"):
         columns = rows.astype(np.float64)
-        sums = np.array([_reference._exact_sum(columns[:, j]) for j in range(columns.shape[1])])
+        sums = np.array([_sums.exact_sum(columns[:, j]) for j in range(columns.shape[1])])
     with np.errstate(over="ignore"):
         return grad, sums.astype(np.float64).astype(grad.dtype)
 

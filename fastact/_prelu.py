@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _dispatch, _reference
+from . import _dispatch, _reference, _sums
 
 try:
     from . import _channels
@@ -166,7 +166,7 @@ def _rounded_sums(partials: np.ndarray, one_weight: bool, weight: np.ndarray) ->
     rows = by_channel.reshape(by_channel.shape[0], -1)
     if one_weight:
         rows = rows.reshape(1, -1)
-    sums = np.array([_reference._exact_sum(row) for row in rows], np.float64)
+    sums = np.array([_sums.exact_sum(row) for row in rows], np.float64)
     with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
         return sums.astype(weight.dtype).reshape(weight.shape)
 
@@ -241,7 +241,7 @@ def prelu_backward(
         if w.size == 1 and channels != 1:  # one weight shared by every channel (or none)
             # Added exactly, with IEEE's answer where a channel's sum is infinite or NaN
             # (inf - inf is NaN, as torch gives; math.fsum would raise).
-            sums = np.array([_reference._exact_sum(sums)])
+            sums = np.array([_sums.exact_sum(sums)])
         with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
             grad_weight = sums.astype(w.dtype).reshape(w.shape)
         if not direct:

@@ -29,11 +29,12 @@ where it says "element".
 """
 
 import functools
-import math
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import numpy as np
+
+from ._sums import exact_sum
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -202,28 +203,13 @@ def prelu_backward(
         # exactly (math.fsum) over all but the channel axis, rounded once.
         terms = np.where(x > 0, 0.0, x.astype(np.float64) * grad_output.astype(np.float64))
     if weight.size == 1 or x.ndim < 2:
-        sums = [_exact_sum(terms.ravel())]
+        sums = [exact_sum(terms.ravel())]
     else:
         # The count given: reshape(C, -1) cannot infer it when C or the rest is empty.
         by_channel = np.moveaxis(terms, 1, 0).reshape(x.shape[1], terms.size // max(x.shape[1], 1))
-        sums = [_exact_sum(row) for row in by_channel]
+        sums = [exact_sum(row) for row in by_channel]
     with np.errstate(over="ignore"):  # a sum beyond the weight's type is infinite
         return grad_input, np.array(sums).astype(weight.dtype).reshape(weight.shape)
-
-
-def _exact_sum(values: np.ndarray) -> float:
-    """The correctly rounded sum; with a NaN or infinity, IEEE's (fsum refuses inf - inf)."""
-    if not np.isfinite(values).all():
-        with np.errstate(over="ignore", invalid="ignore"):
-            return float(np.sum(values))
-    try:
-        return math.fsum(values.tolist())
-    except OverflowError:
-        # A partial sum beyond float64: scaled down by a power of two so that no sum of
-        # the terms can overflow, every term stays exact but subnormals (which cannot
-        # matter beside terms that large); scaled back up, the sum is inf if it must be.
-        scale = 2.0 ** (values.size.bit_length() + 1)
-        return math.fsum((values / scale).tolist()) * scale
 
 
 # Dead units: a reduction, not an elementwise rule, so it returns bool, not x's dtype.

@@ -21,6 +21,7 @@ import numpy as np
 
 from fastact import _masks, _reference, _rrelu
 from fastact._functions import COMPOSITES
+from fastact._sums import exact_sum
 
 #: Keyword arguments of one call, in signature order.
 Call = dict[str, Any]
@@ -195,7 +196,7 @@ def _bias_backward(leaky: bool) -> Callable[[Call], tuple[np.ndarray, ...]]:
     def reference(call: Call) -> tuple[np.ndarray, ...]:
         g, mask = _native(call["grad_output"]), _native(call["mask"])
         grad, _ = _masks.reference_bias_backward(g, mask, leaky, call.get("negative_slope", 0.0))
-        exact = np.array([_reference._exact_sum(row) for row in _bias_terms(call, leaky)])
+        exact = np.array([exact_sum(row) for row in _bias_terms(call, leaky)])
         with np.errstate(over="ignore"):
             return grad, exact.astype(g.dtype).reshape(g.shape[-1:])
 
@@ -392,7 +393,7 @@ def assert_sum_close(got: Any, terms: np.ndarray, ulps: int) -> None:
     must be the exact one: a NaN term makes it NaN, an infinite one that infinity."""
     got_a = np.asarray(got)
     g64 = got_a.astype(np.float64).ravel()
-    exact = np.array([_reference._exact_sum(row) for row in terms], np.float64)
+    exact = np.array([exact_sum(row) for row in terms], np.float64)
     assert g64.shape == exact.shape, (got_a.shape, terms.shape)
     with np.errstate(over="ignore", invalid="ignore"):
         rounded = exact.astype(got_a.dtype).astype(np.float64)
