@@ -199,6 +199,12 @@ def thresholds_in_force() -> dict[str, tuple[int, str]]:
 # AMD EPYC, 32-64 MiB on an Intel Xeon VM).
 STREAM_SWEEP_MIB = (1, 2, 4, 8, 16, 32, 64, 128)
 STREAM_ROUNDS = 3
+# Untimed calls before each sample of the streaming sweep. After streamed calls, plain ones
+# reach their steady state only on the third or fourth call: the last-level cache takes
+# that many passes to hold the arrays again (float32 relu, 16 MiB out, on an Intel Xeon
+# VM: 16, 14, 22, 23, 26 GB/s). With one such call plain stores were timed 25% slower
+# than they run, and streaming "won" from 2 MiB where it loses up to 16 MiB.
+STREAM_WARMUP_CALLS = 4
 # Traffic (bytes read + written) of the thread sweep, in KiB.
 THREAD_SWEEP_KIB = (64, 128, 256, 512, 1024, 2048, 4096)
 # A streamed (or threaded) call must be this much faster to count as a win: the two are
@@ -207,19 +213,20 @@ WIN_MARGIN = 0.05
 
 
 def _sample_times(
-    calls: list[Callable[[], object]], repeat: int, batch: int = 1
+    calls: list[Callable[[], object]], repeat: int, batch: int = 1, warmup: int = 1
 ) -> list[list[float]]:
     """Seconds per call of each, ``repeat`` samples, timed in turns so that drift hits all
     alike.
 
-    Each sample first makes one untimed call: a streamed call leaves the output out of the
-    cache and a plain one leaves it in, so each kind is timed in its own steady state, as
-    repeated calls of one kind run, not in the state the other left behind.
+    Each sample first makes ``warmup`` untimed calls: a streamed call leaves the output
+    out of the cache and a plain one leaves it in, so each kind is timed in its own steady
+    state, as repeated calls of one kind run, not in the state the other left behind.
     """
     samples: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
         for call, times in zip(calls, samples, strict=True):
-            call()
+            for _ in range(warmup):
+                call()
             start = time.perf_counter()
             for _ in range(batch):
                 call()
@@ -284,7 +291,9 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
 
                     batch = max(1, (32 << 20) // (mib << 20))
                     for times, t in zip(
-                        pooled[mib], _sample_times([plain, streamed], repeat, batch), strict=True
+                        pooled[mib],
+                        _sample_times([plain, streamed], repeat, batch, STREAM_WARMUP_CALLS),
+                        strict=True,
                     ):
                         times.extend(t)
         for mib, (plain_times, streamed_times) in pooled.items():

@@ -209,6 +209,17 @@ def test_first_winning_size():
     assert _tuning._first_winning([(1, 1.0, 0.5)]) == 1
 
 
+def test_each_sample_follows_its_own_warmup_calls():
+    # Each kind is timed in its own steady state: the untimed calls of a sample come
+    # right before its timed ones, never the other kind's.
+    log = []
+    samples = _tuning._sample_times(
+        [lambda: log.append("a"), lambda: log.append("b")], repeat=2, batch=3, warmup=4
+    )
+    assert [len(s) for s in samples] == [2, 2]
+    assert "".join(log) == ("a" * 7 + "b" * 7) * 2
+
+
 def test_machine_key_is_a_file_name():
     key = _tuning.machine_key()
     assert key and "/" not in key and key == _tuning.machine_key()
