@@ -324,6 +324,66 @@ cdef extern from *:
         _mm512_storeu_pd(sums + 24, s3);
         return i;
     }
+    /* bfloat16 runs the same way: widened in the registers (a shift), the float32 rule
+     * and its terms as fastact_backward_run_avx512 computes them from a block (the product
+     * in float64: a bfloat16 product can overflow or underflow float32), and the gradient
+     * rounded to bfloat16 as fastact_float_to_bfloat16 rounds it (to nearest even; a NaN
+     * quieted, its upper half kept). The same values in the same lanes, so the same bits,
+     * without widening both inputs into L1 and narrowing the gradient out of it. */
+    static inline __m256i fastact_round_to_bfloat16_lanes(__m512 f)
+    {
+        __m512i u = _mm512_castps_si512(f);
+        __m512i rounded = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))),
+            16);
+        __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+        __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+        return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet_nan));
+    }
+    static inline __m512 fastact_widen_bfloat16_lanes(const uint16_t *h)
+    {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)h)), 16));
+    }
+    static inline ptrdiff_t fastact_backward_run_bfloat16(const uint16_t *g, const uint16_t *x,
+                                                          uint16_t *out, ptrdiff_t n,
+                                                          float slope, double *sums)
+    {
+        const __m512 slopes = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
+        __m512d s0 = _mm512_loadu_pd(sums), s1 = _mm512_loadu_pd(sums + 8);
+        __m512d s2 = _mm512_loadu_pd(sums + 16), s3 = _mm512_loadu_pd(sums + 24);
+        ptrdiff_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            __m512 g0 = fastact_widen_bfloat16_lanes(g + i);
+            __m512 g1 = fastact_widen_bfloat16_lanes(g + i + 16);
+            __m512 x0 = fastact_widen_bfloat16_lanes(x + i);
+            __m512 x1 = fastact_widen_bfloat16_lanes(x + i + 16);
+            __mmask16 other0 = _mm512_cmp_ps_mask(x0, zero, _CMP_NGT_UQ);
+            __mmask16 other1 = _mm512_cmp_ps_mask(x1, zero, _CMP_NGT_UQ);
+            _mm256_storeu_si256((__m256i *)(out + i), fastact_round_to_bfloat16_lanes(
+                _mm512_mask_mul_ps(g0, other0, g0, slopes)));
+            _mm256_storeu_si256((__m256i *)(out + i + 16), fastact_round_to_bfloat16_lanes(
+                _mm512_mask_mul_ps(g1, other1, g1, slopes)));
+    #define FASTACT_LOWER(v) _mm512_castps512_ps256(v)
+    #define FASTACT_UPPER(v) _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))
+    #define FASTACT_TERMS(half, x, g, other)                                              \
+            _mm512_maskz_mul_pd((__mmask8)(other), _mm512_cvtps_pd(half(x)),              \
+                                _mm512_cvtps_pd(half(g)))
+            s0 = _mm512_add_pd(s0, FASTACT_TERMS(FASTACT_LOWER, x0, g0, other0));
+            s1 = _mm512_add_pd(s1, FASTACT_TERMS(FASTACT_UPPER, x0, g0, other0 >> 8));
+            s2 = _mm512_add_pd(s2, FASTACT_TERMS(FASTACT_LOWER, x1, g1, other1));
+            s3 = _mm512_add_pd(s3, FASTACT_TERMS(FASTACT_UPPER, x1, g1, other1 >> 8));
+    #undef FASTACT_TERMS
+    #undef FASTACT_UPPER
+    #undef FASTACT_LOWER
+        }
+        _mm512_storeu_pd(sums, s0);
+        _mm512_storeu_pd(sums + 8, s1);
+        _mm512_storeu_pd(sums + 16, s2);
+        _mm512_storeu_pd(sums + 24, s3);
+        return i;
+    }
     /* Short rows, float32: whole steps of 16 of the first m <= 64 positions of `rows` rows
      * `stride` apart, the gradient and each term added to its position's sum, row after
      * row (one add per position and row, in row order, as the generic loop). The sums stay
@@ -414,6 +474,7 @@ cdef extern from *:
     {
         return 0;
     }
+    #define fastact_backward_run_bfloat16 fastact_backward_run_float16
     #endif
     FASTACT_DEFINE_BACKWARD_RUN(fastact_backward_run_double, double)
 
@@ -458,6 +519,9 @@ cdef extern from *:
                                                 double* sums) nogil
     Py_ssize_t fastact_backward_run_float16(const uint16_t* g, const uint16_t* x, uint16_t* out,
                                             Py_ssize_t n, float slope, double* sums) nogil
+    Py_ssize_t fastact_backward_run_bfloat16(const uint16_t* g, const uint16_t* x,
+                                             uint16_t* out, Py_ssize_t n, float slope,
+                                             double* sums) nogil
     Py_ssize_t fastact_backward_short_rows_float(const float* g, const float* x, float* out,
                                                  const double* slopes, Py_ssize_t rows,
                                                  Py_ssize_t stride, Py_ssize_t m,
@@ -582,6 +646,9 @@ cdef inline void backward_run(const floating_t* g, const floating_t* x, floating
         if floating_t is float16_t:
             start = fastact_backward_run_float16(<const uint16_t*>g, <const uint16_t*>x,
                                                  <uint16_t*>out, n, <float>slope, lane_sums)
+        else:
+            start = fastact_backward_run_bfloat16(<const uint16_t*>g, <const uint16_t*>x,
+                                                  <uint16_t*>out, n, <float>slope, lane_sums)
         while start < n:
             m = min(<Py_ssize_t>F16C_BLOCK, n - start)
             widen_block(g + start, g_block, m)
