@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16_DTYPES,
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
     edge_values,
@@ -103,6 +104,23 @@ def test_backward_into_out_and_in_place(dtype, shape, channels):
         assert gi is out, name
         assert_bitwise_equal(gi, want_gi)
         assert_bitwise_equal(gw, want_gw)
+
+
+@pytest.mark.parametrize("dtype", (np.float16, *BFLOAT16_DTYPES), ids=DTYPE_IDS)
+def test_backward_over_every_16_bit_pattern(dtype):
+    # Every bit pattern as x and as g, in runs of 4096 (the AVX-512 build widens and
+    # rounds such runs in the registers, the rest through blocks or element by element),
+    # with slopes at the rules' edges: the same bits as the reference, sums included.
+    rng = np.random.default_rng(16)
+    patterns = rng.permutation(np.arange(1 << 16, dtype=np.uint16)).view(dtype).reshape(4, 4, -1)
+    other = rng.integers(0, 1 << 16, patterns.shape, dtype=np.uint16).view(dtype)
+    for w in ([0.25, -3.0, np.nan, np.inf], [1e-30, 0.0, -0.0, 3e4]):
+        w = np.array(w).astype(dtype)
+        for g, x in ((other, patterns), (patterns, other)):
+            gi, gw = fastact.prelu_backward(g, x, w)
+            gi_ref, gw_ref = _reference.prelu_backward(g, x, w)
+            assert_bitwise_equal(gi, gi_ref)
+            assert_bitwise_equal(gw, gw_ref)
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
