@@ -3,7 +3,7 @@
 Both depend on the caches and the memory of the machine, which a VM reports wrongly (the
 whole socket's last-level cache, not the share one core gets), so they are measured:
 ``python -m fastact tune`` times a size sweep of plain against streamed float32 ``relu``
-and one against two threads, a few seconds in all, and writes the thresholds to a JSON
+and one against two threads, about ten seconds in all, and writes the thresholds to a JSON
 file per machine (the CPU model and a hash of its feature flags) in the user's cache
 folder (``$XDG_CACHE_HOME/fastact`` or ``~/.cache/fastact``).
 
@@ -251,7 +251,7 @@ def _first_winning(rows: list[tuple[int, float, float]]) -> int | None:
 
 
 def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> dict[str, Any]:
-    """Measure both thresholds on this machine (a few seconds); nothing is saved.
+    """Measure both thresholds on this machine (about ten seconds); nothing is saved.
 
     Streaming: float32 ``relu`` out of place, plain against streamed stores, from 1 to 128
     MiB of output; the threshold is the smallest size where streaming wins and loses at no
