@@ -77,10 +77,11 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         another), ``simd_runnable`` (every build this machine can run, best first) and
         ``loops_cflags`` (the build's compiler flags), ``openmp`` (whether threads
         are available), ``streaming_stores`` and ``stream_min_bytes`` (non-temporal stores for
-        outputs of at least that size), ``parallel_min_bytes_per_thread`` (the traffic each
-        extra thread needs), each with its ``*_source`` (``default``, ``tuned: <file>``
-        from ``python -m fastact tune``, or ``env: <variable>``), and ``num_threads`` (the
-        current default);
+        outputs of at least that size), ``transposed_stream_min_bytes`` (the same for an
+        output written from a transposed input), ``parallel_min_bytes_per_thread`` (the
+        traffic each extra thread needs), each with its ``*_source`` (``default``,
+        ``tuned: <file>`` from ``python -m fastact tune``, or ``env: <variable>``), and
+        ``num_threads`` (the current default);
         ``numpy``, ``python`` and ``platform``.
     """
     import numpy
@@ -89,6 +90,7 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
     in_force: dict[str, tuple[int, str]] = _kernels.thresholds() if _kernels is not None else {}
     stream_min, stream_source = in_force.get("stream_min_bytes", (None, None))
     parallel_min, parallel_source = in_force.get("parallel_min_bytes", (None, None))
+    transposed_min, transposed_source = in_force.get("transposed_stream_min_bytes", (None, None))
     config: dict[str, Any] = {
         "version": __version__,
         "compiled": COMPILED,
@@ -105,6 +107,8 @@ def show_config(print_out: bool = True) -> dict[str, Any]:
         "streaming_stores": build.get("streaming_stores"),
         "stream_min_bytes": stream_min,
         "stream_min_bytes_source": stream_source,
+        "transposed_stream_min_bytes": transposed_min,
+        "transposed_stream_min_bytes_source": transposed_source,
         "parallel_min_bytes_per_thread": parallel_min,
         "parallel_min_bytes_source": parallel_source,
         "num_threads": get_num_threads(),

@@ -15,6 +15,7 @@ def _thresholds() -> dict[str, int]: ...
 def _set_thresholds(
     stream_min_bytes: int | None = None,
     parallel_min_bytes: int | None = None,
+    transposed_stream_min_bytes: int | None = None,
     source: str = "set",
 ) -> None: ...
 

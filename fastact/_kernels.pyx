@@ -349,12 +349,17 @@ def _threads_for(Py_ssize_t traffic_bytes):
 # both are measured (python -m fastact tune), never read from the OS, which inside a VM
 # reports the whole socket's cache. They are read and written only with the GIL held
 # (each call reads them once, before releasing it), so no lock is needed.
+# A transposed output (written through L1 tiles, a few lines per row at a time, scattered
+# over the whole array) has its own streaming threshold, far lower: its plain stores read
+# and write back each line on its own, and streaming won from 1 of 32 MiB on the Intel VM.
 cdef Py_ssize_t stream_min_bytes
+cdef Py_ssize_t transposed_stream_min_bytes
 cdef Py_ssize_t parallel_min_bytes
 cdef dict THRESHOLD_SOURCES = {}
 
 
-def _set_thresholds(stream_min_bytes=None, parallel_min_bytes=None, source="set"):
+def _set_thresholds(stream_min_bytes=None, parallel_min_bytes=None,
+                    transposed_stream_min_bytes=None, source="set"):
     """Put thresholds in force for this process (for tuning and tests): bytes, or None to
     keep one; ``source`` is what ``show_config()`` reports for it."""
     if stream_min_bytes is not None:
@@ -362,6 +367,11 @@ def _set_thresholds(stream_min_bytes=None, parallel_min_bytes=None, source="set"
             raise ValueError("stream_min_bytes must be >= 0")
         set_stream_min_bytes(stream_min_bytes)
         THRESHOLD_SOURCES["stream_min_bytes"] = source
+    if transposed_stream_min_bytes is not None:
+        if transposed_stream_min_bytes < 0:
+            raise ValueError("transposed_stream_min_bytes must be >= 0")
+        set_transposed_stream_min_bytes(transposed_stream_min_bytes)
+        THRESHOLD_SOURCES["transposed_stream_min_bytes"] = source
     if parallel_min_bytes is not None:
         if parallel_min_bytes < 1:
             raise ValueError("parallel_min_bytes must be >= 1")
@@ -372,6 +382,11 @@ def _set_thresholds(stream_min_bytes=None, parallel_min_bytes=None, source="set"
 cdef void set_stream_min_bytes(Py_ssize_t value) noexcept:
     global stream_min_bytes
     stream_min_bytes = value
+
+
+cdef void set_transposed_stream_min_bytes(Py_ssize_t value) noexcept:
+    global transposed_stream_min_bytes
+    transposed_stream_min_bytes = value
 
 
 cdef void set_parallel_min_bytes(Py_ssize_t value) noexcept:
@@ -385,7 +400,8 @@ cdef bint streams_output(Py_ssize_t out_bytes) noexcept:
 
 def _thresholds():
     """The thresholds in force, as keyword arguments of _set_thresholds."""
-    return {"stream_min_bytes": stream_min_bytes, "parallel_min_bytes": parallel_min_bytes}
+    return {"stream_min_bytes": stream_min_bytes, "parallel_min_bytes": parallel_min_bytes,
+            "transposed_stream_min_bytes": transposed_stream_min_bytes}
 
 
 def thresholds():
@@ -769,7 +785,7 @@ cdef inline bint continues_as_one_run(npy_intp** operand_strides,
 
 cdef void run_block_rows(const Blocks* b, Op op, ElementType etype, Py_ssize_t itemsize,
                          Py_ssize_t first, Py_ssize_t last, Py_ssize_t col_first,
-                         Py_ssize_t col_last, Params p) noexcept nogil:
+                         Py_ssize_t col_last, Params p, bint streaming) noexcept nogil:
     """Rows ``first`` to ``last`` (counted over every block) and the columns between
     ``col_first`` and ``col_last``."""
     cdef Py_ssize_t block, row, n_rows, index, i
@@ -791,28 +807,30 @@ cdef void run_block_rows(const Blocks* b, Op op, ElementType etype, Py_ssize_t i
         for j in range(N_OPERANDS):
             at[j] = b.data[j] + offset[j]
         LOOPS.run_tiles(op, etype, itemsize, at[0], b.steps[0], at[1], b.steps[1],
-                        <char*>at[2], b.steps[2], n_rows, col_last - col_first, p.p0, p.p1)
+                        <char*>at[2], b.steps[2], n_rows, col_last - col_first, p.p0, p.p1,
+                        streaming)
         first += n_rows
 
 
 cdef void run_blocks(const Blocks* b, Op op, ElementType etype, Py_ssize_t itemsize,
-                     Py_ssize_t n_blocks, int n_threads, Params p) noexcept nogil:
+                     Py_ssize_t n_blocks, int n_threads, Params p,
+                     bint streaming) noexcept nogil:
     cdef Py_ssize_t total = n_blocks * b.rows
     cdef Py_ssize_t align = max(<Py_ssize_t>1, SLICE_ALIGN_BYTES // itemsize)
     cdef Py_ssize_t per_thread
     cdef int t
     if n_threads == 1:
-        run_block_rows(b, op, etype, itemsize, 0, total, 0, b.cols, p)
+        run_block_rows(b, op, etype, itemsize, 0, total, 0, b.cols, p, streaming)
     elif total >= MIN_ROWS_PER_THREAD * n_threads:
         per_thread = (total + n_threads - 1) // n_threads
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
             run_block_rows(b, op, etype, itemsize, t * per_thread,
-                           min(total, (t + 1) * per_thread), 0, b.cols, p)
+                           min(total, (t + 1) * per_thread), 0, b.cols, p, streaming)
     else:
         per_thread = ((b.cols + n_threads - 1) // n_threads + align - 1) // align * align
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
             run_block_rows(b, op, etype, itemsize, 0, total, t * per_thread,
-                           min(b.cols, (t + 1) * per_thread), p)
+                           min(b.cols, (t + 1) * per_thread), p, streaming)
 
 
 cdef object run_strided(Op op, ElementType etype, ndarray g, ndarray x, object out, Params p):
@@ -833,9 +851,11 @@ cdef object run_strided(Op op, ElementType etype, ndarray g, ndarray x, object o
     # A forward op reads x in g's place (its rule ignores g).
     plan_blocks(&blocks, x if g is None else g, x, result, itemsize)
     cdef int n_threads = threads_for(size * itemsize * (2 if g is None else 3))
+    cdef bint streaming = (FASTACT_HAS_STREAMING_STORES
+                           and size * itemsize >= transposed_stream_min_bytes)
     with nogil:
         run_blocks(&blocks, op, etype, itemsize, size // (blocks.rows * blocks.cols),
-                   n_threads, p)
+                   n_threads, p, streaming)
     return result
 
 

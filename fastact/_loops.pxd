@@ -21,6 +21,7 @@ from fastact._dead_loops cimport BFLOAT16_INF_BITS, FLOAT16_INF_BITS, dead_flags
 from fastact._elementwise cimport *
 from fastact._gate_vectors cimport FASTACT_HAS_GATE_VECTORS, gate_vectors
 from fastact._short_float_vectors cimport FASTACT_HAS_SHORT_VECTORS, leaky_short_floats
+from fastact._stream cimport fastact_stream_copy, fastact_stream_fence
 
 # ---------------------------------------------------------------------------------------
 # The element types, in one place.
@@ -411,6 +412,7 @@ cdef enum:
     # builds). A tile's columns are separate memory streams: fewer, longer ones suit the
     # DRAM better, while the out side, a row per tile row, wants the tile wide.
     TILE_COLUMN_BYTES = 256
+    LINE_BYTES = 64
 
 cdef extern from *:
     """
@@ -608,7 +610,28 @@ cdef extern from *:
                 memcpy(d + k, s + k, bytes - k);
         }
     }
+
+    /* Asks for the cache lines of `runs` runs of `bytes` bytes, `step` apart, ahead of
+       their use: a transposed tile's operand is dozens of runs a few lines long, too short
+       and too many for the hardware prefetchers to follow from DRAM. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <xmmintrin.h>
+    #define FASTACT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+    #else
+    #define FASTACT_PREFETCH(p) ((void)(p))
+    #endif
+    static inline void fastact_prefetch_runs(const char *p, ptrdiff_t step, ptrdiff_t runs,
+                                             ptrdiff_t bytes)
+    {
+        for (ptrdiff_t r = 0; r < runs; r++, p += step) {
+            const char *line = p - ((uintptr_t)p & 63);
+            for (; line < p + bytes; line += 64)
+                FASTACT_PREFETCH(line);
+        }
+    }
     """
+    void fastact_prefetch_runs(const char* p, Py_ssize_t step, Py_ssize_t runs,
+                               Py_ssize_t bytes) nogil
     void fastact_copy_rows(const char* s, Py_ssize_t ss, char* d, Py_ssize_t ds,
                            Py_ssize_t rows, size_t bytes) nogil
     void fastact_transpose_u64(const uint64_t* s, Py_ssize_t ss, uint64_t* d, Py_ssize_t ds,
@@ -726,6 +749,57 @@ cdef inline const char* tile_rows(const char* data, const Py_ssize_t* steps, cha
     return buffer
 
 
+ctypedef struct TileGrid:
+    # A rows x cols block cut into tiles of height x width, the column tiles shifted left by
+    # col_shift (the first one narrower); down_columns: tile after tile down each column
+    # strip, else along each row strip.
+    Py_ssize_t rows, cols, height, width, col_shift, row_tiles, col_tiles
+    bint down_columns
+
+
+cdef inline void tile_at(const TileGrid* grid, Py_ssize_t t, Py_ssize_t* span) noexcept nogil:
+    """Tile ``t``'s first row, first column, rows and columns, into ``span``."""
+    cdef Py_ssize_t i, j, first_col
+    if grid.down_columns:
+        i, j = t % grid.row_tiles, t // grid.row_tiles
+    else:
+        i, j = t // grid.col_tiles, t % grid.col_tiles
+    span[0] = i * grid.height
+    span[2] = min(grid.height, grid.rows - span[0])
+    first_col = j * grid.width - grid.col_shift
+    span[1] = max(<Py_ssize_t>0, first_col)
+    span[3] = min(grid.cols, first_col + grid.width) - span[1]
+
+
+cdef inline void stream_rows(const char* src, Py_ssize_t src_row, char* dst,
+                             Py_ssize_t dst_row, Py_ssize_t rows,
+                             Py_ssize_t row_bytes) noexcept nogil:
+    """A packed tile's rows written out, their whole cache lines with streaming stores and
+    any part-lines at their ends the plain way (a streamed part-line becomes a
+    read-modify-write in memory: 20-40x the time where rows were not line-aligned). A
+    transposed tile's out rows are a few lines each, scattered over the whole output:
+    plain stores read each line in first and write it back later on its own."""
+    cdef Py_ssize_t r, head, body
+    cdef char* row
+    for r in range(rows):
+        row = dst + r * dst_row
+        head = min(row_bytes, <Py_ssize_t>((-<size_t>row) % LINE_BYTES))
+        body = (row_bytes - head) // LINE_BYTES * LINE_BYTES
+        fastact_copy_rows(src + r * src_row, 0, row, 0, 1, head)
+        fastact_stream_copy(row + head, src + r * src_row + head, body)
+        fastact_copy_rows(src + r * src_row + head + body, 0, row + head + body, 0, 1,
+                          row_bytes - head - body)
+
+
+cdef inline void prefetch_tile(const char* data, const Py_ssize_t* steps, Py_ssize_t rows,
+                               Py_ssize_t cols, Py_ssize_t itemsize) noexcept nogil:
+    """Ask for a tile's cache lines (byte steps) along the axis where it is contiguous."""
+    if steps[1] == itemsize:
+        fastact_prefetch_runs(data, steps[0], rows, cols * itemsize)
+    elif steps[0] == itemsize:
+        fastact_prefetch_runs(data, steps[1], cols, rows * itemsize)
+
+
 cdef inline bint packs_transposed(const Py_ssize_t* steps, Py_ssize_t itemsize) noexcept nogil:
     return steps[1] != itemsize and magnitude(steps[0]) < magnitude(steps[1])
 
@@ -734,11 +808,12 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
                               const Py_ssize_t* g_steps, const char* x,
                               const Py_ssize_t* x_steps, char* out,
                               const Py_ssize_t* out_steps, Py_ssize_t rows, Py_ssize_t cols,
-                              double p0, double p1) noexcept nogil:
+                              double p0, double p1, bint streaming) noexcept nogil:
     """Run ``op`` over a ``rows`` x ``cols`` block; ``*_steps`` are the byte steps
     (row, column) of each operand, and ``g`` is ``x`` (with its steps) for a forward op.
     An input may be the output itself with the same steps (in place): each tile is read
-    before it is written."""
+    before it is written. ``streaming``: a transposed tile's rows go out with streaming
+    stores (see ``stream_rows``)."""
     cdef uint64_t g_buffer[TILE_WORDS]
     cdef uint64_t x_buffer[TILE_WORDS]
     cdef uint64_t out_buffer[TILE_WORDS]
@@ -762,9 +837,22 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
     out_in_place = out_in_place and not transposed
     cdef Py_ssize_t width = cols if all_in_place else max(
         <Py_ssize_t>1, TILE_BYTES // itemsize // height)
-    cdef Py_ssize_t row_tiles = (rows + height - 1) // height
-    cdef Py_ssize_t col_tiles = (cols + width - 1) // width
+    cdef TileGrid grid
+    grid.rows, grid.cols, grid.height, grid.width = rows, cols, height, width
+    grid.down_columns = transposed
+    # A transposed tile's out rows start on out's cache lines where out's rows step by
+    # whole lines: a line split between two tiles is read and written twice, and a
+    # streamed part-line is a read-modify-write in memory (NumPy's large arrays start 16
+    # bytes into a page, so every tile split 4 of its lines 5 ways).
+    grid.col_shift = 0
+    cdef Py_ssize_t misaligned = <Py_ssize_t>((-<size_t>out) % LINE_BYTES)
+    if transposed and out_steps[1] == itemsize and out_steps[0] % LINE_BYTES == 0:
+        if misaligned % itemsize == 0:
+            grid.col_shift = (width - misaligned // itemsize % width) % width
+    grid.row_tiles = (rows + height - 1) // height
+    grid.col_tiles = (cols + grid.col_shift + width - 1) // width
     cdef Py_ssize_t t, r, r0, c0, n_rows, n_cols, g_row, x_row, out_row
+    cdef Py_ssize_t span[4]
     cdef const char* g_rows
     cdef const char* x_rows
     cdef char* out_rows
@@ -776,13 +864,20 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
             run_op(op, etype, g + r * g_steps[0], g_steps[1], x + r * x_steps[0],
                    x_steps[1], out + r * out_steps[0], itemsize, cols, p0, p1)
         return
-    for t in range(row_tiles * col_tiles):
-        if transposed:
-            r0, c0 = (t % row_tiles) * height, (t // row_tiles) * width
-        else:
-            r0, c0 = (t // col_tiles) * height, (t % col_tiles) * width
-        n_rows = min(height, rows - r0)
-        n_cols = min(width, cols - c0)
+    for t in range(grid.row_tiles * grid.col_tiles):
+        tile_at(&grid, t, span)
+        r0, c0, n_rows, n_cols = span[0], span[1], span[2], span[3]
+        if transposed and t + 1 < grid.row_tiles * grid.col_tiles:
+            # The next tile's lines, fetched while this one runs (see fastact_prefetch_runs).
+            tile_at(&grid, t + 1, span)
+            prefetch_tile(x + span[0] * x_steps[0] + span[1] * x_steps[1], x_steps, span[2],
+                          span[3], itemsize)
+            if not forward:
+                prefetch_tile(g + span[0] * g_steps[0] + span[1] * g_steps[1], g_steps,
+                              span[2], span[3], itemsize)
+            if not streaming:
+                prefetch_tile(out + span[0] * out_steps[0] + span[1] * out_steps[1],
+                              out_steps, span[2], span[3], itemsize)
         x_rows = tile_rows(x + r0 * x_steps[0] + c0 * x_steps[1], x_steps,
                            <char*>x_buffer, n_rows, n_cols, itemsize, transposed, &x_row)
         if forward:
@@ -805,10 +900,15 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
             for r in range(n_rows):
                 run_op(op, etype, g_rows + r * g_row, itemsize, x_rows + r * x_row,
                        itemsize, out_rows + r * out_row, itemsize, n_cols, p0, p1)
-        if not out_in_place:
+        if streaming and transposed and out_steps[1] == itemsize:
+            stream_rows(out_rows, out_row, out + r0 * out_steps[0] + c0 * out_steps[1],
+                        out_steps[0], n_rows, n_cols * itemsize)
+        elif not out_in_place:
             copy_tile(out_rows, out_row, itemsize,
                       out + r0 * out_steps[0] + c0 * out_steps[1], out_steps[0],
                       out_steps[1], n_rows, n_cols, itemsize)
+    if streaming:
+        fastact_stream_fence()
 
 
 # ---------------------------------------------------------------------------------------
@@ -823,7 +923,7 @@ ctypedef void (*op_tiles_loop)(Op op, ElementType etype, Py_ssize_t itemsize, co
                                const Py_ssize_t* g_steps, const char* x,
                                const Py_ssize_t* x_steps, char* out,
                                const Py_ssize_t* out_steps, Py_ssize_t rows, Py_ssize_t cols,
-                               double p0, double p1) noexcept nogil
+                               double p0, double p1, bint streaming) noexcept nogil
 
 ctypedef void (*dead_units_loop)(ElementType etype, const void* x, uint8_t* dead,
                                  Py_ssize_t rows, Py_ssize_t cols) noexcept nogil

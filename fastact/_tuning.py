@@ -1,18 +1,22 @@
 """The machine-dependent thresholds: when to stream the output, when to start a thread.
 
-Both depend on the caches and the memory of the machine, which a VM reports wrongly (the
+They depend on the caches and the memory of the machine, which a VM reports wrongly (the
 whole socket's last-level cache, not the share one core gets), so they are measured:
-``python -m fastact tune`` times a size sweep of plain against streamed float32 ``relu``
-and one against two threads, about ten seconds in all, and writes the thresholds to a JSON
-file per machine (the CPU model and a hash of its feature flags) in the user's cache
-folder (``$XDG_CACHE_HOME/fastact`` or ``~/.cache/fastact``).
+``python -m fastact tune`` times size sweeps of plain against streamed float32 ``relu``
+(contiguous, and from a transposed input) and one against two threads, about 15
+seconds in all, and writes the thresholds to a JSON file per machine (the CPU model and a
+hash of its feature flags) in the user's cache folder (``$XDG_CACHE_HOME/fastact`` or
+``~/.cache/fastact``).
 
 At import, each threshold is the first of:
 
-- ``FASTACT_STREAM_MIN_BYTES`` / ``FASTACT_PARALLEL_MIN_BYTES`` in the environment;
+- ``FASTACT_STREAM_MIN_BYTES`` / ``FASTACT_TRANSPOSED_STREAM_MIN_BYTES`` /
+  ``FASTACT_PARALLEL_MIN_BYTES`` in the environment;
 - the value this machine's tuned file holds;
 - the default: no streaming below 64 MiB of output (safely past the last-level cache of
-  most machines, where streaming only loses) and 512 KiB of traffic per extra thread.
+  most machines, where streaming only loses), none below 2 MiB for an output written from
+  a transposed input (the L2 of most cores, or more), and 512 KiB of traffic per extra
+  thread.
 
 A missing, unreadable, corrupt or foreign file is ignored: fastact never fails because of
 it, and ``show_config()`` says where each value in force came from.
@@ -47,16 +51,21 @@ __all__ = [
 ]
 
 #: The thresholds in force when nothing was measured.
-DEFAULTS = {"stream_min_bytes": 64 << 20, "parallel_min_bytes": 512 << 10}
+DEFAULTS = {
+    "stream_min_bytes": 64 << 20,
+    "transposed_stream_min_bytes": 2 << 20,
+    "parallel_min_bytes": 512 << 10,
+}
 
 #: The environment variables that override each threshold (bytes, a plain integer).
 ENV_VARS = {
     "stream_min_bytes": "FASTACT_STREAM_MIN_BYTES",
+    "transposed_stream_min_bytes": "FASTACT_TRANSPOSED_STREAM_MIN_BYTES",
     "parallel_min_bytes": "FASTACT_PARALLEL_MIN_BYTES",
 }
 
 # The smallest value of each: a thread always needs some traffic (the driver divides by it).
-_MINIMUM = {"stream_min_bytes": 0, "parallel_min_bytes": 1}
+_MINIMUM = {"stream_min_bytes": 0, "transposed_stream_min_bytes": 0, "parallel_min_bytes": 1}
 
 
 def _capped(value: int) -> int:
@@ -194,10 +203,16 @@ def thresholds_in_force() -> dict[str, tuple[int, str]]:
 # ---------------------------------------------------------------------------------------
 # The calibration.
 
-# Output sizes of the streaming sweep, in MiB: from inside the L2 of most cores to
+# Output sizes of the streaming sweep, in KiB: from inside the L2 of most cores to
 # past the largest a VM core is likely to get (the crossover was 16 MiB on a 32 MiB-L3
 # AMD EPYC, 32-64 MiB on an Intel Xeon VM).
-STREAM_SWEEP_MIB = (1, 2, 4, 8, 16, 32, 64, 128)
+STREAM_SWEEP_KIB = tuple(1024 << k for k in range(8))  # 1 to 128 MiB
+# The same from a transposed input, whose plain stores lose far earlier (from 1 MiB on the
+# Intel Xeon VM): from well inside an L2 to past most.
+TRANSPOSED_SWEEP_KIB = tuple(256 << k for k in range(6))  # 256 KiB to 8 MiB
+# The transposed sweep's out rows: a multiple of the cache line, so that every size is
+# timed with line-aligned rows.
+TRANSPOSED_ROW_ELEMENTS = 1024
 STREAM_ROUNDS = 3
 # Untimed calls before each sample of the streaming sweep. After streamed calls, plain ones
 # reach their steady state only on the third or fourth call: the last-level cache takes
@@ -250,15 +265,89 @@ def _first_winning(rows: list[tuple[int, float, float]]) -> int | None:
     return winning
 
 
+def _streaming_sweep(
+    name: str,
+    sizes_kib: tuple[int, ...],
+    operands: Callable[[int], tuple[Any, Any]],
+    repeat: int,
+    log: Callable[[str], object],
+) -> list[tuple[int, float, float]]:
+    """(out bytes, plain seconds, streamed seconds) of float32 ``relu(x, out=out)`` at each
+    size, on one thread, with threshold ``name`` at 0 for the streamed call and past every
+    size for the plain one. ``operands(n)`` gives x and out of n elements."""
+    from . import _kernels, relu, threads
+
+    never = 2 * (max(sizes_kib) << 10)
+    # In rounds over the whole sweep, pooled: a neighbour's burst on a shared machine then
+    # skews one round of each size rather than every sample of one size.
+    pooled: dict[int, list[list[float]]] = {kib: [[], []] for kib in sizes_kib}
+    with threads(1):
+        for _ in range(STREAM_ROUNDS):
+            for kib in sizes_kib:
+                x, out = operands((kib << 10) // 4)
+
+                def plain(x=x, out=out):
+                    _kernels._set_thresholds(**{name: never})
+                    relu(x, out=out)
+
+                def streamed(x=x, out=out):
+                    _kernels._set_thresholds(**{name: 0})
+                    relu(x, out=out)
+
+                batch = max(1, (32 << 20) // (kib << 10))
+                samples = _sample_times([plain, streamed], repeat, batch, STREAM_WARMUP_CALLS)
+                for times, t in zip(pooled[kib], samples, strict=True):
+                    times.extend(t)
+    rows = []
+    for kib, (plain_times, streamed_times) in pooled.items():
+        t_plain, t_streamed = statistics.median(plain_times), statistics.median(streamed_times)
+        rows.append((kib << 10, t_plain, t_streamed))
+        moved = 2 * (kib << 10)
+        log(
+            f"{name} {kib / 1024:g} MiB out: plain {moved / t_plain / 1e9:6.1f} GB/s, "
+            f"streamed {moved / t_streamed / 1e9:6.1f} GB/s"
+        )
+    return rows
+
+
+def _streaming_sweeps(
+    repeat: int, log: Callable[[str], object]
+) -> tuple[list[tuple[int, float, float]], list[tuple[int, float, float]]]:
+    """Both streaming sweeps' rows (see ``_streaming_sweep``): contiguous, then transposed."""
+    import numpy as np
+
+    x_all = np.linspace(-1.0, 1.0, max(STREAM_SWEEP_KIB) << 8, dtype=np.float32)
+    out_all = np.empty_like(x_all)
+    out_all.fill(0)  # fault the pages in now, not in the first timing
+
+    def contiguous(n: int) -> tuple[Any, Any]:
+        return x_all[:n], out_all[:n]
+
+    def transposed(n: int) -> tuple[Any, Any]:
+        # x (rows, 1024) read as the transpose of a C-ordered (1024, rows) array.
+        rows = n // TRANSPOSED_ROW_ELEMENTS
+        x = x_all[:n].reshape(TRANSPOSED_ROW_ELEMENTS, rows).T
+        return x, out_all[:n].reshape(rows, TRANSPOSED_ROW_ELEMENTS)
+
+    return (
+        _streaming_sweep("stream_min_bytes", STREAM_SWEEP_KIB, contiguous, repeat, log),
+        _streaming_sweep(
+            "transposed_stream_min_bytes", TRANSPOSED_SWEEP_KIB, transposed, repeat, log
+        ),
+    )
+
+
 def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> dict[str, Any]:
-    """Measure both thresholds on this machine (about ten seconds); nothing is saved.
+    """Measure the thresholds on this machine (about 15 seconds); nothing is saved.
 
     Streaming: float32 ``relu`` out of place, plain against streamed stores, from 1 to 128
     MiB of output; the threshold is the smallest size where streaming wins and loses at no
-    larger size measured (twice the largest size if it never wins). Threads: ``relu``
-    over 64 KiB to 4 MiB of traffic on one thread and on two; the per-thread threshold is
-    half the traffic from which two threads win (null, keeping the default, without
-    OpenMP or a second core).
+    larger size measured (twice the largest size if it never wins). The same from a
+    transposed input into a C-ordered output, from 256 KiB to 8 MiB (the contiguous
+    threshold if it never wins below it: past the caches a tile's lines are no better
+    off). Threads: ``relu`` over 64 KiB to 4 MiB of traffic on one thread and on two; the
+    per-thread threshold is half the traffic from which two threads win (null, keeping the
+    default, without OpenMP or a second core).
     """
     import numpy as np
 
@@ -267,47 +356,14 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
     log = log or (lambda line: None)
     before = _kernels.thresholds()  # values and their sources, restored as they were
     try:
-        stream_rows = []
-        largest = max(STREAM_SWEEP_MIB) << 20
-        x_all = np.linspace(-1.0, 1.0, largest // 4, dtype=np.float32)
-        out_all = np.empty_like(x_all)
-        out_all.fill(0)  # fault the pages in now, not in the first timing
-        # In rounds over the whole sweep, pooled: a neighbour's burst on a shared machine
-        # then skews one round of each size rather than every sample of one size.
-        pooled: dict[int, list[list[float]]] = {mib: [[], []] for mib in STREAM_SWEEP_MIB}
-        with threads(1):
-            for _ in range(STREAM_ROUNDS):
-                for mib in STREAM_SWEEP_MIB:
-                    n = (mib << 20) // 4
-                    x, out = x_all[:n], out_all[:n]
-
-                    def plain(x=x, out=out):
-                        _kernels._set_thresholds(stream_min_bytes=largest * 4)
-                        relu(x, out=out)
-
-                    def streamed(x=x, out=out):
-                        _kernels._set_thresholds(stream_min_bytes=0)
-                        relu(x, out=out)
-
-                    batch = max(1, (32 << 20) // (mib << 20))
-                    for times, t in zip(
-                        pooled[mib],
-                        _sample_times([plain, streamed], repeat, batch, STREAM_WARMUP_CALLS),
-                        strict=True,
-                    ):
-                        times.extend(t)
-        for mib, (plain_times, streamed_times) in pooled.items():
-            t_plain, t_streamed = statistics.median(plain_times), statistics.median(streamed_times)
-            stream_rows.append((mib << 20, t_plain, t_streamed))
-            n = (mib << 20) // 4
-            log(
-                f"stream  {mib:4d} MiB out: plain {2 * n * 4 / t_plain / 1e9:6.1f} GB/s, "
-                f"streamed {2 * n * 4 / t_streamed / 1e9:6.1f} GB/s"
-            )
-        del x_all, out_all
+        stream_rows, transposed_rows = _streaming_sweeps(repeat, log)
+        largest = max(STREAM_SWEEP_KIB) << 10
         stream_min = _first_winning(stream_rows)
         if stream_min is None:
             stream_min = 2 * largest
+        transposed_min = _first_winning(transposed_rows)
+        if transposed_min is None or transposed_min > stream_min:
+            transposed_min = stream_min
 
         thread_rows = []
         parallel_min = None
@@ -315,7 +371,11 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
             len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         )
         if _kernels.BUILD_INFO["openmp"] and (cores or 1) >= 2:
-            _kernels._set_thresholds(stream_min_bytes=2 * largest, parallel_min_bytes=1)
+            _kernels._set_thresholds(
+                stream_min_bytes=2 * largest,
+                transposed_stream_min_bytes=2 * largest,
+                parallel_min_bytes=1,
+            )
             for kib in THREAD_SWEEP_KIB:
                 n = (kib << 10) // 8  # float32 in and out: 8 bytes of traffic per element
                 x = np.linspace(-1.0, 1.0, n, dtype=np.float32)
@@ -347,11 +407,15 @@ def calibrate(repeat: int = 9, log: Callable[[str], object] | None = None) -> di
 
     return {
         "stream_min_bytes": stream_min,
+        "transposed_stream_min_bytes": transposed_min,
         "parallel_min_bytes": parallel_min,
         "simd": _kernels.BUILD_INFO["simd"],
         "python": sys.version.split()[0],
         "measured": {
             "stream": [{"out_bytes": s, "plain_s": a, "streamed_s": b} for s, a, b in stream_rows],
+            "transposed_stream": [
+                {"out_bytes": s, "plain_s": a, "streamed_s": b} for s, a, b in transposed_rows
+            ],
             "threads": [
                 {"traffic_bytes": s, "one_thread_s": a, "two_threads_s": b}
                 for s, a, b in thread_rows

@@ -289,10 +289,18 @@ def test_thresholds_at_their_defaults_are_measured_for_the_run(monkeypatch):
     from fastact import _kernels, _tuning
 
     before = _kernels._thresholds()
-    sources = {"stream_min_bytes": "default", "parallel_min_bytes": "env: X"}
+    sources = {
+        "stream_min_bytes": "default",
+        "transposed_stream_min_bytes": "tuned: F",
+        "parallel_min_bytes": "env: X",
+    }
     in_force = {name: (value, sources[name]) for name, value in before.items()}
     monkeypatch.setattr(_kernels, "thresholds", lambda: in_force)
-    measured = {"stream_min_bytes": 12345 << 10, "parallel_min_bytes": 678 << 10}
+    measured = {
+        "stream_min_bytes": 12345 << 10,
+        "transposed_stream_min_bytes": 99 << 10,
+        "parallel_min_bytes": 678 << 10,
+    }
     monkeypatch.setattr(_tuning, "calibrate", lambda: dict(measured))
     try:
         cli.measure_default_thresholds()
@@ -361,7 +369,8 @@ def test_tuning_restores_each_threshold_with_its_source(monkeypatch):
     before = _kernels.thresholds()
     try:
         _kernels._set_thresholds(stream_min_bytes=1 << 20, source="env: X")
-        monkeypatch.setattr(_tuning, "STREAM_SWEEP_MIB", (1,))
+        monkeypatch.setattr(_tuning, "STREAM_SWEEP_KIB", (1024,))
+        monkeypatch.setattr(_tuning, "TRANSPOSED_SWEEP_KIB", (256,))
         monkeypatch.setattr(_tuning, "THREAD_SWEEP_KIB", (64,))
         _tuning.calibrate(repeat=1)
         assert _kernels.thresholds()["stream_min_bytes"] == (1 << 20, "env: X")

@@ -1,6 +1,7 @@
 """The compiled loops against the NumPy reference, bit for bit."""
 
 import importlib.util
+import itertools
 import os
 import pkgutil
 import subprocess
@@ -238,7 +239,12 @@ def tiled_layouts(dtype, rng: np.random.Generator) -> list[tuple[np.ndarray, np.
     grid = sample(dtype, 133 * 70, rng).reshape(133, 70)
     cube = sample(dtype, 5 * 37 * 70, rng).reshape(5, 37, 70)
     c_out, f_out = np.empty((70, 133), dtype), np.empty((133, 70), dtype, order="F")
+    # Out rows a whole number of cache lines long, from a base 3 elements past one: the
+    # transposed tiles' columns are shifted onto out's lines (the first tile narrower).
+    wide = sample(dtype, 160 * 75, rng).reshape(160, 75)
+    line_rows_out = np.empty(160 * 75 + 3, dtype)[3:].reshape(75, 160)
     return [
+        (wide.T, line_rows_out),
         (big[::2], None),
         (big[::-3], None),
         (big[::2], np.empty(2 * 5003, dtype)[1::2]),  # out strided too
@@ -274,8 +280,12 @@ def test_tiled_layouts_match_contiguous_bit_for_bit(name, dtype):
             contiguous = contiguous_args(args)
             want = kernel(name)(*contiguous, None)
             assert_bitwise_equal(want, getattr(_reference, name)(*contiguous))
-            for n_threads in (1, 2, 3):
-                with fastact.threads(n_threads), thresholds(parallel_min_bytes=64):
+            # A transposed tile's rows streamed out (whole lines) and stored plainly.
+            for n_threads, streamed in itertools.product((1, 2, 3), (0, 1 << 40)):
+                with (
+                    fastact.threads(n_threads),
+                    thresholds(parallel_min_bytes=64, transposed_stream_min_bytes=streamed),
+                ):
                     got = kernel(name)(*args, out)
                     assert got is not None, f"{name} declined {x.strides} -> {out}"
                     assert out is None or got is out
@@ -291,8 +301,11 @@ def test_tiled_layouts_integer_relu(dtype):
     rng = np.random.default_rng(17)
     for x, out in tiled_layouts(dtype, rng):
         want = _reference.relu(np.ascontiguousarray(x))
-        for n_threads in (1, 2):
-            with fastact.threads(n_threads), thresholds(parallel_min_bytes=64):
+        for n_threads, streamed in itertools.product((1, 2), (0, 1 << 40)):
+            with (
+                fastact.threads(n_threads),
+                thresholds(parallel_min_bytes=64, transposed_stream_min_bytes=streamed),
+            ):
                 assert_bitwise_equal(kernel("relu")(x, out), want)
 
 

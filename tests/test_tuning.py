@@ -50,14 +50,20 @@ def _config_in_child(env):
     return json.loads(result.stdout.splitlines()[-1]), result.stderr
 
 
-def _record(stream=12 << 20, parallel=200 << 10):
-    return {"stream_min_bytes": stream, "parallel_min_bytes": parallel, "measured": {}}
+def _record(stream=12 << 20, parallel=200 << 10, transposed=768 << 10):
+    return {
+        "stream_min_bytes": stream,
+        "transposed_stream_min_bytes": transposed,
+        "parallel_min_bytes": parallel,
+        "measured": {},
+    }
 
 
 def test_defaults_without_a_file(cache_home):
     in_force = _tuning.thresholds_in_force()
     assert in_force == {
         "stream_min_bytes": (64 << 20, "default"),
+        "transposed_stream_min_bytes": (2 << 20, "default"),
         "parallel_min_bytes": (512 << 10, "default"),
     }
 
@@ -68,11 +74,13 @@ def test_tuned_file_round_trip(cache_home):
     assert path.parent == cache_home / "fastact"
     assert _tuning.load_tuned(path) == {
         "stream_min_bytes": 12 << 20,
+        "transposed_stream_min_bytes": 768 << 10,
         "parallel_min_bytes": 200 << 10,
     }
     source = f"tuned: {path}"
     assert _tuning.thresholds_in_force() == {
         "stream_min_bytes": (12 << 20, source),
+        "transposed_stream_min_bytes": (768 << 10, source),
         "parallel_min_bytes": (200 << 10, source),
     }
     stored = json.loads(path.read_text())
@@ -84,6 +92,15 @@ def test_unmeasured_threshold_keeps_the_default(cache_home):
     in_force = _tuning.thresholds_in_force()
     assert in_force["stream_min_bytes"][0] == 12 << 20
     assert in_force["parallel_min_bytes"] == (512 << 10, "default")
+
+
+def test_a_file_from_before_a_threshold_existed_keeps_its_default(cache_home):
+    record = _record()
+    del record["transposed_stream_min_bytes"]
+    _tuning.save_tuned(record)
+    in_force = _tuning.thresholds_in_force()
+    assert in_force["stream_min_bytes"][0] == 12 << 20
+    assert in_force["transposed_stream_min_bytes"] == (2 << 20, "default")
 
 
 @pytest.mark.parametrize(
@@ -111,7 +128,7 @@ def test_bad_values_in_the_file_are_ignored(cache_home, bad):
     record = _record()
     path = _tuning.save_tuned(record)
     data = json.loads(path.read_text())
-    data["stream_min_bytes"] = bad
+    data["stream_min_bytes"] = data["transposed_stream_min_bytes"] = bad
     data["parallel_min_bytes"] = 0 if bad is not None else bad
     path.write_text(json.dumps(data))
     assert _tuning.load_tuned(path) == {}
@@ -184,7 +201,8 @@ def test_show_config_reports_values_and_sources(cache_home):
 @pytest.mark.slow
 def test_tune_measures_saves_and_applies(cache_home, monkeypatch):
     # A small sweep: the calibration's logic, not this machine's numbers.
-    monkeypatch.setattr(_tuning, "STREAM_SWEEP_MIB", (1, 2))
+    monkeypatch.setattr(_tuning, "STREAM_SWEEP_KIB", (1024, 2048))
+    monkeypatch.setattr(_tuning, "TRANSPOSED_SWEEP_KIB", (256, 512))
     monkeypatch.setattr(_tuning, "THREAD_SWEEP_KIB", (64, 128))
     with thresholds():
         result = _tuning.tune(verbose=False)
@@ -197,6 +215,14 @@ def test_tune_measures_saves_and_applies(cache_home, monkeypatch):
         assert in_force["stream_min_bytes"] == result["stream_min_bytes"]
         assert in_force["stream_min_bytes_source"] == "tuned: this process"
         assert len(result["measured"]["stream"]) == 2
+        # Never above the contiguous threshold: past the caches a tile's lines are no
+        # better off.
+        transposed = result["transposed_stream_min_bytes"]
+        assert loaded["transposed_stream_min_bytes"] == transposed
+        assert transposed in (256 << 10, 512 << 10, result["stream_min_bytes"])
+        assert transposed <= result["stream_min_bytes"]
+        assert in_force["transposed_stream_min_bytes"] == transposed
+        assert len(result["measured"]["transposed_stream"]) == 2
 
 
 def test_first_winning_size():

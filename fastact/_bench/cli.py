@@ -262,7 +262,7 @@ def measure_default_thresholds() -> None:
 
     A default is a guess that holds on most machines; the tables are to show this one, so a
     threshold that neither the environment nor a tuned file for this CPU sets is measured
-    first, as ``python -m fastact tune`` does (about ten seconds). Nothing is saved; the header
+    first, as ``python -m fastact tune`` does (about 15 seconds). Nothing is saved; the header
     shows each value in force and where it came from.
     """
     if _kernels is None:  # the reference path alone (FASTACT_DISABLE_COMPILED=1)

@@ -497,6 +497,8 @@ BUILD_KEYS = (
     "streaming_stores",
     "stream_min_bytes",
     "stream_min_bytes_source",
+    "transposed_stream_min_bytes",
+    "transposed_stream_min_bytes_source",
     "parallel_min_bytes_per_thread",
     "parallel_min_bytes_source",
     "num_threads",
