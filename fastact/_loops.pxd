@@ -427,60 +427,52 @@ cdef extern from *:
     #define FASTACT_STORE(p, v) _mm_storeu_si128((__m128i *)(p), (v))
     #if defined(__AVX512F__)
     #include <immintrin.h>
-    /* 16 x 16 and 8 x 8 blocks of whole ZMM rows: a third fewer shuffles per element than
-       the AVX2 blocks (a pass over 128 x 128 float32 tiles 1.2-1.5x as fast, AMD EPYC
-       Zen 5). */
+    /* 16 x 16 and 8 x 8 blocks into whole ZMM rows. Each 128-bit lane of a register is
+       loaded from its own row (a broadcast, then merge-masked broadcasts: loads and blends,
+       off the shuffle port that every shuffle needs), so that only the transposes within
+       the lanes are shuffles: 32 per 16 x 16 block against 64 for unpacks and lane
+       shuffles of whole rows, which ran 1.25x as long in L1 (Intel Xeon VM). */
     #define FASTACT_BLOCK_u64 8
     #define FASTACT_BLOCK_u32 16
-    /* The first step of both blocks: n rows loaded and interleaved in pairs, as 32-bit
-       elements when narrow, else as 64-bit ones. */
-    static inline void fastact_load_pairs(const char *s, ptrdiff_t ss, int n, int narrow,
-                                          __m512i *t)
+    /* Lane k: the 16 bytes at s + k * step. */
+    static inline __m512i fastact_lanes_of_rows(const char *s, ptrdiff_t step)
     {
-        __m512i a, b;
-        int k;
-        for (k = 0; k < n; k += 2) {
-            a = _mm512_loadu_si512((const void *)(s + k * ss));
-            b = _mm512_loadu_si512((const void *)(s + (k + 1) * ss));
-            t[k] = narrow ? _mm512_unpacklo_epi32(a, b) : _mm512_unpacklo_epi64(a, b);
-            t[k + 1] = narrow ? _mm512_unpackhi_epi32(a, b) : _mm512_unpackhi_epi64(a, b);
-        }
-    }
-    /* The last two steps of both blocks, on n = 4q rows: whole 128-bit lanes, first between
-       rows q apart within each group of 2q, then between the two halves, stored to d. */
-    static inline void fastact_transpose_lanes(const __m512i *r, int n, char *d, ptrdiff_t ds)
-    {
-        __m512i t[16];
-        int q = n / 4, g, k;
-        for (g = 0; g < n; g += 2 * q)
-            for (k = g; k < g + q; k++) {
-                t[k] = _mm512_shuffle_i64x2(r[k], r[k + q], 0x88);
-                t[k + q] = _mm512_shuffle_i64x2(r[k], r[k + q], 0xdd);
-            }
-        for (k = 0; k < 2 * q; k++) {
-            _mm512_storeu_si512((void *)(d + k * ds), _mm512_shuffle_i64x2(t[k], t[k + 2 * q], 0x88));
-            _mm512_storeu_si512((void *)(d + (k + 2 * q) * ds),
-                                _mm512_shuffle_i64x2(t[k], t[k + 2 * q], 0xdd));
-        }
+        __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)s));
+        v = _mm512_mask_broadcast_i32x4(v, 0x00F0, _mm_loadu_si128((const __m128i *)(s + step)));
+        v = _mm512_mask_broadcast_i32x4(v, 0x0F00,
+                                        _mm_loadu_si128((const __m128i *)(s + 2 * step)));
+        return _mm512_mask_broadcast_i32x4(v, 0xF000,
+                                           _mm_loadu_si128((const __m128i *)(s + 3 * step)));
     }
     static inline void fastact_block_u64(const uint64_t *s, ptrdiff_t ss, uint64_t *d, ptrdiff_t ds)
     {
-        __m512i t[8];
-        fastact_load_pairs((const char *)s, ss * 8, 8, 0, t);
-        fastact_transpose_lanes(t, 8, (char *)d, ds * 8);
+        /* For each 16-byte column a: lane k of v_b holds row b + 2k's pair, so unpacking
+           v_0 with v_1 gives columns 2a and 2a + 1, rows 0-7 in order. */
+        for (int a = 0; a < 4; a++) {
+            const char *c = (const char *)(s + 2 * a);
+            __m512i v0 = fastact_lanes_of_rows(c, 16 * ss);
+            __m512i v1 = fastact_lanes_of_rows(c + 8 * ss, 16 * ss);
+            _mm512_storeu_si512((void *)(d + 2 * a * ds), _mm512_unpacklo_epi64(v0, v1));
+            _mm512_storeu_si512((void *)(d + (2 * a + 1) * ds), _mm512_unpackhi_epi64(v0, v1));
+        }
     }
     static inline void fastact_block_u32(const uint32_t *s, ptrdiff_t ss, uint32_t *d, ptrdiff_t ds)
     {
-        __m512i r[16], t[16];
-        int k;
-        fastact_load_pairs((const char *)s, ss * 4, 16, 1, t);
-        for (k = 0; k < 4; k++) {
-            r[4 * k] = _mm512_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
-            r[4 * k + 1] = _mm512_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
-            r[4 * k + 2] = _mm512_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
-            r[4 * k + 3] = _mm512_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+        /* For each 16-byte column a: lane k of v_b holds row b + 4k's quad, so a 4 x 4
+           transpose within the lanes of v_0..v_3 gives columns 4a..4a + 3, rows 0-15. */
+        for (int a = 0; a < 4; a++) {
+            const char *c = (const char *)(s + 4 * a);
+            __m512i v0 = fastact_lanes_of_rows(c, 16 * ss);
+            __m512i v1 = fastact_lanes_of_rows(c + 4 * ss, 16 * ss);
+            __m512i v2 = fastact_lanes_of_rows(c + 8 * ss, 16 * ss);
+            __m512i v3 = fastact_lanes_of_rows(c + 12 * ss, 16 * ss);
+            __m512i lo01 = _mm512_unpacklo_epi32(v0, v1), hi01 = _mm512_unpackhi_epi32(v0, v1);
+            __m512i lo23 = _mm512_unpacklo_epi32(v2, v3), hi23 = _mm512_unpackhi_epi32(v2, v3);
+            _mm512_storeu_si512((void *)(d + 4 * a * ds), _mm512_unpacklo_epi64(lo01, lo23));
+            _mm512_storeu_si512((void *)(d + (4 * a + 1) * ds), _mm512_unpackhi_epi64(lo01, lo23));
+            _mm512_storeu_si512((void *)(d + (4 * a + 2) * ds), _mm512_unpacklo_epi64(hi01, hi23));
+            _mm512_storeu_si512((void *)(d + (4 * a + 3) * ds), _mm512_unpackhi_epi64(hi01, hi23));
         }
-        fastact_transpose_lanes(r, 16, (char *)d, ds * 4);
     }
     #elif defined(__AVX2__)
     #include <immintrin.h>
@@ -830,23 +822,34 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
         packs_transposed(x_steps, itemsize) or packs_transposed(g_steps, itemsize)
         or packs_transposed(out_steps, itemsize))
     cdef Py_ssize_t height = rows if all_in_place else 1
-    if transposed:
-        height = min(rows, max(<Py_ssize_t>1, TILE_COLUMN_BYTES // itemsize))
     # A transposed tile is short (its rows a few cache lines long): its operands are all
-    # packed, so that one call of the loop runs over the whole tile.
-    out_in_place = out_in_place and not transposed
-    cdef Py_ssize_t width = cols if all_in_place else max(
+    # packed, so that one call of the loop runs over the whole tile, and the result is
+    # copied out. Unless out's rows are short enough that a tile of whole rows is still
+    # two lines tall: then the tile is contiguous in out, and the loop writes it there
+    # (not streamed). The copy took a third of a 128^2 float32 relu's time.
+    cdef Py_ssize_t row_bytes = cols * itemsize
+    cdef bint whole_rows = (
+        transposed and not streaming and out_steps[1] == itemsize
+        and out_steps[0] == row_bytes and TILE_BYTES // row_bytes * itemsize >= 2 * LINE_BYTES)
+    if whole_rows:
+        height = min(rows, TILE_BYTES // row_bytes)
+    elif transposed:
+        height = min(rows, max(<Py_ssize_t>1, TILE_COLUMN_BYTES // itemsize))
+    out_in_place = whole_rows or (out_in_place and not transposed)
+    cdef Py_ssize_t width = cols if all_in_place or whole_rows else max(
         <Py_ssize_t>1, TILE_BYTES // itemsize // height)
     cdef TileGrid grid
     grid.rows, grid.cols, grid.height, grid.width = rows, cols, height, width
     grid.down_columns = transposed
-    # A transposed tile's out rows start on out's cache lines where out's rows step by
-    # whole lines: a line split between two tiles is read and written twice, and a
-    # streamed part-line is a read-modify-write in memory (NumPy's large arrays start 16
-    # bytes into a page, so every tile split 4 of its lines 5 ways).
+    # A streamed transposed tile's out rows start on out's cache lines where out's rows
+    # step by whole lines: only whole lines stream (see stream_rows), and NumPy's large
+    # arrays start 16 bytes into a page, which split 4 lines of each row 5 ways. Not in
+    # cache, where a split line costs little and the narrow first tiles cost more (a
+    # 128^2 float32 transpose took 1.05x as long).
     grid.col_shift = 0
     cdef Py_ssize_t misaligned = <Py_ssize_t>((-<size_t>out) % LINE_BYTES)
-    if transposed and out_steps[1] == itemsize and out_steps[0] % LINE_BYTES == 0:
+    if (streaming and transposed and out_steps[1] == itemsize
+            and out_steps[0] % LINE_BYTES == 0):
         if misaligned % itemsize == 0:
             grid.col_shift = (width - misaligned // itemsize % width) % width
     grid.row_tiles = (rows + height - 1) // height
@@ -888,7 +891,7 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
                                &g_row)
         out_rows = out + r0 * out_steps[0] + c0 * out_steps[1]
         out_row = out_steps[0]
-        if transposed:
+        if transposed and not out_in_place:
             # In place over the packed g (x for a forward op): the tile's buffers fit L1.
             out_rows, out_row = <char*>g_rows, g_row
         elif not out_in_place:

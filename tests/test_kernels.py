@@ -243,8 +243,12 @@ def tiled_layouts(dtype, rng: np.random.Generator) -> list[tuple[np.ndarray, np.
     # transposed tiles' columns are shifted onto out's lines (the first tile narrower).
     wide = sample(dtype, 160 * 75, rng).reshape(160, 75)
     line_rows_out = np.empty(160 * 75 + 3, dtype)[3:].reshape(75, 160)
+    # Out rows short enough for tiles of whole rows (written straight into out), with a
+    # last tile of fewer rows.
+    tall = sample(dtype, 100 * 300, rng).reshape(100, 300)
     return [
         (wide.T, line_rows_out),
+        (tall.T, np.empty((300, 100), dtype)),
         (big[::2], None),
         (big[::-3], None),
         (big[::2], np.empty(2 * 5003, dtype)[1::2]),  # out strided too
