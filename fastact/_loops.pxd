@@ -21,7 +21,7 @@ from fastact._dead_loops cimport BFLOAT16_INF_BITS, FLOAT16_INF_BITS, dead_flags
 from fastact._elementwise cimport *
 from fastact._gate_vectors cimport FASTACT_HAS_GATE_VECTORS, gate_vectors
 from fastact._short_float_vectors cimport FASTACT_HAS_SHORT_VECTORS, leaky_short_floats
-from fastact._stream cimport fastact_stream_copy, fastact_stream_fence
+from fastact._stream cimport fastact_prefetch_lines, fastact_stream_copy, fastact_stream_fence
 
 # ---------------------------------------------------------------------------------------
 # The element types, in one place.
@@ -603,27 +603,7 @@ cdef extern from *:
         }
     }
 
-    /* Asks for the cache lines of `runs` runs of `bytes` bytes, `step` apart, ahead of
-       their use: a transposed tile's operand is dozens of runs a few lines long, too short
-       and too many for the hardware prefetchers to follow from DRAM. */
-    #if defined(__SSE2__) || defined(_M_X64)
-    #include <xmmintrin.h>
-    #define FASTACT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-    #else
-    #define FASTACT_PREFETCH(p) ((void)(p))
-    #endif
-    static inline void fastact_prefetch_runs(const char *p, ptrdiff_t step, ptrdiff_t runs,
-                                             ptrdiff_t bytes)
-    {
-        for (ptrdiff_t r = 0; r < runs; r++, p += step) {
-            const char *line = p - ((uintptr_t)p & 63);
-            for (; line < p + bytes; line += 64)
-                FASTACT_PREFETCH(line);
-        }
-    }
     """
-    void fastact_prefetch_runs(const char* p, Py_ssize_t step, Py_ssize_t runs,
-                               Py_ssize_t bytes) nogil
     void fastact_copy_rows(const char* s, Py_ssize_t ss, char* d, Py_ssize_t ds,
                            Py_ssize_t rows, size_t bytes) nogil
     void fastact_transpose_u64(const uint64_t* s, Py_ssize_t ss, uint64_t* d, Py_ssize_t ds,
@@ -785,11 +765,16 @@ cdef inline void stream_rows(const char* src, Py_ssize_t src_row, char* dst,
 
 cdef inline void prefetch_tile(const char* data, const Py_ssize_t* steps, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t itemsize) noexcept nogil:
-    """Ask for a tile's cache lines (byte steps) along the axis where it is contiguous."""
+    """Ask for a tile's cache lines (byte steps), a run at a time along the axis where it
+    is contiguous: a transposed tile's operand is dozens of runs a few lines long, too
+    short and too many for the hardware prefetchers to follow from DRAM."""
+    cdef Py_ssize_t k
     if steps[1] == itemsize:
-        fastact_prefetch_runs(data, steps[0], rows, cols * itemsize)
+        for k in range(rows):
+            fastact_prefetch_lines(data + k * steps[0], cols * itemsize)
     elif steps[0] == itemsize:
-        fastact_prefetch_runs(data, steps[1], cols, rows * itemsize)
+        for k in range(cols):
+            fastact_prefetch_lines(data + k * steps[1], rows * itemsize)
 
 
 cdef inline bint packs_transposed(const Py_ssize_t* steps, Py_ssize_t itemsize) noexcept nogil:
@@ -871,7 +856,7 @@ cdef inline void run_op_tiles(Op op, ElementType etype, Py_ssize_t itemsize, con
         tile_at(&grid, t, span)
         r0, c0, n_rows, n_cols = span[0], span[1], span[2], span[3]
         if transposed and t + 1 < grid.row_tiles * grid.col_tiles:
-            # The next tile's lines, fetched while this one runs (see fastact_prefetch_runs).
+            # The next tile's lines, fetched while this one runs (see prefetch_tile).
             tile_at(&grid, t + 1, span)
             prefetch_tile(x + span[0] * x_steps[0] + span[1] * x_steps[1], x_steps, span[2],
                           span[3], itemsize)

@@ -4,7 +4,8 @@
 A plain store first reads the line it writes into the cache; above the last-level cache's
 size that read is wasted traffic (a third of a unary function's). A streaming store writes
 the line straight to memory. The loops stay plain C: they compute a block into a buffer
-that stays in L1, and the block is streamed out from there.
+that stays in L1, and the block is streamed out from there; its input is asked for a
+little ahead (``fastact_prefetch_lines``), which the tiles of a transposed input use too.
 """
 
 from libc.stdint cimport uint8_t
@@ -46,6 +47,17 @@ cdef extern from *:
     /* Streaming stores are weakly ordered: fence before another thread may read the result. */
     static inline void fastact_stream_fence(void) { _mm_sfence(); }
 
+    /* Asks for the cache lines of the nbytes at p ahead of their use. A streamed pass
+       keeps few lines in flight on its own: float32 relu streamed 15 GB/s from DRAM with
+       the hardware prefetchers alone and 21-23 with its input asked for 2 KiB ahead
+       (4 and 8 KiB ahead: 14; Intel Xeon VM, 128-256 MiB). A hint, one per 64 bytes from p:
+       a run that starts inside a line may miss its last one. */
+    static inline void fastact_prefetch_lines(const void *p, size_t nbytes)
+    {
+        for (size_t i = 0; i < nbytes; i += 64)
+            _mm_prefetch((const char *)p + i, _MM_HINT_T0);
+    }
+
     #else
     #define FASTACT_HAS_STREAMING_STORES 0
     static inline void fastact_stream_copy(void *dst, const void *src, size_t nbytes)
@@ -53,6 +65,7 @@ cdef extern from *:
         memcpy(dst, src, nbytes);
     }
     static inline void fastact_stream_fence(void) {}
+    static inline void fastact_prefetch_lines(const void *p, size_t nbytes) {}
     #endif
 
     #endif
@@ -60,6 +73,7 @@ cdef extern from *:
     const bint FASTACT_HAS_STREAMING_STORES
     void fastact_stream_copy(void* dst, const void* src, size_t nbytes) nogil
     void fastact_stream_fence() nogil
+    void fastact_prefetch_lines(const void* p, size_t nbytes) nogil
 
 cdef enum:
     # A block computed in L1 and then streamed out: 1 KiB. With 4 KiB blocks the streamed
