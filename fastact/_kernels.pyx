@@ -352,7 +352,8 @@ def _threads_for(Py_ssize_t traffic_bytes):
 # (each call reads them once, before releasing it), so no lock is needed.
 # A transposed output (written through L1 tiles, a few lines per row at a time, scattered
 # over the whole array) has its own streaming threshold, far lower: its plain stores read
-# and write back each line on its own, and streaming won from 1 of 32 MiB on the Intel VM.
+# and write back each line on their own, and streaming won from 1 MiB of output on the
+# Intel VM, where contiguous outputs stream from 32 MiB.
 cdef Py_ssize_t stream_min_bytes
 cdef Py_ssize_t transposed_stream_min_bytes
 cdef Py_ssize_t parallel_min_bytes
@@ -860,6 +861,7 @@ cdef object run_strided(Op op, ElementType etype, ndarray g, ndarray x, object o
     # A forward op reads x in g's place (its rule ignores g).
     plan_blocks(&blocks, x if g is None else g, x, result, itemsize)
     cdef int n_threads = threads_for(size * itemsize * (2 if g is None else 3))
+    # Streaming matters here only to transposed tiles (see run_op_tiles).
     cdef bint streaming = (FASTACT_HAS_STREAMING_STORES
                            and size * itemsize >= transposed_stream_min_bytes)
     with nogil:

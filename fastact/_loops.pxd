@@ -602,7 +602,6 @@ cdef extern from *:
                 memcpy(d + k, s + k, bytes - k);
         }
     }
-
     """
     void fastact_copy_rows(const char* s, Py_ssize_t ss, char* d, Py_ssize_t ds,
                            Py_ssize_t rows, size_t bytes) nogil
