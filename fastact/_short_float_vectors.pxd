@@ -170,19 +170,23 @@ cdef extern from *:
     #endif
     }
 
-    /* bfloat16 through AVX512_BF16's vcvtne2ps2bf16, on the CPUs that have it (checked at
-       each call, fastact_leaky_bfloat16_vectors): it rounds to nearest even as the integer
-       code does, NaN included (quieted, its upper half kept: the integer code's result
-       for the canonical slope's NaN), but flushes subnormal products to zero. A vector
-       with a subnormal product, which real data hardly has, goes through the integer
-       code instead, so the bits are the same over every input. Elements 0-15 and 16-31
-       are widened apart (the instruction packs two vectors one after the other). */
+    /* leaky_relu's rule on 32 bfloat16 through AVX512_BF16's vcvtne2ps2bf16, on the CPUs
+       that have it (checked at each call, fastact_leaky_bfloat16_vectors): it rounds to
+       nearest even as the integer code does, NaN included (quieted, its upper half kept:
+       the integer code's result for the canonical slope's NaN), but flushes subnormal
+       products to zero. The rounding would give a subnormal or zero there, so only a zero
+       result where g is not zero can be wrong: such a vector, which real data hardly has,
+       goes through the integer code instead, and the bits are the same over every input.
+       (A zero slope's products are exact zeros.) Checking the result this way takes two
+       instructions where classing both product vectors took four, and the blend takes
+       the comparison's mask register as it is: 1.13-1.18x forward and 1.2-1.27x backward
+       in a C harness (Intel Xeon VM, 2^12-2^18 elements). */
     #if FASTACT_SHORT_VECTOR_BYTES == 64 && defined(__GNUC__) && !defined(__clang__) \
         && __GNUC__ >= 10
     #define FASTACT_HAS_BF16_INSTRUCTIONS 1
     #include <immintrin.h>
     __attribute__((target("avx512bf16"))) static inline fastact_u16v
-    fastact_scale_bfloat16_instructions(fastact_u16v g, float slope)
+    fastact_leaky_bfloat16_instruction_lanes(fastact_u16v g, fastact_u16v x, float slope)
     {
         /* The even elements in the low halves' place, the odd ones in the high halves'
            (as the integer code widens them); the instruction packs the two vectors one
@@ -190,13 +194,21 @@ cdef extern from *:
         const __m512i order = _mm512_set_epi16(
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
             23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i magnitude = _mm512_set1_epi16(0x7fff);
+        /* x > 0 as in fastact_leaky_lanes: (x - 1) in [0, 0x7f7f] as unsigned */
+        __mmask32 positive = _mm512_cmple_epu16_mask(
+            _mm512_sub_epi16((__m512i)x, _mm512_set1_epi16(1)), _mm512_set1_epi16(0x7f7f));
         fastact_u32v w = (fastact_u32v)g;
         fastact_f32v even = (fastact_f32v)(w << 16) * slope;
         fastact_f32v odd = (fastact_f32v)(w & 0xffff0000u) * slope;
-        if (_mm512_fpclass_ps_mask((__m512)even, 0x20) | _mm512_fpclass_ps_mask((__m512)odd, 0x20))
-            return fastact_scale_bfloat16(g, slope);  /* 0x20: subnormal */
         __m512i packed = (__m512i)_mm512_cvtne2ps_pbh((__m512)odd, (__m512)even);
-        return (fastact_u16v)_mm512_permutexvar_epi16(order, packed);
+        __m512i r = _mm512_mask_blend_epi16(
+            positive, _mm512_permutexvar_epi16(order, packed), (__m512i)g);
+        __mmask32 zero = _mm512_testn_epi16_mask(r, magnitude);
+        if (zero && slope != 0.0f && _mm512_mask_test_epi16_mask(zero, (__m512i)g, magnitude))
+            r = _mm512_mask_blend_epi16(positive, (__m512i)fastact_scale_bfloat16(g, slope),
+                                        (__m512i)g);
+        return (fastact_u16v)r;
     }
     #else
     #define FASTACT_HAS_BF16_INSTRUCTIONS 0
@@ -206,16 +218,15 @@ cdef extern from *:
     static inline fastact_u16v fastact_leaky_lanes(fastact_u16v g, fastact_u16v x, float slope,
                                                    int format)
     {
+    #if FASTACT_HAS_BF16_INSTRUCTIONS
+        if (format == 2)
+            return fastact_leaky_bfloat16_instruction_lanes(g, x, slope);
+    #endif
         /* x > 0: sign clear, magnitude in (0, inf], as is_positive in _elementwise.pxd */
         uint16_t infinity = format ? 0x7f80u : 0x7c00u;
         fastact_u16v positive = (fastact_u16v)((fastact_u16v)(x - 1) < infinity);
-        fastact_u16v scaled;
-    #if FASTACT_HAS_BF16_INSTRUCTIONS
-        if (format == 2)
-            scaled = fastact_scale_bfloat16_instructions(g, slope);
-        else
-    #endif
-        scaled = format ? fastact_scale_bfloat16(g, slope) : fastact_scale_float16(g, slope);
+        fastact_u16v scaled =
+            format ? fastact_scale_bfloat16(g, slope) : fastact_scale_float16(g, slope);
         return (positive & g) | (~positive & scaled);
     }
 
