@@ -139,24 +139,27 @@ cdef extern from *:
                               | (fastact_round_product_to_bfloat16(high) & 0xffff0000u));
     }
 
-    static inline fastact_u16v fastact_scale_float16(fastact_u16v g, float slope)
+    /* g's vector, loaded from g_bits: F16C widens each half of it straight from memory
+       (a load and a conversion, where a half in a register takes an extract first) */
+    static inline fastact_u16v fastact_scale_float16(const uint16_t *g_bits, fastact_u16v g,
+                                                     float slope)
     {
     #if defined(__F16C__) && FASTACT_SHORT_VECTOR_BYTES == 64
-        __m512i v = (__m512i)g;
         __m512 s = _mm512_set1_ps(slope);
-        __m512 low = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(v)), s);
-        __m512 high = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)), s);
+        __m512 low = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g_bits)), s);
+        __m512 high = _mm512_mul_ps(
+            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g_bits + 16))), s);
         return (fastact_u16v)_mm512_inserti64x4(
             _mm512_castsi256_si512(_mm512_cvtps_ph(low, _MM_FROUND_TO_NEAREST_INT)),
             _mm512_cvtps_ph(high, _MM_FROUND_TO_NEAREST_INT), 1);
     #elif defined(__F16C__) && FASTACT_SHORT_VECTOR_BYTES == 32
-        __m256i v = (__m256i)g;
         __m256 s = _mm256_set1_ps(slope);
-        __m256 low = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(v)), s);
-        __m256 high = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)), s);
+        __m256 low = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g_bits)), s);
+        __m256 high = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g_bits + 8))), s);
         return (fastact_u16v)_mm256_set_m128i(_mm256_cvtps_ph(high, _MM_FROUND_TO_NEAREST_INT),
                                               _mm256_cvtps_ph(low, _MM_FROUND_TO_NEAREST_INT));
     #else
+        (void)g_bits;
         fastact_u32v w = (fastact_u32v)g;
         fastact_f32v low = fastact_widen_float16_lanes(w & 0x7fffu, (w << 16) & 0x80000000u);
         fastact_f32v high = fastact_widen_float16_lanes((w >> 16) & 0x7fffu, w & 0x80000000u);
@@ -214,20 +217,41 @@ cdef extern from *:
     #define FASTACT_HAS_BF16_INSTRUCTIONS 0
     #endif
 
-    /* format: 0 float16, 1 bfloat16, 2 bfloat16 through its conversion instruction */
-    static inline fastact_u16v fastact_leaky_lanes(fastact_u16v g, fastact_u16v x, float slope,
-                                                   int format)
+    /* x > 0 ? g : scaled, lane by lane. x > 0: sign clear, magnitude in (0, inf], as
+       is_positive in _elementwise.pxd, i.e. (x - 1) < infinity as unsigned. AVX-512
+       blends on the comparison's mask register as it is, AVX2 with one blend
+       instruction, where the and/andnot/or of the generic form took two or three: with
+       it float16's backward pass ran 1.2x as fast in a C harness (AVX-512, Intel Xeon VM,
+       2^12-2^18 halves; loading g's halves from memory alone changed nothing). */
+    static inline fastact_u16v fastact_blend_positive(fastact_u16v x, fastact_u16v g,
+                                                      fastact_u16v scaled, uint16_t infinity)
+    {
+    #if FASTACT_SHORT_VECTOR_BYTES == 64
+        __mmask32 positive = _mm512_cmple_epu16_mask(
+            (__m512i)(x - 1), _mm512_set1_epi16((short)(infinity - 1)));
+        return (fastact_u16v)_mm512_mask_blend_epi16(positive, (__m512i)scaled, (__m512i)g);
+    #else
+        fastact_u16v positive = (fastact_u16v)((fastact_u16v)(x - 1) < infinity);
+    #if FASTACT_SHORT_VECTOR_BYTES == 32
+        return (fastact_u16v)_mm256_blendv_epi8((__m256i)scaled, (__m256i)g, (__m256i)positive);
+    #else
+        return (positive & g) | (~positive & scaled);
+    #endif
+    #endif
+    }
+
+    /* format: 0 float16, 1 bfloat16, 2 bfloat16 through its conversion instruction; g's
+       vector loaded from g_bits */
+    static inline fastact_u16v fastact_leaky_lanes(const uint16_t *g_bits, fastact_u16v g,
+                                                   fastact_u16v x, float slope, int format)
     {
     #if FASTACT_HAS_BF16_INSTRUCTIONS
         if (format == 2)
             return fastact_leaky_bfloat16_instruction_lanes(g, x, slope);
     #endif
-        /* x > 0: sign clear, magnitude in (0, inf], as is_positive in _elementwise.pxd */
-        uint16_t infinity = format ? 0x7f80u : 0x7c00u;
-        fastact_u16v positive = (fastact_u16v)((fastact_u16v)(x - 1) < infinity);
-        fastact_u16v scaled =
-            format ? fastact_scale_bfloat16(g, slope) : fastact_scale_float16(g, slope);
-        return (positive & g) | (~positive & scaled);
+        if (format)
+            return fastact_blend_positive(x, g, fastact_scale_bfloat16(g, slope), 0x7f80u);
+        return fastact_blend_positive(x, g, fastact_scale_float16(g_bits, g, slope), 0x7c00u);
     }
 
     static inline __attribute__((always_inline)) void
@@ -240,7 +264,7 @@ cdef extern from *:
         for (; i + FASTACT_SHORT_LANES <= n; i += FASTACT_SHORT_LANES) {
             memcpy(&gv, g + i, sizeof gv);
             memcpy(&xv, x + i, sizeof xv);
-            r = fastact_leaky_lanes(gv, xv, slope, format);
+            r = fastact_leaky_lanes(g + i, gv, xv, slope, format);
             memcpy(out + i, &r, sizeof r);
         }
         /* The tail through the same vector code, from and to a zero-padded vector. */
@@ -250,36 +274,23 @@ cdef extern from *:
             memcpy(tail_x, x + i, (size_t)(n - i) * 2);
             memcpy(&gv, tail_g, sizeof gv);
             memcpy(&xv, tail_x, sizeof xv);
-            r = fastact_leaky_lanes(gv, xv, slope, format);
+            r = fastact_leaky_lanes(tail_g, gv, xv, slope, format);
             memcpy(tail_g, &r, sizeof r);
             memcpy(out + i, tail_g, (size_t)(n - i) * 2);
         }
     }
 
-    /* float16 in the AVX-512 and AVX2 builds, with intrinsics: the F16C conversions take
-       their halves straight from memory, where the vectors above load a whole vector and
-       extract its upper half, and the blends take the comparison's result as it is (a
-       mask register in AVX-512). The port the conversions share (p5 on Intel) is what
-       bounds these loops. Each leaves the last elements, fewer than one step, to the
-       caller, for the blend above.
-
-       The forward pass (g is x) works in float32 lanes: each vector is widened straight
-       from memory, multiplied where x is not positive (the comparison NaN-true as the
-       rule's "not x > 0") and narrowed straight to memory. A positive half comes back
-       unchanged from the round trip (exact for every finite or infinite half, subnormals
-       included), so the bits are those of the blend; a NaN is never positive, so no
-       payload meets the round trip. It needs no 16-bit comparison or blend. The backward
-       pass reads x's positivity from its bits (as fastact_leaky_lanes does), and its
-       blend picks g's own bits there, so a g that is a signalling NaN is not quieted by a
-       round trip.
-
-       Measured in a C harness on the Intel Xeon VM (2^12-2^18 halves, L1 to L2), against
-       the vector-extension code above: AVX-512 forward 1.2x, backward 1.2x; AVX2 forward
-       1.1x, backward 1.2x. */
+    /* float16's forward pass (g is x) in the AVX-512 build, 16 elements at a time in
+       float32 lanes: each vector is widened straight from memory, multiplied where x is
+       not positive (a masked multiply, the comparison NaN-true as the rule's "not x >
+       0"), and narrowed straight to memory. A positive half comes back unchanged from the
+       round trip (exact for every finite or infinite half, subnormals included), so the
+       bits are those of the blend; a NaN is never positive, so no payload meets the round
+       trip. It needs no 16-bit comparison or blend, and ran 1.2x as fast as the 32-lane
+       blend in L1 and L2 (Intel Xeon VM with AVX-512, 2^12-2^18 halves). The last n % 16
+       go through the blend. */
     #if defined(__F16C__) && FASTACT_SHORT_VECTOR_BYTES == 64
-    #define FASTACT_HAS_FLOAT16_INTRINSIC_LOOPS 1
-
-    /* 16 elements a step, a masked multiply */
+    #define FASTACT_HAS_FLOAT16_FORWARD_LANES 1
     static inline __attribute__((always_inline)) ptrdiff_t
     fastact_leaky_float16_forward(const uint16_t *x, uint16_t *out, ptrdiff_t n, float slope)
     {
@@ -293,74 +304,8 @@ cdef extern from *:
         }
         return i;
     }
-
-    /* 32 elements a step, two conversions each way */
-    static inline __attribute__((always_inline)) ptrdiff_t
-    fastact_leaky_float16_backward(const uint16_t *g, const uint16_t *x, uint16_t *out,
-                                   ptrdiff_t n, float slope)
-    {
-        const __m512 s = _mm512_set1_ps(slope);
-        const __m512i one = _mm512_set1_epi16(1), below_infinity = _mm512_set1_epi16(0x7bff);
-        ptrdiff_t i = 0;
-        for (; i + 32 <= n; i += 32) {
-            __m512i gv = _mm512_loadu_si512(g + i);
-            /* x > 0: (x - 1) in [0, 0x7bff] as unsigned, i.e. x in [0x0001, 0x7c00] */
-            __mmask32 positive = _mm512_cmple_epu16_mask(
-                _mm512_sub_epi16(_mm512_loadu_si512(x + i), one), below_infinity);
-            __m512 low = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + i)));
-            __m512 high = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + i + 16)));
-            __m512i scaled = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm512_cvtps_ph(_mm512_mul_ps(low, s),
-                                                       _MM_FROUND_TO_NEAREST_INT)),
-                _mm512_cvtps_ph(_mm512_mul_ps(high, s), _MM_FROUND_TO_NEAREST_INT), 1);
-            _mm512_storeu_si512(out + i, _mm512_mask_blend_epi16(positive, scaled, gv));
-        }
-        return i;
-    }
-    #elif defined(__F16C__) && FASTACT_SHORT_VECTOR_BYTES == 32
-    #define FASTACT_HAS_FLOAT16_INTRINSIC_LOOPS 1
-
-    /* 8 elements a step, a blend on the float32 comparison */
-    static inline __attribute__((always_inline)) ptrdiff_t
-    fastact_leaky_float16_forward(const uint16_t *x, uint16_t *out, ptrdiff_t n, float slope)
-    {
-        const __m256 s = _mm256_set1_ps(slope), zero = _mm256_setzero_ps();
-        ptrdiff_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-            __m256 not_positive = _mm256_cmp_ps(f, zero, _CMP_NGT_UQ);
-            f = _mm256_blendv_ps(f, _mm256_mul_ps(f, s), not_positive);
-            _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
-        }
-        return i;
-    }
-
-    /* 16 elements a step; AVX2 has no unsigned 16-bit comparison, so (x - 1) <= 0x7bff
-       is min(x - 1, 0x7bff) == x - 1 */
-    static inline __attribute__((always_inline)) ptrdiff_t
-    fastact_leaky_float16_backward(const uint16_t *g, const uint16_t *x, uint16_t *out,
-                                   ptrdiff_t n, float slope)
-    {
-        const __m256 s = _mm256_set1_ps(slope);
-        const __m256i one = _mm256_set1_epi16(1), below_infinity = _mm256_set1_epi16(0x7bff);
-        ptrdiff_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            __m256i gv = _mm256_loadu_si256((const __m256i *)(g + i));
-            __m256i t = _mm256_sub_epi16(_mm256_loadu_si256((const __m256i *)(x + i)), one);
-            __m256i positive = _mm256_cmpeq_epi16(_mm256_min_epu16(t, below_infinity), t);
-            __m128i low = _mm256_cvtps_ph(
-                _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + i))), s),
-                _MM_FROUND_TO_NEAREST_INT);
-            __m128i high = _mm256_cvtps_ph(
-                _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + i + 8))), s),
-                _MM_FROUND_TO_NEAREST_INT);
-            _mm256_storeu_si256((__m256i *)(out + i),
-                                _mm256_blendv_epi8(_mm256_set_m128i(high, low), gv, positive));
-        }
-        return i;
-    }
     #else
-    #define FASTACT_HAS_FLOAT16_INTRINSIC_LOOPS 0
+    #define FASTACT_HAS_FLOAT16_FORWARD_LANES 0
     #endif
 
     static inline __attribute__((always_inline)) void
@@ -368,11 +313,10 @@ cdef extern from *:
                                ptrdiff_t n, float slope, int format)
     {
         slope = fastact_canonical_slope(slope);
-    #if FASTACT_HAS_FLOAT16_INTRINSIC_LOOPS
-        if (format == 0) {
-            ptrdiff_t done = g == x ? fastact_leaky_float16_forward(x, out, n, slope)
-                                    : fastact_leaky_float16_backward(g, x, out, n, slope);
-            fastact_leaky_short_floats_loop(g + done, x + done, out + done, n - done, slope,
+    #if FASTACT_HAS_FLOAT16_FORWARD_LANES
+        if (g == x && format == 0) {
+            ptrdiff_t done = fastact_leaky_float16_forward(x, out, n, slope);
+            fastact_leaky_short_floats_loop(x + done, x + done, out + done, n - done, slope,
                                             format);
             return;
         }
