@@ -173,50 +173,6 @@ cdef extern from *:
     #endif
     }
 
-    /* leaky_relu's rule on 32 bfloat16 through AVX512_BF16's vcvtne2ps2bf16, on the CPUs
-       that have it (checked at each call, fastact_leaky_bfloat16_vectors): it rounds to
-       nearest even as the integer code does, NaN included (quieted, its upper half kept:
-       the integer code's result for the canonical slope's NaN), but flushes subnormal
-       products to zero. The rounding would give a subnormal or zero there, so only a zero
-       result where g is not zero can be wrong: such a vector, which real data hardly has,
-       goes through the integer code instead, and the bits are the same over every input.
-       (A zero slope's products are exact zeros.) Checking the result this way takes two
-       instructions where classing both product vectors took four, and the blend takes
-       the comparison's mask register as it is: 1.13-1.18x forward and 1.2-1.27x backward
-       in a C harness (Intel Xeon VM, 2^12-2^18 elements). */
-    #if FASTACT_SHORT_VECTOR_BYTES == 64 && defined(__GNUC__) && !defined(__clang__) \
-        && __GNUC__ >= 10
-    #define FASTACT_HAS_BF16_INSTRUCTIONS 1
-    #include <immintrin.h>
-    __attribute__((target("avx512bf16"))) static inline fastact_u16v
-    fastact_leaky_bfloat16_instruction_lanes(fastact_u16v g, fastact_u16v x, float slope)
-    {
-        /* The even elements in the low halves' place, the odd ones in the high halves'
-           (as the integer code widens them); the instruction packs the two vectors one
-           after the other, and a permutation puts each element back in its place. */
-        const __m512i order = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        const __m512i magnitude = _mm512_set1_epi16(0x7fff);
-        /* x > 0 as in fastact_leaky_lanes: (x - 1) in [0, 0x7f7f] as unsigned */
-        __mmask32 positive = _mm512_cmple_epu16_mask(
-            _mm512_sub_epi16((__m512i)x, _mm512_set1_epi16(1)), _mm512_set1_epi16(0x7f7f));
-        fastact_u32v w = (fastact_u32v)g;
-        fastact_f32v even = (fastact_f32v)(w << 16) * slope;
-        fastact_f32v odd = (fastact_f32v)(w & 0xffff0000u) * slope;
-        __m512i packed = (__m512i)_mm512_cvtne2ps_pbh((__m512)odd, (__m512)even);
-        __m512i r = _mm512_mask_blend_epi16(
-            positive, _mm512_permutexvar_epi16(order, packed), (__m512i)g);
-        __mmask32 zero = _mm512_testn_epi16_mask(r, magnitude);
-        if (zero && slope != 0.0f && _mm512_mask_test_epi16_mask(zero, (__m512i)g, magnitude))
-            r = _mm512_mask_blend_epi16(positive, (__m512i)fastact_scale_bfloat16(g, slope),
-                                        (__m512i)g);
-        return (fastact_u16v)r;
-    }
-    #else
-    #define FASTACT_HAS_BF16_INSTRUCTIONS 0
-    #endif
-
     /* x > 0 ? g : scaled, lane by lane. x > 0: sign clear, magnitude in (0, inf], as
        is_positive in _elementwise.pxd, i.e. (x - 1) < infinity as unsigned. AVX-512
        blends on the comparison's mask register as it is, AVX2 with one blend
@@ -239,6 +195,46 @@ cdef extern from *:
     #endif
     #endif
     }
+
+    /* leaky_relu's rule on 32 bfloat16 through AVX512_BF16's vcvtne2ps2bf16, on the CPUs
+       that have it (checked at each call, fastact_leaky_bfloat16_vectors): it rounds to
+       nearest even as the integer code does, NaN included (quieted, its upper half kept:
+       the integer code's result for the canonical slope's NaN), but flushes subnormal
+       products to zero. The rounding would give a subnormal or zero there, so only a zero
+       result where g is not zero can be wrong: such a vector, which real data hardly has,
+       goes through the integer code instead, and the bits are the same over every input.
+       (A zero slope's products are exact zeros.) Checking the result this way takes two
+       instructions where classing both product vectors took four: with the blend on the
+       mask register, 1.13-1.18x forward and 1.2-1.27x backward in a C harness (Intel
+       Xeon VM, 2^12-2^18 elements). */
+    #if FASTACT_SHORT_VECTOR_BYTES == 64 && defined(__GNUC__) && !defined(__clang__) \
+        && __GNUC__ >= 10
+    #define FASTACT_HAS_BF16_INSTRUCTIONS 1
+    #include <immintrin.h>
+    __attribute__((target("avx512bf16"))) static inline fastact_u16v
+    fastact_leaky_bfloat16_instruction_lanes(fastact_u16v g, fastact_u16v x, float slope)
+    {
+        /* The even elements in the low halves' place, the odd ones in the high halves'
+           (as the integer code widens them); the instruction packs the two vectors one
+           after the other, and a permutation puts each element back in its place. */
+        const __m512i order = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+            23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i magnitude = _mm512_set1_epi16(0x7fff);
+        fastact_u32v w = (fastact_u32v)g;
+        fastact_f32v even = (fastact_f32v)(w << 16) * slope;
+        fastact_f32v odd = (fastact_f32v)(w & 0xffff0000u) * slope;
+        __m512i packed = (__m512i)_mm512_cvtne2ps_pbh((__m512)odd, (__m512)even);
+        fastact_u16v r = fastact_blend_positive(
+            x, g, (fastact_u16v)_mm512_permutexvar_epi16(order, packed), 0x7f80u);
+        __mmask32 zero = _mm512_testn_epi16_mask((__m512i)r, magnitude);
+        if (zero && slope != 0.0f && _mm512_mask_test_epi16_mask(zero, (__m512i)g, magnitude))
+            r = fastact_blend_positive(x, g, fastact_scale_bfloat16(g, slope), 0x7f80u);
+        return r;
+    }
+    #else
+    #define FASTACT_HAS_BF16_INSTRUCTIONS 0
+    #endif
 
     /* format: 0 float16, 1 bfloat16, 2 bfloat16 through its conversion instruction; g's
        vector loaded from g_bits */
