@@ -123,6 +123,56 @@ def test_backward_over_every_16_bit_pattern(dtype):
             assert_bitwise_equal(gw, gw_ref)
 
 
+@pytest.mark.parametrize("dtype", (np.float16, *BFLOAT16_DTYPES), ids=DTYPE_IDS)
+def test_backward_with_sparse_edge_values_in_long_runs(dtype):
+    # Ordinary values with an edge value here and there, in runs of 4096: most vectors of
+    # 32 take the fast path (bfloat16's conversion instruction, exact float32 products),
+    # and the few with a zero, a subnormal or an out-of-range product take the exact one;
+    # the two mixed in one run still give the reference's bits, sums included.
+    rng = np.random.default_rng(17)
+    shape = (2, 3, 4096)
+    g, x = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    edges = edge_values(dtype)
+    for v in (g, x):
+        flat = v.reshape(-1)
+        at = rng.choice(flat.size, flat.size // 200, replace=False)
+        flat[at] = rng.choice(edges, at.size)
+    info = finfo(dtype)
+    w = np.array([0.25, float(info.smallest_normal), float(info.max)]).astype(dtype)
+    with np.errstate(all="ignore"):  # the scaled copies overflow, and so do the sums
+        # Products near float32's bottom (bfloat16's gradient and terms) and beyond the top.
+        pairs = ((g, x), (g * np.asarray(info.smallest_normal, dtype), x), (g, x * 1e3))
+    for gk, xk in pairs:
+        with np.errstate(all="ignore"):
+            gi, gw = fastact.prelu_backward(gk, xk, w)
+            gi_ref, gw_ref = _reference.prelu_backward(gk, xk, w)
+        assert_bitwise_equal(gi, gi_ref)
+        assert_bitwise_equal(gw, gw_ref)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, *BFLOAT16_DTYPES), ids=DTYPE_IDS)
+def test_weight_gradient_terms_beyond_float32_range(dtype):
+    # Terms that float32 cannot hold, in long runs (x > 0 elsewhere: no other term).
+    # Channel 0: 2^-134 (half bfloat16's smallest subnormal, 2^-133) plus a term below
+    # float32's subnormals; exactly summed, the total is just above the tie and rounds up
+    # to 2^-133, where a float32 product (0) would leave the tie and round to 0.
+    # Channel 1: 2^128 - 1.5 * 2^127 = 2^126, where a float32 product would be inf.
+    x = np.ones((1, 2, 4096))
+    g = np.ones_like(x)
+    x[0, 0, [5, 20]] = -(2.0**-67), -(2.0**-75)
+    g[0, 0, [5, 20]] = -(2.0**-67), -(1 + 2**-7) * 2.0**-76
+    x[0, 1, [3, 40]] = -(2.0**64), -1.5 * 2.0**63
+    g[0, 1, [3, 40]] = -(2.0**64), 2.0**64
+    x, g = x.astype(dtype), g.astype(dtype)
+    w = np.full(2, 0.25, dtype)
+    gi, gw = fastact.prelu_backward(g, x, w)
+    gi_ref, gw_ref = _reference.prelu_backward(g, x, w)
+    assert_bitwise_equal(gi, gi_ref)
+    assert_bitwise_equal(gw, gw_ref)
+    bottom = 2.0**-133 if np.dtype(dtype).itemsize == 2 else 2.0**-134
+    assert gw.astype(np.float64).tolist() == [bottom, 2.0**126]
+
+
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("shape", [(4, 5, 300), (130, 700)])  # long runs; short, 2 chunks
 def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype, shape):
