@@ -54,7 +54,7 @@ from .statements import (
     main_competitors,
     namespace,
 )
-from .timing import Settings, Timing, gbps, time_interleaved, time_statements
+from .timing import Settings, Timing, gbps, time_interleaved, time_statements, timing_fields
 
 # ---------------------------------------------------------------------------------------
 # The main and in-place tables.
@@ -210,7 +210,7 @@ def size_sweep(
                     "function": func.name,
                     "dtype": dtype.name,
                     "n": n,
-                    "median_s": medians,
+                    **timing_fields(timings),
                     "gbps": {col: case.gbps(col) for col in medians},
                     "exact": exact,
                     "over": bars,
@@ -266,7 +266,7 @@ def input_patterns(funcs: list[Function], dtype: np.dtype, cfg: Settings) -> lis
                 "dtype": dtype.name,
                 "n": n,
                 "stmt": stmt,
-                "median_s": medians,
+                **timing_fields(timings),
                 "over_random": {name: s / medians["random"] for name, s in medians.items()},
             }
         )
@@ -722,7 +722,7 @@ def prelu_table(
                     "dtype": dtype.name,
                     "shape": list(shape),
                     "n": n,
-                    "median_s": medians,
+                    **timing_fields(timings),
                     "exact": {
                         col: verdicts[prelu_key(direction, col, dtype)].exact
                         for col in medians
@@ -823,13 +823,14 @@ def dead_table(
             # A fifth of the units dead: their samples all made <= 0.
             x[:, : x.shape[1] // 5] = -abs(x[:, : x.shape[1] // 5])
             ns = dead_namespace(x, chosen)
-            medians = {k: t.median for k, t in time_statements(stmts, ns, cfg).items()}
+            timings = time_statements(stmts, ns, cfg)
+            medians = {k: t.median for k, t in timings.items()}
             rows.append(
                 {
                     "dtype": dtype.name,
                     "shape": list(x.shape),
                     "n": n,
-                    "median_s": medians,
+                    **timing_fields(timings),
                     "exact": {
                         col: verdicts["dead_units", col, dtype.name].exact
                         for col in medians

@@ -136,6 +136,16 @@ def time_interleaved(timers: dict[Any, timeit.Timer], cfg: Settings) -> dict[Any
     return timings
 
 
+def timing_fields(timings: dict[Any, Timing]) -> dict[str, dict[Any, Any]]:
+    """A row's timing columns for the JSON: each column's median, its calls per sample
+    and its samples (the report prints only medians; these show what they came from)."""
+    return {
+        "median_s": {key: t.median for key, t in timings.items()},
+        "calls_per_sample": {key: t.number for key, t in timings.items()},
+        "samples_s": {key: t.samples for key, t in timings.items()},
+    }
+
+
 def time_statements(stmts: dict[Any, str], ns: dict[str, Any], cfg: Settings) -> dict[Any, Timing]:
     with np.errstate(all="ignore"):
         return time_interleaved(
