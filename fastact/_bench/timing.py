@@ -114,12 +114,23 @@ def calibrate(timer: timeit.Timer, target: float) -> tuple[int, float]:
     return number, elapsed
 
 
-def time_interleaved(timers: dict[Any, timeit.Timer], cfg: Settings) -> dict[Any, Timing]:
+def time_interleaved(
+    timers: dict[Any, timeit.Timer], cfg: Settings, rewarm: bool = False
+) -> dict[Any, Timing]:
     """Samples of every timer, one of each per round so that all share the machine's
     noise, in an order shuffled each round (seeded: the same for every run). A rotated
     order kept each timer's predecessor, and with it the cache it left: at 2^22 float32
     the in-place relu always followed a call that evicted its array from the L3, and
-    torch's always one that left it there."""
+    torch's always one that left it there.
+
+    ``rewarm``: an untimed sample before each sample, for tables where a statement that
+    computes for tens of milliseconds without touching much memory (a 16-bit NumPy
+    idiom) sits beside memory-bound ones of a few calls per sample. After 50 ms without
+    memory traffic the Intel Xeon VM ran the next two 24 MiB passes 1.3-1.5x slower,
+    ``np.copyto`` and an OR as much as fastact: a sample of three calls timed that ramp,
+    one of four diluted it more, and the ratio between them measured the sample sizes.
+    One untimed call was not enough (bfloat16 ``prelu_backward`` at 2^22: 78-81% of the
+    OR, against 94% timed warm in a loop)."""
     timings, longest = {}, 0.0
     for key, timer in timers.items():
         number, elapsed = calibrate(timer, cfg.target)
@@ -132,6 +143,8 @@ def time_interleaved(timers: dict[Any, timeit.Timer], cfg: Settings) -> dict[Any
         order.shuffle(keys)
         for key in keys:
             timing = timings[key]
+            if rewarm:
+                timers[key].timeit(timing.number)
             timing.samples.append(timers[key].timeit(timing.number) / timing.number)
     return timings
 
@@ -146,10 +159,12 @@ def timing_fields(timings: dict[Any, Timing]) -> dict[str, dict[Any, Any]]:
     }
 
 
-def time_statements(stmts: dict[Any, str], ns: dict[str, Any], cfg: Settings) -> dict[Any, Timing]:
+def time_statements(
+    stmts: dict[Any, str], ns: dict[str, Any], cfg: Settings, rewarm: bool = False
+) -> dict[Any, Timing]:
     with np.errstate(all="ignore"):
         return time_interleaved(
-            {key: timeit.Timer(stmt, globals=ns) for key, stmt in stmts.items()}, cfg
+            {key: timeit.Timer(stmt, globals=ns) for key, stmt in stmts.items()}, cfg, rewarm
         )
 
 
