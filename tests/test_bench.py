@@ -5,6 +5,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from bitwise import requires_compiled
 
 import fastact
-from fastact._bench import cli, peers, sections, statements
+from fastact._bench import cli, peers, sections, statements, timing
 from fastact._bench.timing import MODES, Settings
 from fastact._functions import FUNCTIONS
 
@@ -488,3 +489,22 @@ def test_jax_peer_runs_in_the_dtype_it_is_given(dtype):
     # float64 stays float64 (x64 enabled), so the comparison is of the same work.
     assert results == {name: [False, True, dtype] for name in results}
     assert set(results) == {"relu", "leaky_relu", "relu_backward"}
+
+
+@pytest.mark.parametrize("rewarm", [False, True])
+def test_samples_are_interleaved_and_rewarmed_when_asked(rewarm):
+    # Each statement counts its calls: a warm-up call and the calibration's samples
+    # (2 to 2 + 2 * number calls: each at least doubles), then per round one sample of
+    # `number` calls, and with rewarm an untimed one before it.
+    calls = {"a": 0, "b": 0}
+    cfg = Settings(repeat=5, large_repeat=5, target=1e-4, large_sample=1.0)
+    timers = {k: timeit.Timer(f"calls[{k!r}] += 1", globals={"calls": calls}) for k in calls}
+    timings = timing.time_interleaved(timers, cfg, rewarm=rewarm)
+    fields = timing.timing_fields(timings)
+    for key, t in timings.items():
+        assert len(t.samples) == cfg.repeat and all(s > 0 for s in t.samples)
+        calibration = calls[key] - cfg.repeat * t.number * (2 if rewarm else 1)
+        assert 2 <= calibration <= 2 + 2 * t.number, (key, calibration, t.number)
+        assert fields["calls_per_sample"][key] == t.number
+        assert fields["samples_s"][key] == t.samples
+        assert fields["median_s"][key] == t.median
