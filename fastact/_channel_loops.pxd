@@ -326,18 +326,6 @@ cdef extern from *:
                             bfloat ? fastact_round_to_bfloat16_lanes(f)
                                    : _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
     }
-    /* The 16-bit pass below is bound by its conversions, and from memory its loads came
-     * too late: the out-of-order window holds only a few of its long steps, and the
-     * hardware prefetchers were not enough. Asking for the lines 2 KiB ahead (1024
-     * elements; past a run's end, the next run's, which in NCHW follows it) made the
-     * first calls after a pause of 50 ms 0.7-0.8x as long at (16, 64, 64, 64), the warm
-     * ones 0.9-0.95x, and the pass in L2 at (16, 64, 16, 16) 0.91x (Intel Xeon VM);
-     * 512 and 2048 elements did as well. The address is computed as an integer, as it
-     * may lie past the array, where a prefetch does not fault. */
-    static inline __attribute__((always_inline)) void fastact_prefetch_ahead(const uint16_t *h)
-    {
-        _mm_prefetch((const char *)((uintptr_t)h + 2048), _MM_HINT_T0);
-    }
     /* format: 0 float16, 1 bfloat16, 2 bfloat16 on a CPU with AVX512_BF16.
      * The gradient in format 2: vcvtne2ps2bf16 rounds to nearest even and quiets a NaN as
      * fastact_round_to_bfloat16_lanes does, but flushes subnormals to zero, so a vector
@@ -379,7 +367,7 @@ cdef extern from *:
         __m512d s2 = _mm512_loadu_pd(sums + 16), s3 = _mm512_loadu_pd(sums + 24);
         ptrdiff_t i = 0;
         for (; i + 32 <= n; i += 32) {
-            fastact_prefetch_ahead(g + i);
+            fastact_prefetch_ahead(g + i); /* _short_float_vectors.pxd says why */
             fastact_prefetch_ahead(x + i);
             __m512 g0 = fastact_widen_short_lanes(g + i, format);
             __m512 g1 = fastact_widen_short_lanes(g + i + 16, format);
