@@ -157,28 +157,28 @@ cdef extern from *:
                               | (fastact_round_product_to_bfloat16(high) & 0xffff0000u));
     }
 
-    /* g's vector, loaded from g_bits: F16C widens each half of it straight from memory
-       (a load and a conversion, where a half in a register takes an extract first) */
-    static inline fastact_u16v fastact_scale_float16(const uint16_t *g_bits, fastact_u16v g,
-                                                     float slope)
+    /* g's lanes times the slope, read from g: F16C widens each half of the vector
+       straight from memory (a load and a conversion, where a half in a register takes an
+       extract first) */
+    static inline fastact_u16v fastact_scale_float16(const uint16_t *g, float slope)
     {
     #if defined(__F16C__) && FASTACT_SHORT_VECTOR_BYTES == 64
         __m512 s = _mm512_set1_ps(slope);
-        __m512 low = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g_bits)), s);
+        __m512 low = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)), s);
         __m512 high = _mm512_mul_ps(
-            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g_bits + 16))), s);
+            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16))), s);
         return (fastact_u16v)_mm512_inserti64x4(
             _mm512_castsi256_si512(_mm512_cvtps_ph(low, _MM_FROUND_TO_NEAREST_INT)),
             _mm512_cvtps_ph(high, _MM_FROUND_TO_NEAREST_INT), 1);
     #elif defined(__F16C__) && FASTACT_SHORT_VECTOR_BYTES == 32
         __m256 s = _mm256_set1_ps(slope);
-        __m256 low = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g_bits)), s);
-        __m256 high = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g_bits + 8))), s);
+        __m256 low = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)), s);
+        __m256 high = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 8))), s);
         return (fastact_u16v)_mm256_set_m128i(_mm256_cvtps_ph(high, _MM_FROUND_TO_NEAREST_INT),
                                               _mm256_cvtps_ph(low, _MM_FROUND_TO_NEAREST_INT));
     #else
-        (void)g_bits;
-        fastact_u32v w = (fastact_u32v)g;
+        fastact_u32v w;
+        memcpy(&w, g, sizeof w);
         fastact_f32v low = fastact_widen_float16_lanes(w & 0x7fffu, (w << 16) & 0x80000000u);
         fastact_f32v high = fastact_widen_float16_lanes((w >> 16) & 0x7fffu, w & 0x80000000u);
         fastact_u32v low_product = (fastact_u32v)(low * slope);
@@ -254,18 +254,20 @@ cdef extern from *:
     #define FASTACT_HAS_BF16_INSTRUCTIONS 0
     #endif
 
-    /* format: 0 float16, 1 bfloat16, 2 bfloat16 through its conversion instruction; g's
-       vector loaded from g_bits */
-    static inline fastact_u16v fastact_leaky_lanes(const uint16_t *g_bits, fastact_u16v g,
-                                                   fastact_u16v x, float slope, int format)
+    /* The rule on the lanes read from g and on x's; format: 0 float16, 1 bfloat16, 2
+       bfloat16 through its conversion instruction */
+    static inline fastact_u16v fastact_leaky_lanes(const uint16_t *g_bits, fastact_u16v x,
+                                                   float slope, int format)
     {
+        fastact_u16v g;
+        memcpy(&g, g_bits, sizeof g);
     #if FASTACT_HAS_BF16_INSTRUCTIONS
         if (format == 2)
             return fastact_leaky_bfloat16_instruction_lanes(g, x, slope);
     #endif
         if (format)
             return fastact_blend_positive(x, g, fastact_scale_bfloat16(g, slope), 0x7f80u);
-        return fastact_blend_positive(x, g, fastact_scale_float16(g_bits, g, slope), 0x7c00u);
+        return fastact_blend_positive(x, g, fastact_scale_float16(g_bits, slope), 0x7c00u);
     }
 
     static inline __attribute__((always_inline)) void
@@ -273,16 +275,15 @@ cdef extern from *:
                                                        uint16_t *out, ptrdiff_t n,
                                                        float slope, int format)
     {
-        fastact_u16v gv, xv, r;
+        fastact_u16v xv, r;
         ptrdiff_t i = 0;
         for (; i + FASTACT_SHORT_LANES <= n; i += FASTACT_SHORT_LANES) {
             if (g != x) {
                 fastact_prefetch_ahead(g + i);
                 fastact_prefetch_ahead(x + i);
             }
-            memcpy(&gv, g + i, sizeof gv);
             memcpy(&xv, x + i, sizeof xv);
-            r = fastact_leaky_lanes(g + i, gv, xv, slope, format);
+            r = fastact_leaky_lanes(g + i, xv, slope, format);
             memcpy(out + i, &r, sizeof r);
         }
         /* The tail through the same vector code, from and to a zero-padded vector. */
@@ -290,9 +291,8 @@ cdef extern from *:
             uint16_t tail_g[FASTACT_SHORT_LANES] = {0}, tail_x[FASTACT_SHORT_LANES] = {0};
             memcpy(tail_g, g + i, (size_t)(n - i) * 2);
             memcpy(tail_x, x + i, (size_t)(n - i) * 2);
-            memcpy(&gv, tail_g, sizeof gv);
             memcpy(&xv, tail_x, sizeof xv);
-            r = fastact_leaky_lanes(tail_g, gv, xv, slope, format);
+            r = fastact_leaky_lanes(tail_g, xv, slope, format);
             memcpy(tail_g, &r, sizeof r);
             memcpy(out + i, tail_g, (size_t)(n - i) * 2);
         }
