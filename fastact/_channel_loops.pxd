@@ -335,9 +335,10 @@ cdef extern from *:
      * bits, so it is exact in float32 wherever it is normal; a vector with a zero,
      * subnormal or infinite product (an exact zero or infinite input included, which the
      * check does not tell apart) takes its terms in float64 as above. Either way the bits
-     * are the integer code's and the lanes the same; what real data hardly has (a zero, a product beyond
-     * float32's range) costs the old path's time for its vector of 32. The pass took 0.75x
-     * the time at (16, 64, 16, 16) and (16, 64, 64, 64) (Intel Xeon VM, warm caches). */
+     * are the integer code's and the lanes the same; what real data hardly has (a zero, a
+     * product beyond float32's range) costs the old path's time for its vector of 32. The
+     * pass took 0.75x the time at (16, 64, 16, 16) and (16, 64, 64, 64) (Intel Xeon VM,
+     * warm caches). */
     #if FASTACT_HAS_BF16_INSTRUCTIONS
     __attribute__((target("avx512bf16"))) static inline int
     fastact_narrow_bfloat16_pair(__m512 low, __m512 high, uint16_t *h)
