@@ -13,7 +13,7 @@ import pytest
 from bitwise import requires_compiled
 
 import fastact
-from fastact._bench import cli, peers, sections, statements, timing
+from fastact._bench import checks, cli, peers, sections, statements, timing
 from fastact._bench.timing import MODES, Settings
 from fastact._functions import FUNCTIONS
 
@@ -451,6 +451,29 @@ def test_onnxruntime_prelu_matches_the_reference():
     verdicts = sections.check_prelu([peers.load_onnxruntime()], [np.dtype(np.float32)])
     assert verdicts["prelu", "forward", "onnxruntime"].exact == "yes"
     assert verdicts["prelu", "forward", "fastact"].exact == "yes"
+
+
+@pytest.mark.skipif(ml_dtypes is None, reason="bfloat16 needs ml_dtypes")
+def test_torch_peer_takes_bfloat16_on_the_arrays_memory():
+    pytest.importorskip("torch")
+    peer = peers.load_torch()
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    assert peer.supports(bf16)
+    x = np.array([-2.0, -0.0, 0.5, np.nan], bf16)
+    ns = peer.bind({"x": x, "y": np.empty_like(x)})
+    x[0] = 3.0  # a view, not a copy
+    assert checks.as_numpy(ns["tx"]).dtype == bf16
+    assert checks.as_numpy(ns["tx"])[0] == 3.0
+    got = checks.as_numpy(ns["torch"].relu(ns["tx"]))  # fastact's contract: torch's bits
+    assert got.dtype == bf16
+    assert got.view(np.uint16)[:3].tolist() == fastact.relu(x).view(np.uint16)[:3].tolist()
+    assert got.view(np.uint16)[0] == 0x4040 and np.isnan(got[3])
+    names = ("relu", "leaky_relu", "relu_backward", "leaky_relu_backward")
+    verdicts = sections.check_exactness([statements.FUNCTIONS[n] for n in names], bf16, [peer])
+    assert {verdicts[key].exact for key in verdicts if "torch" in key} == {"yes"}
+    prelu = sections.check_prelu([peer], [bf16])
+    assert prelu["prelu", "forward", "torch", "bfloat16"].exact == "yes"
+    assert prelu["prelu", "backward", "torch", "bfloat16"].exact == "yes"
 
 
 # JAX in a child process: once imported, it warns at every os.fork() (as an error here),

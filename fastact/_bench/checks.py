@@ -56,7 +56,12 @@ def edge_operands(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def as_numpy(result: Any) -> np.ndarray:
-    """A statement's result (an ndarray, a torch tensor, a JAX array) as an ndarray."""
+    """A statement's result (an ndarray, a torch tensor, a JAX array) as an ndarray; a
+    torch bfloat16 tensor, which ``.numpy()`` refuses, through its bits."""
+    if str(getattr(result, "dtype", "")) == "torch.bfloat16":
+        import torch  # loaded already: the result is its tensor
+
+        return result.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     return result.numpy() if hasattr(result, "numpy") else np.asarray(result)
 
 

@@ -22,8 +22,9 @@ import numpy as np
 
 from .statements import NEGATIVE_SLOPE
 
-# No peer but JAX has bfloat16 on NumPy arrays: torch.from_numpy, numba and numexpr know no
-# such type, and onnxruntime's IO binding takes no ml_dtypes array.
+# numba and numexpr know no bfloat16 type, and onnxruntime's IO binding takes no ml_dtypes
+# array. torch.from_numpy does not take one either, but a tensor of its bits reinterpreted
+# as torch.bfloat16 shares the array's memory (torch_view); JAX takes it as it is.
 NO_BFLOAT16 = "no bfloat16 type for NumPy arrays"
 
 # By peer, by column, by function: the main table's statements.
@@ -153,14 +154,20 @@ def load_torch() -> Peer:
     default = torch.get_num_threads()
     torch.set_num_threads(1)
 
+    def torch_view(arr: np.ndarray) -> Any:
+        """A tensor on the array's memory; a bfloat16 one through its bits."""
+        if arr.dtype.name == "bfloat16":
+            return torch.from_numpy(arr.view(np.uint16)).view(torch.bfloat16)
+        return torch.from_numpy(arr)
+
     def bind(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        tensors = {f"t{name}": torch.from_numpy(arr) for name, arr in arrays.items()}
+        tensors = {f"t{name}": torch_view(arr) for name, arr in arrays.items()}
         return {"torch": torch, "F": torch.nn.functional, **tensors}
 
     def bind_prelu(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         # The autograd graph is built once and replayed (retain_graph=True).
-        txr = torch.from_numpy(arrays["x"]).requires_grad_(True)
-        twr = torch.from_numpy(arrays["w"].copy()).requires_grad_(True)
+        txr = torch_view(arrays["x"]).requires_grad_(True)
+        twr = torch_view(arrays["w"].copy()).requires_grad_(True)
         names = bind(arrays)
         return {**names, "txr": txr, "twr": twr, "ty": torch.nn.functional.prelu(txr, twr)}
 
@@ -169,7 +176,7 @@ def load_torch() -> Peer:
         "torch",
         torch.__version__,
         bind,
-        {"bfloat16": NO_BFLOAT16},
+        {},
         threads=threads,
         default_threads=default,
         bind_prelu=bind_prelu,

@@ -651,7 +651,7 @@ def prelu_verdict(direction: str, stmt: str, ns: dict[str, Any]) -> Verdict:
     except Exception as exc:
         return Verdict(stmt, f"error ({type(exc).__name__}: {exc})", allocates=False)
     got = got[0] if direction == "backward" else got
-    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
+    got = as_numpy(got)
     allocates = not np.may_share_memory(got, ns["y"])
     return Verdict(stmt, exactness(count_mismatches(got, want), want.size), allocates)
 
