@@ -36,11 +36,11 @@ cdef extern from *:
        their loads came too late from L2 and memory: the out-of-order window holds only a
        few of their long steps, and the hardware prefetchers were not enough. Asking for
        the lines 2 KiB ahead of each input made leaky_relu_backward's bfloat16 pass at
-       2^18 run at 92% of its roofline instead of 71-75% (float16: 104-105% against
-       84-87%), and prelu_backward's first calls from memory 0.7-0.8x as long (Intel
-       Xeon VM); 512 B and 4 KiB did as well, the one-input forward passes no better.
-       The address is computed as an integer: it may lie past the array (in NCHW,
-       in the next channel's run), where a prefetch does not fault. */
+       2^18 run at 90-94% of its roofline instead of 71-75% (float16: 100-105% against
+       84-87%), and prelu_backward's first calls from memory 0.7-0.8x as long (Intel Xeon
+       VM). In prelu_backward 1 KiB ahead, and 4 KiB ahead into L2, did as well; the
+       one-input forward passes gained nothing. The address is computed as an integer: it may lie past the
+       array (in NCHW, in the next channel's run), where a prefetch does not fault. */
     static inline __attribute__((always_inline, unused)) void
     fastact_prefetch_ahead(const uint16_t *p)
     {
