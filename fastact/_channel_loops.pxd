@@ -39,6 +39,7 @@ from fastact._elementwise cimport (
     leaky_relu_rule,
     widen,
 )
+from fastact._stream cimport FASTACT_OUTPUT_AHEAD_BYTES, fastact_prefetch_at
 from fastact._loops cimport (
     BFLOAT16,
     FLOAT16,
@@ -369,8 +370,8 @@ cdef extern from *:
         __m512d s2 = _mm512_loadu_pd(sums + 16), s3 = _mm512_loadu_pd(sums + 24);
         ptrdiff_t i = 0;
         for (; i + 32 <= n; i += 32) {
-            fastact_prefetch_ahead(g + i); /* _short_float_vectors.pxd says why */
-            fastact_prefetch_ahead(x + i);
+            fastact_prefetch_at(g + i, FASTACT_INPUT_AHEAD_BYTES); /* _stream.pxd says why */
+            fastact_prefetch_at(x + i, FASTACT_INPUT_AHEAD_BYTES);
             __m512 g0 = fastact_widen_short_lanes(g + i, format);
             __m512 g1 = fastact_widen_short_lanes(g + i + 16, format);
             __m512 x0 = fastact_widen_short_lanes(x + i, format);
@@ -846,7 +847,7 @@ cdef inline void forward_typed(const floating_t* x, floating_t* out, const doubl
                                const double* slopes, Py_ssize_t rows, Py_ssize_t channels,
                                Py_ssize_t inner) noexcept nogil:
     cdef Py_ssize_t size = sizeof(floating_t)
-    cdef Py_ssize_t r, c, head
+    cdef Py_ssize_t r, c, head, k
     if inner < LONG_RUN:
         forward_rows(x, out, slopes, rows, channels * inner)
         return
@@ -863,11 +864,17 @@ cdef inline void forward_typed(const floating_t* x, floating_t* out, const doubl
             head = 0
             if floating_t is float or floating_t is double:
                 head = min(inner, <Py_ssize_t>((-<size_t>out) % VECTOR_ALIGN_BYTES) // size)
+                # The next run's first lines of out, asked for ahead as a flat pass does
+                # (FASTACT_OUTPUT_AHEAD_BYTES says why); a run is too short for the
+                # flat pass's own (see run_typed's out_ahead).
+                for k in range(0, min(inner * size, <Py_ssize_t>FASTACT_OUTPUT_AHEAD_BYTES),
+                               64):
+                    fastact_prefetch_at(out, inner * size + k)
             if head:
                 run_typed(<leaky_relu_op*>NULL, x, size, x, size, out, size, head, weight[c],
-                          0.0)
+                          0.0, False)
             run_typed(<leaky_relu_op*>NULL, x + head, size, x + head, size, out + head, size,
-                      inner - head, weight[c], 0.0)
+                      inner - head, weight[c], 0.0, False)
             x += inner
             out += inner
 

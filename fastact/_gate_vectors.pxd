@@ -14,6 +14,8 @@ in a register. Only the AVX-512 build has these loops; the other builds (and the
 run, under one vector) take the rule through the generic loop, with the same bits.
 """
 
+from fastact._stream cimport fastact_prefetch_at
+
 cdef extern from *:
     """
     #ifndef FASTACT_GATE_VECTORS_H
@@ -34,6 +36,8 @@ cdef extern from *:
        (a masked compare) it took 1.5x the time of one compare in L1 on AMD Zen 5. */
     #define FASTACT_GATE_LOOP(T, SUFFIX, VEC, LANES, KEEP)                                 \
         for (; i + LANES <= n; i += LANES) {                                              \
+            if (ahead) /* out's lines asked for ahead: _stream.pxd says why */            \
+                fastact_prefetch_at(out + i, FASTACT_OUTPUT_AHEAD_BYTES);                 \
             VEC gv = _mm512_loadu_##SUFFIX(g + i), xv = _mm512_loadu_##SUFFIX(x + i);     \
             FASTACT_WHOLE_LOAD(gv);                                                       \
             _mm512_storeu_##SUFFIX(out + i, _mm512_maskz_mov_##SUFFIX(KEEP, gv));         \
@@ -44,6 +48,7 @@ cdef extern from *:
                                                             T high)                         \
     {                                                                                     \
         const VEC lo = _mm512_set1_##SUFFIX(low), hi = _mm512_set1_##SUFFIX(high);        \
+        const int ahead = out != g && out != x;                                           \
         ptrdiff_t i = 0;                                                                  \
         if (high != high)                                                                 \
             FASTACT_GATE_LOOP(T, SUFFIX, VEC, LANES,                                      \

@@ -19,6 +19,7 @@ from libc.math cimport fabs, isfinite
 
 from fastact._stream cimport (
     FASTACT_HAS_STREAMING_STORES,
+    FASTACT_INPUT_AHEAD_BYTES,
     STREAM_BLOCK_BYTES,
     STREAM_SCRATCH_BYTES,
     fastact_stream_copy,
@@ -432,11 +433,6 @@ cdef inline void run_slice(Op op, ElementType etype, const char* g, const char* 
               p.p0, p.p1)
 
 
-cdef enum:
-    # How far ahead of a streamed block its input is asked for (see fastact_prefetch_lines).
-    PREFETCH_AHEAD = 2048
-
-
 cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const char* x,
                               char* out, Py_ssize_t n, Py_ssize_t itemsize,
                               Params p) noexcept nogil:
@@ -449,9 +445,9 @@ cdef void run_slice_streaming(Op op, ElementType etype, const char* g, const cha
     run_slice(op, etype, g, x, out, head, itemsize, p)
     while i + per_block <= n:
         offset = i * itemsize
-        fastact_prefetch_lines(x + offset + PREFETCH_AHEAD, STREAM_BLOCK_BYTES)
+        fastact_prefetch_lines(x + offset + FASTACT_INPUT_AHEAD_BYTES, STREAM_BLOCK_BYTES)
         if g != NULL:
-            fastact_prefetch_lines(g + offset + PREFETCH_AHEAD, STREAM_BLOCK_BYTES)
+            fastact_prefetch_lines(g + offset + FASTACT_INPUT_AHEAD_BYTES, STREAM_BLOCK_BYTES)
         run_slice(op, etype, g + offset if g != NULL else NULL, x + offset, <char*>block,
                   per_block, itemsize, p)
         fastact_stream_copy(out + offset, block, STREAM_BLOCK_BYTES)

@@ -592,10 +592,10 @@ cdef inline void forward_block(bint leaky, const mask_float_t* x, mask_float_t* 
     pack(leaky, x + done, mask + done // 8, m - done)
     if leaky:
         run_typed(<leaky_relu_op*>NULL, x + done, size, x + done, size, out + done, size,
-                  m - done, slope, 0.0)
+                  m - done, slope, 0.0, False)
     else:
         run_typed(<relu_op*>NULL, x + done, size, x + done, size, out + done, size, m - done,
-                  0.0, 0.0)
+                  0.0, 0.0, False)
 
 
 cdef inline void backward_block(bint leaky, const mask_float_t* g, const uint8_t* mask,
@@ -611,10 +611,10 @@ cdef inline void backward_block(bint leaky, const mask_float_t* g, const uint8_t
     expand(mask + done // 8, lanes, m - done)
     if leaky:
         run_typed(<leaky_relu_backward_op*>NULL, g + done, size, <const mask_float_t*>lanes,
-                  size, out + done, size, m - done, slope, 0.0)
+                  size, out + done, size, m - done, slope, 0.0, False)
     else:
         run_typed(<relu_backward_op*>NULL, g + done, size, <const mask_float_t*>lanes, size,
-                  out + done, size, m - done, 0.0, 0.0)
+                  out + done, size, m - done, 0.0, 0.0, False)
 
 
 # Each pass runs block by block into ``target``: ``out`` itself, or, when ``streaming``
@@ -705,10 +705,10 @@ cdef inline void bias_forward_typed(bint leaky, const mask_float_t* x,
             forward_block(leaky, <const mask_float_t*>z, target, mask + start // 8, m, slope)
         elif leaky:
             run_typed(<leaky_relu_op*>NULL, <const mask_float_t*>z, size,
-                      <const mask_float_t*>z, size, target, size, m, slope, 0.0)
+                      <const mask_float_t*>z, size, target, size, m, slope, 0.0, False)
         else:
             run_typed(<relu_op*>NULL, <const mask_float_t*>z, size, <const mask_float_t*>z,
-                      size, target, size, m, 0.0, 0.0)
+                      size, target, size, m, 0.0, 0.0, False)
         if streaming:
             fastact_stream_copy(out + start, block, m * size)
         start += m
@@ -755,10 +755,10 @@ cdef inline void bias_backward_typed(bint leaky, const mask_float_t* g, const ui
         head_lanes[0] = head_lanes[(first + i) % 8]
         if leaky:
             run_typed(<leaky_relu_backward_op*>NULL, g + i, size,
-                      <const mask_float_t*>head_lanes, size, out + i, size, 1, slope, 0.0)
+                      <const mask_float_t*>head_lanes, size, out + i, size, 1, slope, 0.0, False)
         else:
             run_typed(<relu_backward_op*>NULL, g + i, size, <const mask_float_t*>head_lanes,
-                      size, out + i, size, 1, 0.0, 0.0)
+                      size, out + i, size, 1, 0.0, 0.0, False)
     accumulate_columns(<const mask_float_t*>out, sums, carries, first, head, cols)
     i = head
     while i < n:

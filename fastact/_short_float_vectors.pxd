@@ -25,6 +25,7 @@ compared by NaN-ness, as elsewhere; it stays quiet and keeps its sign.
 from libc.stdint cimport uint16_t
 
 from fastact._elementwise cimport bfloat16_t, short_float_t
+from fastact._stream cimport fastact_prefetch_at
 
 cdef extern from *:
     """
@@ -32,22 +33,6 @@ cdef extern from *:
     #define FASTACT_SHORT_FLOAT_VECTORS_H
     #include <stdint.h>
 
-    /* The 16-bit passes with two inputs (g and x) are bound by their conversions, and
-       their loads came too late from L2 and memory: the out-of-order window holds only a
-       few of their long steps, and the hardware prefetchers were not enough. Asking for
-       the lines 2 KiB ahead of each input made leaky_relu_backward's bfloat16 pass at
-       2^18 run at 90-94% of its roofline instead of 71-75% (float16: 100-105% against
-       84-87%), and prelu_backward's first calls from memory 0.7-0.8x as long (Intel Xeon
-       VM). In prelu_backward 1 KiB ahead, and 4 KiB ahead into L2, did as well; the
-       one-input forward passes gained nothing. The address is computed as an integer: it may lie past the
-       array (in NCHW, in the next channel's run), where a prefetch does not fault. */
-    static inline __attribute__((always_inline, unused)) void
-    fastact_prefetch_ahead(const uint16_t *p)
-    {
-    #if defined(__GNUC__) || defined(__clang__)
-        __builtin_prefetch((const void *)((uintptr_t)p + 2048));
-    #endif
-    }
     #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9)
     #define FASTACT_HAS_SHORT_VECTORS 1
 
@@ -278,10 +263,15 @@ cdef extern from *:
         fastact_u16v xv, r;
         ptrdiff_t i = 0;
         for (; i + FASTACT_SHORT_LANES <= n; i += FASTACT_SHORT_LANES) {
+            /* Lines asked for ahead (see FASTACT_INPUT_AHEAD_BYTES): the inputs where
+               there are two, out where it is another array. The forward passes' loads
+               gained nothing from it. */
             if (g != x) {
-                fastact_prefetch_ahead(g + i);
-                fastact_prefetch_ahead(x + i);
+                fastact_prefetch_at(g + i, FASTACT_INPUT_AHEAD_BYTES);
+                fastact_prefetch_at(x + i, FASTACT_INPUT_AHEAD_BYTES);
             }
+            if (out != x && out != g)
+                fastact_prefetch_at(out + i, FASTACT_OUTPUT_AHEAD_BYTES);
             memcpy(&xv, x + i, sizeof xv);
             r = fastact_leaky_lanes(g + i, xv, slope, format);
             memcpy(out + i, &r, sizeof r);
@@ -315,6 +305,8 @@ cdef extern from *:
         const __m512 s = _mm512_set1_ps(slope), zero = _mm512_setzero_ps();
         ptrdiff_t i = 0;
         for (; i + 16 <= n; i += 16) {
+            if (out != x)
+                fastact_prefetch_at(out + i, FASTACT_OUTPUT_AHEAD_BYTES);
             __m512 f = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
             __mmask16 not_positive = _mm512_cmp_ps_mask(f, zero, _CMP_NGT_UQ);
             f = _mm512_mask_mul_ps(f, not_positive, f, s);

@@ -81,6 +81,25 @@ def test_every_alignment_matches_reference(name, dtype):
     check_every_alignment(name, dtype)
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES)
+def test_every_tail_after_prefetched_chunks(name, dtype):
+    # A contiguous call of 1 KiB and up into another array runs 256-byte chunks with out's
+    # lines asked for ahead, then the rest through the plain loop (contiguous_loop): these
+    # lengths end at every element of a chunk, with out on a line and off it.
+    rng = np.random.default_rng(np.dtype(dtype).itemsize + 11)
+    itemsize = np.dtype(dtype).itemsize
+    for n in range(1024 // itemsize, (1024 + 256) // itemsize + 1):
+        x, g = sample(dtype, n, rng), sample(dtype, n, rng)
+        want = getattr(_reference, name)(*args_for(name, x, g, 0.2))
+        for offset in (0, 16):
+            out = at_offset(np.zeros_like(x), offset)
+            got = kernel(name)(*args_for(name, x, g, 0.2), out)
+            assert got is out, f"{name} declined out of {n} elements at offset {offset}"
+            assert_bitwise_equal(out, want)
+            assert_guards_intact(out)
+
+
 @pytest.mark.parametrize("dtype", INT_DTYPES)
 def test_every_alignment_integer_relu(dtype):
     check_every_alignment("relu", dtype)
