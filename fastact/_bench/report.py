@@ -537,9 +537,7 @@ def competitor_record(case: Case, comp: Competitor, verdict: Verdict | None) -> 
         "exact": verdict.exact if verdict else "roofline",
         "allocates": verdict.allocates if verdict else False,
         "peer": comp.peer,
-        "calls_per_sample": timing.number,
-        "samples_s": timing.samples,
-        "median_s": timing.median,
+        **timing.record(),
         "gbps": case.gbps(comp.column),
         "time_over_fastact": case.ratio(comp.column),
     }

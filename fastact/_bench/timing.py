@@ -90,6 +90,10 @@ MODES = {
 }
 
 
+# The JSON fields of a timed column (Timing.record).
+TIMING_FIELDS = ("median_s", "calls_per_sample", "samples_s")
+
+
 @dataclass
 class Timing:
     number: int  # calls per sample
@@ -99,14 +103,24 @@ class Timing:
     def median(self) -> float:
         return statistics.median(self.samples)
 
+    def record(self) -> dict[str, Any]:
+        """The JSON fields of one timed column: its median, its calls per sample and its
+        samples (the report prints only medians; these show what they came from)."""
+        values = (self.median, self.number, self.samples)
+        return dict(zip(TIMING_FIELDS, values, strict=True))
+
 
 def calibrate(timer: timeit.Timer, target: float) -> tuple[int, float]:
     """Calls per sample so that a sample lasts at least ``target``, after one call that
     warms up. That call is not a measurement: the first call into a fresh output faults
     its pages in, and calibrated on it a 16 MiB call was sampled one cold call at a time
-    (float32 ``relu`` at 2^22: 0.8 ms per call against 0.44 ms once warm)."""
+    (float32 ``relu`` at 2^22: 0.8 ms per call against 0.44 ms once warm). The first
+    estimate is the faster of two calls: after a pause the Intel Xeon VM ran its first
+    memory-bound passes up to 1.5x slow (see ``time_interleaved``), and one slow call
+    made a sample of one call where two were meant (float32 ``prelu`` at (65536, 64):
+    samples from 1.26 to 2.47 ms, against 1.16 ms in a warm loop)."""
     timer.timeit(1)
-    number, elapsed = 1, timer.timeit(1)
+    number, elapsed = 1, min(timer.timeit(1), timer.timeit(1))
     while elapsed < target and number < MAX_LOOPS:
         estimate = math.ceil(1.2 * number * target / max(elapsed, 1e-9))
         number = min(MAX_LOOPS, max(2 * number, estimate))
@@ -150,13 +164,10 @@ def time_interleaved(
 
 
 def timing_fields(timings: dict[Any, Timing]) -> dict[str, dict[Any, Any]]:
-    """A row's timing columns for the JSON: each column's median, its calls per sample
-    and its samples (the report prints only medians; these show what they came from)."""
-    return {
-        "median_s": {key: t.median for key, t in timings.items()},
-        "calls_per_sample": {key: t.number for key, t in timings.items()},
-        "samples_s": {key: t.samples for key, t in timings.items()},
-    }
+    """A row's timing columns for the JSON, field by field: ``Timing.record`` of each
+    column, turned around (``{"median_s": {column: ...}, ...}``)."""
+    records = {key: t.record() for key, t in timings.items()}
+    return {field: {key: r[field] for key, r in records.items()} for field in TIMING_FIELDS}
 
 
 def time_statements(
