@@ -86,7 +86,7 @@ cdef extern from *:
        OR of the same bytes in the same process): float32 relu and leaky_relu went from
        0.89-1.04x the copy's speed to 1.03-1.24x at 2^13-2^18 elements, float64 from
        0.87-1.03x to 0.96-1.19x at 2^12-2^17, the float32 and float64 gradient passes
-       gained up to a fifth against the OR, and the 16-bit passes stayed within a few
+       gained up to a quarter against the OR, and the 16-bit passes stayed within a few
        percent. In a C harness the prefetch took an aligned float32 loop from 91-93 to
        97-100 GB/s in L2 (memcpy: 102-104), a misaligned one from 65 to 93-97; 2 and
        4 KiB ahead did a little worse. Not measured on an AMD CPU. In place there is
