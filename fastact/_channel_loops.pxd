@@ -39,7 +39,11 @@ from fastact._elementwise cimport (
     leaky_relu_rule,
     widen,
 )
-from fastact._stream cimport FASTACT_OUTPUT_AHEAD_BYTES, fastact_prefetch_at
+from fastact._stream cimport (
+    FASTACT_OUTPUT_AHEAD_BYTES,
+    fastact_prefetch_at,
+    fastact_prefetch_lines,
+)
 from fastact._loops cimport (
     BFLOAT16,
     FLOAT16,
@@ -47,6 +51,7 @@ from fastact._loops cimport (
     FLOAT64,
     FASTACT_HAS_F16C,
     F16C_BLOCK,
+    OUT_CHUNK_BYTES,
     VECTOR_ALIGN_BYTES,
     ElementType,
     fastact_narrow_float16,
@@ -784,6 +789,22 @@ cdef inline void backward_row(const floating_t* g, const floating_t* x, floating
     backward_positions(g, x, out, slopes, n, sums, sum_compensations)
 
 
+cdef inline void forward_row_ahead(const floating_t* x, floating_t* out,
+                                   const slope_t* slopes, Py_ssize_t n,
+                                   bint ahead) noexcept nogil:
+    """``forward_row``; where ``ahead`` (out is another array), out's lines asked for
+    1 KiB ahead, as a flat pass does (``FASTACT_OUTPUT_AHEAD_BYTES`` says why), a 256-byte
+    chunk at a time: a row of grouped short runs is up to 4 KiB long."""
+    cdef Py_ssize_t chunk = OUT_CHUNK_BYTES // sizeof(floating_t)
+    cdef Py_ssize_t i = 0, whole = n - n % chunk if ahead else 0
+    while i < whole:
+        fastact_prefetch_lines(<const char*>(out + i) + FASTACT_OUTPUT_AHEAD_BYTES,
+                               OUT_CHUNK_BYTES)
+        forward_row(x + i, out + i, slopes + i, chunk)
+        i += chunk
+    forward_row(x + i, out + i, slopes + i, n - i)
+
+
 cdef inline void forward_rows(const floating_t* x, floating_t* out, const double* slopes,
                               Py_ssize_t rows, Py_ssize_t row_length) noexcept nogil:
     # Below float64 the rule multiplies by the slope as float32: converted once here, not
@@ -791,15 +812,16 @@ cdef inline void forward_rows(const floating_t* x, floating_t* out, const double
     # float32 (N, 64) pass below torch's speed).
     cdef float float_slopes[FLOAT_SLOPES]
     cdef Py_ssize_t r, k
+    cdef bint ahead = <const void*>out != <const void*>x
     if floating_t is not double and row_length <= FLOAT_SLOPES:
         for k in range(row_length):
             float_slopes[k] = <float>slopes[k]
         for r in range(rows):
-            forward_row(x + r * row_length, out + r * row_length, <const float*>float_slopes,
-                        row_length)
+            forward_row_ahead(x + r * row_length, out + r * row_length,
+                              <const float*>float_slopes, row_length, ahead)
         return
     for r in range(rows):
-        forward_row(x + r * row_length, out + r * row_length, slopes, row_length)
+        forward_row_ahead(x + r * row_length, out + r * row_length, slopes, row_length, ahead)
 
 
 cdef inline void backward_rows(const floating_t* g, const floating_t* x, floating_t* out,

@@ -90,7 +90,10 @@ cdef extern from *:
        percent. In a C harness the prefetch took an aligned float32 loop from 91-93 to
        97-100 GB/s in L2 (memcpy: 102-104), a misaligned one from 65 to 93-97; 2 and
        4 KiB ahead did a little worse. Not measured on an AMD CPU. In place there is
-       nothing to ask for: the loads bring out's lines. */
+       nothing to ask for: the loads bring out's lines. A streamed call's 1 KiB blocks,
+       computed into a scratch in L1, ask for lines past it too; left out there (passes
+       of 4 KiB and up only), the streamed float32 backward passes took 1.03-1.05x as
+       long at 2^24-2^25, the unary ones the same, so they stay (Intel Xeon VM). */
     #define FASTACT_INPUT_AHEAD_BYTES 2048
     #define FASTACT_OUTPUT_AHEAD_BYTES 1024
 

@@ -8,6 +8,8 @@ from bitwise import (
     BFLOAT16_DTYPES,
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
+    assert_guards_intact,
+    at_offset,
     edge_values,
     finfo,
     other_runnable_builds,
@@ -209,6 +211,30 @@ def test_same_bits_for_any_thread_count():
                 many = fastact.prelu(x, w), *fastact.prelu_backward(g, x, w)
             for a, b in zip(one, many, strict=True):
                 assert_bitwise_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_short_runs_with_out_at_every_offset_in_a_line(dtype):
+    # Runs shorter than LONG_RUN go row by row (a row: as many of the array's rows as
+    # reach 1024 elements), into another array in 256-byte chunks and a tail
+    # (forward_row_ahead): rows of whole chunks and not, out at every element offset in a
+    # line, x with it and apart, and in place.
+    rng = np.random.default_rng(12)
+    itemsize = np.dtype(dtype).itemsize
+    for shape in ((40, 64), (33, 67), (50, 5), (12, 3, 7), (300, 1)):
+        x = sample(dtype, math.prod(shape), rng).reshape(shape)
+        w = weights(dtype, shape[1], rng)
+        want = _reference.prelu(x, w)
+        for offset in range(0, 64, itemsize):
+            for x_offset in {offset, (offset + 24) % 64 // itemsize * itemsize}:
+                out = at_offset(np.zeros_like(x), offset)
+                assert fastact.prelu(at_offset(x, x_offset), w, out=out) is out
+                assert_bitwise_equal(out, want)
+                assert_guards_intact(out)
+            y = at_offset(x, offset)
+            assert fastact.prelu(y, w, out=y) is y
+            assert_bitwise_equal(y, want)
+            assert_guards_intact(y)
 
 
 def test_any_layout_gives_the_same_result():
