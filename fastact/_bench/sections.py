@@ -573,8 +573,10 @@ PRELU_CASES = [
     ("float64", (16, 64, 64, 64)),
     ("float16", (16, 64, 16, 16)),
     ("float16", (16, 64, 64, 64)),
+    ("float16", (4096, 64)),
     ("bfloat16", (16, 64, 16, 16)),
     ("bfloat16", (16, 64, 64, 64)),
+    ("bfloat16", (4096, 64)),
 ]
 # The edge values laid out as (N, C, H, W), with a weight per channel that hits the rules'
 # edges: 0, a negative slope, above 1, and NaN.
