@@ -824,6 +824,35 @@ cdef inline void forward_rows(const floating_t* x, floating_t* out, const double
         forward_row_ahead(x + r * row_length, out + r * row_length, slopes, row_length, ahead)
 
 
+cdef inline void backward_whole_rows(const floating_t* g, const floating_t* x,
+                                     floating_t* out, const double* slopes, Py_ssize_t rows,
+                                     Py_ssize_t m, double* sums,
+                                     double* sum_compensations) noexcept nogil:
+    """16-bit rows of ``m <= SHORT_ROW`` positions one after another: as many rows as
+    fill a float32 block are widened and narrowed at once, and go through float32's
+    short-row loop, which keeps the sums in registers across those rows (row by row,
+    each row's sums went through memory), then its generic one for the positions left.
+    Each position's terms are added in row order, as ``backward_row`` adds them."""
+    cdef float g_block[F16C_BLOCK]
+    cdef float x_block[F16C_BLOCK]
+    cdef float out_block[F16C_BLOCK]
+    cdef Py_ssize_t per_block = F16C_BLOCK // m, r = 0, k, j, done
+    while r < rows:
+        k = min(per_block, rows - r)
+        widen_block(g + r * m, g_block, k * m)
+        widen_block(x + r * m, x_block, k * m)
+        done = fastact_backward_short_rows_float(g_block, x_block, out_block, slopes, k, m,
+                                                 m, sums)
+        if done < m:
+            for j in range(k):
+                backward_positions(<const float*>g_block + j * m + done,
+                                   <const float*>x_block + j * m + done,
+                                   out_block + j * m + done, slopes + done, m - done,
+                                   sums + done, sum_compensations + done)
+        narrow_block(out_block, out + r * m, k * m)
+        r += k
+
+
 cdef inline void backward_rows(const floating_t* g, const floating_t* x, floating_t* out,
                                const double* slopes, Py_ssize_t rows, Py_ssize_t row_length,
                                Py_ssize_t inner, double* totals,
@@ -844,6 +873,9 @@ cdef inline void backward_rows(const floating_t* g, const floating_t* x, floatin
         if floating_t is float and m <= SHORT_ROW:
             done = fastact_backward_short_rows_float(g + first, x + first, out + first,
                                                      slopes + first, rows, row_length, m, sums)
+        if in_float32_blocks(x) and m == row_length and m <= SHORT_ROW:
+            backward_whole_rows(g, x, out, slopes, rows, m, sums, sum_compensations)
+            done = m
         if done < m:
             for r in range(rows):
                 offset = r * row_length + first + done

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from bitwise import (
+    BFLOAT16,
     BFLOAT16_DTYPES,
     KERNEL_FLOAT_DTYPES,
     assert_bitwise_equal,
@@ -28,9 +29,10 @@ def DTYPE_IDS(d):
 
 # (shape, channels): NCHW with long runs, an (N, C) batch (runs of one), NCL, 1-D, 0-d;
 # runs past the loops' blocks of 256 with a tail of 4 (an (N, C) batch over several tiles
-# of positions and chunks of rows: the exact-sum test).
+# of positions and chunks of rows: the exact-sum test); short rows of 50 over several
+# float32 blocks of 16-bit rows (48 positions in vectors, 2 after).
 SHAPES = [((3, 4, 5, 7), 4), ((9, 6), 6), ((2, 3, 70), 3), ((2, 5, 1, 3), 5), ((37,), 1)]
-SHAPES += [((3, 2, 300), 2)]
+SHAPES += [((3, 2, 300), 2), ((40, 50), 50)]
 
 
 def weights(dtype, channels, rng):
@@ -175,7 +177,8 @@ def test_weight_gradient_terms_beyond_float32_range(dtype):
 
 
 @pytest.mark.parametrize("dtype", KERNEL_FLOAT_DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", [(4, 5, 300), (130, 700)])  # long runs; short, 2 chunks
+# Long runs; short ones over 2 chunks; short rows of 50 (16-bit: a block of rows at a time).
+@pytest.mark.parametrize("shape", [(4, 5, 300), (130, 700), (400, 50)])
 def test_weight_gradient_is_within_an_ulp_of_the_exact_sum(dtype, shape):
     rng = np.random.default_rng(2)
     # Terms of both signs and many magnitudes, none so large that the sum overflows.
@@ -439,15 +442,21 @@ def test_matches_torch(dtype, shape, channels):
 
 
 # Gradients over rows of 16 to 80 positions (whole vectors, a tail, rows longer than the
-# AVX-512 pass that holds its sums in registers) and over long runs.
+# AVX-512 pass that holds its sums in registers; 16-bit rows through it a float32 block of
+# rows at a time) and over long runs; bfloat16 where ml_dtypes is installed.
 _SUM_SHAPES = ((700, 16), (300, 48), (2000, 64), (513, 50), (257, 80), (9, 64, 3, 3), (3, 5, 300))
+_SUM_DTYPES = ["float16", "float32", "float64"] + ([] if BFLOAT16 is None else ["bfloat16"])
 _SUM_SCRIPT = """
 import hashlib, sys
 import numpy as np
 import fastact
+dtypes = [np.dtype(name) for name in {dtypes} if name != "bfloat16"]
+if "bfloat16" in {dtypes}:
+    import ml_dtypes
+    dtypes.append(np.dtype(ml_dtypes.bfloat16))
 rng = np.random.default_rng(11)
 for shape in {shapes}:
-    for dtype in (np.float16, np.float32, np.float64):
+    for dtype in dtypes:
         x = rng.standard_normal(shape).astype(dtype)
         x.ravel()[::7] = 0.0
         x.ravel()[::11] = -0.0
@@ -469,7 +478,7 @@ def test_weight_gradient_has_the_same_bits_in_every_build(build):
     import sys
     import tempfile
 
-    script = _SUM_SCRIPT.format(shapes=_SUM_SHAPES)
+    script = _SUM_SCRIPT.format(shapes=_SUM_SHAPES, dtypes=_SUM_DTYPES)
     digests = []
     for env in ({}, {"FASTACT_SIMD": build}):
         result = subprocess.run(
@@ -482,7 +491,7 @@ def test_weight_gradient_has_the_same_bits_in_every_build(build):
         )
         assert result.returncode == 0, result.stderr[-3000:]
         digests.append(result.stdout.split())
-    assert len(digests[0]) == 3 * len(_SUM_SHAPES)
+    assert len(digests[0]) == len(_SUM_DTYPES) * len(_SUM_SHAPES)
     assert digests[0] == digests[1]
 
 
