@@ -568,7 +568,38 @@ cdef extern from *:
                 comps[c] += lane_comps[c * 32 + j];
             }
     }
+
+    /* A float32 block rounded to bfloat16 (narrow_block): 32 at a time through
+       vcvtne2ps2bf16 where the CPU has it (fastact_narrow_bfloat16_pair; a vector it
+       would flush goes through the integer code), the rest through the integer code.
+       The (4096, 64) prelu forward took 0.7-0.75x the time, its backward 0.9x (Intel Xeon
+       VM). */
+    #if FASTACT_HAS_BF16_INSTRUCTIONS
+    __attribute__((noinline, target("avx512bf16"))) static void
+    fastact_narrow_bfloat16_instructions(const float *f, uint16_t *h, ptrdiff_t n)
+    {
+        for (ptrdiff_t i = 0; i + 32 <= n; i += 32)
+            if (!fastact_narrow_bfloat16_pair(_mm512_loadu_ps(f + i),
+                                              _mm512_loadu_ps(f + i + 16), h + i))
+                for (int k = 0; k < 32; k++)
+                    h[i + k] = fastact_float_to_bfloat16(f[i + k]);
+    }
+    #endif
+    static inline void fastact_narrow_bfloat16(const float *f, uint16_t *h, ptrdiff_t n)
+    {
+        ptrdiff_t i = 0;
+    #if FASTACT_HAS_BF16_INSTRUCTIONS
+        /* A load and a test: libgcc's constructor has read CPUID when the module loaded. */
+        if (__builtin_cpu_supports("avx512bf16")) {
+            i = n - n % 32;
+            fastact_narrow_bfloat16_instructions(f, h, i);
+        }
+    #endif
+        for (; i < n; i++)
+            h[i] = fastact_float_to_bfloat16(f[i]);
+    }
     """
+    void fastact_narrow_bfloat16(const float* f, uint16_t* h, Py_ssize_t n) nogil
     void fastact_add_terms(const double* terms, Py_ssize_t n, double* sums, double* comps,
                            bint compensated) nogil
     Py_ssize_t fastact_backward_positions_float(const float* g, const float* x, float* out,
@@ -658,8 +689,7 @@ cdef inline void narrow_block(const float* block, floating_t* values,
     if floating_t is float16_t:
         fastact_narrow_float16(block, <uint16_t*>values, n)
     elif floating_t is bfloat16_t:
-        for k in range(n):
-            values[k].bits = fastact_float_to_bfloat16(block[k])
+        fastact_narrow_bfloat16(block, <uint16_t*>values, n)
 
 
 # ---------------------------------------------------------------------------------------
