@@ -662,7 +662,8 @@ cdef inline void add_compensated(double* total, double* compensation,
 
 cdef inline bint in_float32_blocks(const floating_t* values) noexcept nogil:
     """Whether runs of this type go through float32 blocks: bfloat16 always (its widening
-    is a shift and its rounding exact integer code, both vectorised), float16 where the
+    is a shift and its rounding exact integer code, both vectorised, or the instruction:
+    fastact_narrow_bfloat16), float16 where the
     build has F16C (without it, the integer conversions cost more than the element loop)."""
     # One branch per type: fused-type pruning leaves each specialisation a single return.
     if floating_t is bfloat16_t:
@@ -685,7 +686,6 @@ cdef inline void widen_block(const floating_t* values, float* block,
 
 cdef inline void narrow_block(const float* block, floating_t* values,
                               Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t k
     if floating_t is float16_t:
         fastact_narrow_float16(block, <uint16_t*>values, n)
     elif floating_t is bfloat16_t:
