@@ -42,10 +42,15 @@ BFLOAT16_DTYPES = (
 KERNEL_FLOAT_DTYPES = FLOAT_DTYPES + BFLOAT16_DTYPES
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
-# Slopes that each hit a rule: zero, the default, ordinary, identity, > 1, negative,
-# NaN, infinite, below float16/float32 resolution, and the largest float32 (a larger one
-# is refused below float64, as torch refuses it: test_parameters.py).
-SLOPES = (0.0, 0.01, 0.2, 1.0, 3.0, -0.5, float("nan"), float("inf"), 1e-45, 3.4e38)
+# Slopes that each hit a rule: zeros of both signs, the default, ordinary, identity, > 1,
+# negative (above and below -1), NaN, infinite of both signs, below float16/float32
+# resolution, and the largest float32 (a larger one is refused below float64, as torch
+# refuses it: test_parameters.py). float16's forward loop takes the larger of x and its
+# product for a slope below 1 and the smaller above it; zeros and NaN keep the comparison.
+SLOPES = (
+    0.0, -0.0, 0.01, 0.2, 1.0, 3.0, -0.5, -3.0, float("nan"), float("inf"), -float("inf"),
+    1e-45, 3.4e38,
+)  # fmt: skip
 
 # Built with AddressSanitizer (tests/sanitize.sh preloads its runtime): everything is
 # several times slower, so time limits meant for a normal build do not apply.
